@@ -1,0 +1,144 @@
+"""One frozen configuration for a whole experiment, with a ``paper`` default and a ``tiny`` profile.
+
+Why one dataclass: its hash keys the run cache (so a changed setting can never reuse a stale
+encoder), it is saved with every result (provenance), and papermill/CLI parameters map onto its
+fields one to one. ``None`` means "the method's paper default" (``sslmem.methods.*.defaults``);
+``resolved()`` fills those in so the saved config says exactly what ran.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, fields
+
+from sslmem.errors import SSLMemError
+
+CONFIG_VERSION = 1  # bump when the meaning of a field or the run-directory layout changes
+RUNTIME_FIELDS = ("device", "compile", "progress", "data_root", "runs_root", "checkpoint_every")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that determines an experiment's results (runtime fields excepted).
+
+    Split sizes are counts (int) or fractions (float) of the training set; ``extra`` is drawn
+    from the test split. ``split_protocol='paper'`` is the authors' CIFAR-10 split by index.
+    """
+
+    # data and the paper's split (S_S, S_C, S_I from train; S_E from test)
+    dataset: str = "cifar10"
+    image_size: int | None = None  # None = the dataset's native size
+    split_protocol: str = "paper"
+    shared: int | float = 40000
+    candidate: int | float = 5000
+    independent: int | float = 5000
+    extra: int | float = 5000
+    split_seed: int = 0
+    # training (None = the method's paper default)
+    method: str = "simclr"
+    backbone: str | None = None
+    patch_size: int = 0
+    epochs: int | None = None
+    batch_size: int | None = None
+    optimizer: str | None = None
+    lr: float | None = None  # per 256 images; scaled linearly with the batch size
+    weight_decay: float | None = None
+    warmup_epochs: int | None = None
+    seeds: tuple[int, ...] = (0,)
+    align_lambda: float = 0.0  # the alignment-limiting regularizer (0 = off)
+    align_start_epoch: int = 0
+    # scoring (spec.md §1.8)
+    n_pairs: int = 10
+    score_variant: str = "pairs"  # pairs = d(f(x'), f(x'')); clean = d(f(x), f(aug(x)))
+    score_augment: str = "train"  # train = the method's training views; score = authors' set
+    score_seed: int = 0
+    # runtime (not part of the cache key)
+    device: str = "auto"
+    compile: str = "auto"
+    progress: bool = True
+    data_root: str | None = None
+    runs_root: str | None = None
+    checkpoint_every: int = 10
+
+    def __post_init__(self):
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        if not self.seeds:
+            raise SSLMemError("seeds must name at least one seed")
+        if self.n_pairs < 1:
+            raise SSLMemError(f"n_pairs must be >= 1, got {self.n_pairs}")
+        if self.score_variant not in ("pairs", "clean"):
+            raise SSLMemError(f"score_variant must be 'pairs' or 'clean', got {self.score_variant!r}")
+        if self.score_augment not in ("train", "score"):
+            raise SSLMemError(f"score_augment must be 'train' or 'score', got {self.score_augment!r}")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise SSLMemError(f"{name} must be >= 1, got {value}")
+
+    # ---- profiles -------------------------------------------------------------------------
+    @classmethod
+    def paper(cls, **overrides) -> Config:
+        """The paper's CIFAR-10 setup (spec.md §6): index split, ResNet-18, method defaults."""
+        return cls.from_dict(overrides)
+
+    @classmethod
+    def tiny(cls, **overrides) -> Config:
+        """A CPU smoke profile: sklearn digits at 16 px, ResNet9, a few epochs (seconds)."""
+        base = dict(dataset="digits", image_size=16, split_protocol="random", shared=600,
+                    candidate=150, independent=150, extra=150, backbone="resnet9", epochs=8,
+                    batch_size=128, n_pairs=4, checkpoint_every=4)
+        return cls.from_dict({**base, **overrides})
+
+    @classmethod
+    def profile(cls, name: str, **overrides) -> Config:
+        if name not in ("paper", "tiny"):
+            raise SSLMemError(f"unknown profile {name!r}; choose one of: paper, tiny")
+        return getattr(cls, name)(**overrides)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Config:
+        """Build from a dict, refusing unknown keys with the list of valid ones."""
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(valid))
+        if unknown:
+            raise SSLMemError(f"unknown config field(s) {', '.join(unknown)}; valid fields: "
+                              + ", ".join(valid))
+        values = dict(values)
+        if "seeds" in values and isinstance(values["seeds"], int):
+            values["seeds"] = (values["seeds"],)
+        return cls(**values)
+
+    def replace(self, **changes) -> Config:
+        return dataclasses.replace(self.from_dict({**self.to_dict(), **changes}))
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["seeds"] = list(self.seeds)
+        return d
+
+    # ---- resolution and keys --------------------------------------------------------------
+    def resolved(self) -> Config:
+        """Fill the method's paper defaults into the ``None`` fields."""
+        from sslmem.methods import method_class
+
+        d = method_class(self.method).defaults
+        fill = dict(backbone=d.backbone, epochs=d.epochs, batch_size=d.batch_size,
+                    optimizer=d.optimizer, lr=d.lr, weight_decay=d.weight_decay,
+                    warmup_epochs=d.warmup_epochs)
+        return dataclasses.replace(self, **{k: v for k, v in fill.items()
+                                            if getattr(self, k) is None})
+
+    def key(self, *names: str, **extra) -> str:
+        """A short hash of the named fields (default: all but runtime ones) plus ``extra``."""
+        d = self.resolved().to_dict()
+        names = names or tuple(k for k in d if k not in RUNTIME_FIELDS)
+        payload = {k: d[k] for k in names} | extra | {"version": CONFIG_VERSION}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+TRAIN_FIELDS = ("dataset", "image_size", "split_protocol", "shared", "candidate", "independent",
+                "extra", "split_seed", "method", "backbone", "patch_size", "epochs", "batch_size",
+                "optimizer", "lr", "weight_decay", "warmup_epochs", "align_lambda",
+                "align_start_epoch")

@@ -1,0 +1,260 @@
+"""The one training loop for every method: fast on a GPU, exact to resume, clear when it fails.
+
+Why these choices:
+  * data stays on the device as uint8 and augmentation runs there (``sslmem.augment``), so the
+    loop never waits for a CPU DataLoader;
+  * bf16 autocast + channels_last + ``torch.compile`` on CUDA (the compile falls back to eager
+    if it fails);
+  * the batch order and the augmentation draws of epoch ``e`` come from generators seeded by
+    ``(seed, e)``, so a run resumed from the checkpoint of epoch ``e`` continues exactly as an
+    uninterrupted one (bit-for-bit on CPU);
+  * the loss is checked once per epoch (one host sync), and a non-finite loss stops the run
+    with a message while the last good checkpoint stays in place;
+  * checkpoints are written atomically and loaded with ``weights_only=True``.
+Multi-GPU: launched by ``torchrun``, the method is wrapped in DistributedDataParallel and each
+rank takes its slice of every global batch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from sslmem.errors import SSLMemError, unknown_choice
+from sslmem.io import atomic_path
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "lars")
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """The resolved settings of one training run."""
+
+    epochs: int
+    batch_size: int
+    optimizer: str
+    lr: float  # per 256 images
+    weight_decay: float
+    warmup_epochs: int
+    seed: int = 0
+    align_lambda: float = 0.0
+    align_start_epoch: int = 0
+    checkpoint_every: int = 10
+    compile: str = "auto"  # auto (CUDA only) | on | off
+    progress: bool = True
+
+    @classmethod
+    def from_config(cls, cfg, seed: int) -> TrainSpec:
+        r = cfg.resolved()
+        return cls(epochs=r.epochs, batch_size=r.batch_size, optimizer=r.optimizer, lr=r.lr,
+                   weight_decay=r.weight_decay, warmup_epochs=r.warmup_epochs, seed=seed,
+                   align_lambda=r.align_lambda, align_start_epoch=r.align_start_epoch,
+                   checkpoint_every=r.checkpoint_every, compile=r.compile, progress=r.progress)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' = CUDA when available, else CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SSLMemError("device 'cuda' was requested but no CUDA GPU is available; use "
+                          "device='cpu' or 'auto'")
+    return device
+
+
+def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float):
+    """Adam/AdamW/SGD/LARS; biases and norm parameters get no weight decay (and no LARS)."""
+    if name not in OPTIMIZERS:
+        raise unknown_choice("optimizer", name, OPTIMIZERS)
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": weight_decay},
+              {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True}]
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=0.9)
+    from lightly.utils.lars import LARS
+
+    return LARS(groups, lr=lr, momentum=0.9)
+
+
+def learning_rate(step: int, total: int, warmup: int, peak: float) -> float:
+    """Linear warmup to ``peak`` then cosine decay to 0 (per optimizer step)."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def _generator(device: torch.device, *keys: int) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(hash(tuple(keys)) & 0x7FFF_FFFF_FFFF_FFFF)
+    return g
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def save_checkpoint(path: Path, method: nn.Module, optimizer, epoch: int, history: list,
+                    fingerprint: str) -> None:
+    """Atomically write model + optimizer state after ``epoch`` completed epochs."""
+    state = {"fingerprint": fingerprint, "epoch": epoch, "model": method.state_dict(),
+             "optimizer": optimizer.state_dict(), "history": history}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path, fingerprint: str | None = None, map_location="cpu") -> dict:
+    """Load a checkpoint safely; refuse one from another config or a corrupt file."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 — any unpickling/zip error means a corrupt file
+        raise SSLMemError(f"checkpoint {path} is corrupt or unreadable ({type(err).__name__}); "
+                          "delete it to retrain") from None
+    if not isinstance(state, dict) or not {"fingerprint", "epoch", "model"} <= set(state):
+        raise SSLMemError(f"checkpoint {path} is not an sslmem checkpoint; delete it to retrain")
+    if fingerprint is not None and state["fingerprint"] != fingerprint:
+        raise SSLMemError(f"checkpoint {path} was written for another configuration "
+                          f"({state['fingerprint']} != {fingerprint}); use a fresh run directory "
+                          "or delete it")
+    return state
+
+
+def compile_backbone(encoder: nn.Module, example: torch.Tensor, device: torch.device) -> bool:
+    """``torch.compile`` the backbone in place; fall back to eager if compiling fails.
+
+    A probe forward/backward triggers the compilation now (not in the middle of an epoch); the
+    module's state (e.g. BatchNorm statistics) is restored afterwards so the probe leaves no trace.
+    """
+    backbone = encoder.backbone
+    saved = {k: v.clone() for k, v in backbone.state_dict().items()}
+    backbone.compile()
+    try:
+        x = encoder.normalize(example.float().div(255))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            backbone(x).float().sum().backward()
+        return True
+    except Exception as err:  # noqa: BLE001 — any compiler failure: train eagerly instead
+        warnings.warn(f"torch.compile failed ({type(err).__name__}: {err}); training without it",
+                      stacklevel=2)
+        backbone._compiled_call_impl = None
+        torch._dynamo.reset()
+        return False
+    finally:
+        backbone.load_state_dict(saved)
+        backbone.zero_grad(set_to_none=True)
+
+
+def fit(method: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: TrainSpec, *,
+        checkpoint: str | Path | None = None, fingerprint: str = "", device="auto",
+        on_epoch=None) -> list[dict]:
+    """Train ``method`` on uint8 ``images`` (N, C, H, W) with ``labels``; return the history.
+
+    Args:
+        checkpoint: file to resume from and to write every ``spec.checkpoint_every`` epochs and
+            at the end (``None``: no checkpoints).
+        fingerprint: identifies the configuration; a checkpoint with another one is refused.
+        on_epoch: optional callback ``(epoch, method) -> dict`` whose values join the history
+            (e.g. a kNN monitor); it runs on rank 0 after each epoch.
+    """
+    device = resolve_device(device)
+    rank, world = _world()
+    n = images.shape[0]
+    if spec.batch_size > n:
+        raise SSLMemError(f"batch size {spec.batch_size} is larger than the training set "
+                          f"({n} images); lower batch_size")
+    if spec.batch_size % world:
+        raise SSLMemError(f"batch size {spec.batch_size} is not divisible by {world} processes")
+    cuda = device.type == "cuda"
+    images, labels = images.to(device), labels.to(device)
+    method.to(device)
+    if cuda:
+        method.to(memory_format=torch.channels_last)
+    steps_per_epoch = n // spec.batch_size
+    total_steps = steps_per_epoch * spec.epochs
+    warmup_steps = steps_per_epoch * spec.warmup_epochs
+    peak_lr = spec.lr * spec.batch_size / 256
+    optimizer = make_optimizer(method, spec.optimizer, peak_lr, spec.weight_decay)
+
+    start, history = 0, []
+    path = Path(checkpoint) if checkpoint else None
+    if path is not None and path.exists():
+        state = load_checkpoint(path, fingerprint, map_location=device)
+        method.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, history = state["epoch"], list(state["history"])
+    if start >= spec.epochs:
+        return history
+
+    model = method
+    if world > 1:
+        if cuda:  # global BatchNorm statistics, as SimCLR/BYOL do across devices
+            nn.SyncBatchNorm.convert_sync_batchnorm(method)
+        model = nn.parallel.DistributedDataParallel(
+            method, device_ids=[device.index] if cuda else None)
+    if spec.compile == "on" or (spec.compile == "auto" and cuda):
+        compile_backbone(method.encoder, images[:2], device)
+    local_batch = spec.batch_size // world
+
+    from tqdm.auto import tqdm
+
+    for epoch in range(start, spec.epochs):
+        t0 = time.perf_counter()
+        method.train()
+        torch.manual_seed(hash((spec.seed, epoch, rank)) & 0x7FFF_FFFF)  # e.g. MAE masking
+        order = torch.randperm(n, generator=_generator(torch.device("cpu"), spec.seed, epoch))
+        order = order.to(device)
+        aug_gen = _generator(device, spec.seed, epoch, rank)
+        align = spec.align_lambda if epoch >= spec.align_start_epoch else 0.0
+        loss_sum = torch.zeros((), device=device)
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{spec.epochs}",
+                   disable=not spec.progress or rank != 0, leave=False)
+        for step in bar:
+            global_step = epoch * steps_per_epoch + step
+            lr = learning_rate(global_step, total_steps, warmup_steps, peak_lr)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            idx = order[step * spec.batch_size + rank * local_batch:][:local_batch]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                loss = model(images[idx], labels[idx], aug_gen, align)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            method.on_step((global_step + 1) / total_steps)
+            loss_sum += loss.detach().float()
+        mean_loss = (loss_sum / steps_per_epoch).item()
+        if not math.isfinite(mean_loss):
+            raise SSLMemError(
+                f"the training loss became {mean_loss} in epoch {epoch + 1} ({type(method).__name__},"
+                f" lr {peak_lr:g}); lower the learning rate or check the data. The last good "
+                f"checkpoint{'' if path is None else f' ({path})'} was kept.")
+        record = {"epoch": epoch + 1, "loss": mean_loss, "lr": lr,
+                  "seconds": time.perf_counter() - t0}
+        if on_epoch is not None and rank == 0:
+            record.update(on_epoch(epoch + 1, method) or {})
+        history.append(record)
+        done = epoch + 1 == spec.epochs
+        if path is not None and rank == 0 and (done or (epoch + 1) % spec.checkpoint_every == 0):
+            save_checkpoint(path, method, optimizer, epoch + 1, history, fingerprint)
+    if world > 1:  # BatchNorm running statistics are per rank: take rank 0's everywhere
+        for buffer in method.buffers():
+            dist.broadcast(buffer, 0)
+    method.eval()
+    return history
+
+

@@ -1,0 +1,100 @@
+"""Frozen features, linear probe and weighted kNN on synthetic data with known answers."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sslmem.errors import SSLMemError
+from sslmem.evaluate import eval_mode, extract_features, knn_accuracy, linear_probe
+
+
+def _clusters(n_per_class=100, classes=5, dim=16, spread=0.5, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    centres = torch.randn(classes, dim, generator=gen) * 3
+    y = torch.arange(classes).repeat_interleave(n_per_class)
+    x = centres[y] + spread * torch.randn(len(y), dim, generator=gen)
+    perm = torch.randperm(len(y), generator=gen)
+    return x[perm], y[perm]
+
+
+def _encoder():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, 12))
+
+
+def test_extract_features_shape_dtype_and_batch_invariance():
+    images = torch.randint(0, 256, (37, 3, 8, 8), generator=torch.Generator().manual_seed(0),
+                           dtype=torch.uint8)
+    enc = _encoder().train()
+    feats = extract_features(enc, images, batch_size=8)
+    assert feats.shape == (37, 12) and feats.dtype == torch.float32
+    assert not feats.is_inference()  # a probe can train on it
+    assert enc.training  # mode restored
+    torch.testing.assert_close(feats, extract_features(enc, images, batch_size=1024),
+                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(feats, extract_features(enc, images.float() / 255, batch_size=5),
+                               rtol=1e-5, atol=1e-6)
+    data = SimpleNamespace(images=images, index=torch.arange(37))
+    torch.testing.assert_close(feats, extract_features(enc, data), rtol=1e-5, atol=1e-6)
+    # eval mode really is used: BatchNorm with running stats, so a single image's feature does
+    # not depend on its batch-mates
+    one = extract_features(enc, images[:1])
+    torch.testing.assert_close(one, feats[:1], rtol=1e-5, atol=1e-6)
+    with pytest.raises(SSLMemError):
+        extract_features(enc, images[:0])
+
+
+def test_eval_mode_restores_mixed_states():
+    enc = _encoder().eval()
+    enc[1].train()
+    with eval_mode(enc):
+        assert not any(m.training for m in enc.modules())
+    assert enc[1].training and not enc.training and not enc[0].training
+
+
+def test_linear_probe_separable_and_random_labels():
+    x, y = _clusters(spread=0.5)
+    res = linear_probe(x[:300], y[:300], x[300:], y[300:])
+    assert res["accuracy"] > 0.98 and res["train_accuracy"] > 0.98
+    assert res["optimizer"] == "lbfgs"
+    # random labels: memorized on train, chance (0.2) on test
+    rng = np.random.default_rng(0)
+    noise = torch.randn(600, 128, generator=torch.Generator().manual_seed(1))
+    yr = torch.as_tensor(rng.integers(0, 5, 600))
+    rand = linear_probe(noise[:300], yr[:300], noise[300:], yr[300:], weight_decay=0.0)
+    assert rand["accuracy"] < 0.33 and rand["train_accuracy"] > 0.9
+    # deterministic, numpy labels accepted
+    again = linear_probe(noise[:300], yr[:300].numpy(), noise[300:], yr[300:].numpy(),
+                         weight_decay=0.0)
+    assert again["accuracy"] == rand["accuracy"]
+
+
+def test_linear_probe_minibatch_adam_path():
+    x, y = _clusters(spread=0.5, seed=2)
+    a = linear_probe(x[:300], y[:300], x[300:], y[300:], epochs=30, batch_size=64, lr=1e-2)
+    b = linear_probe(x[:300], y[:300], x[300:], y[300:], epochs=30, batch_size=64, lr=1e-2)
+    assert a["optimizer"] == "adam" and a["accuracy"] > 0.95
+    assert a == b
+    with pytest.raises(SSLMemError, match="differ in length"):
+        linear_probe(x[:300], y[:200], x[300:], y[300:])
+
+
+def test_knn_accuracy_on_clusters_and_a_hand_case():
+    x, y = _clusters(spread=0.5, seed=3)
+    assert knn_accuracy(x[:400], y[:400], x[400:], y[400:], k=20) > 0.95
+    assert knn_accuracy(x[:400], y[:400], x[400:], y[400:], k=10_000) > 0.5  # k clipped
+    # hand case on the unit circle: two train points per class; with k = 1 the nearest one wins
+    ang = torch.tensor([0.0, 0.1, 3.0, 3.1])
+    train_x, train_y = torch.stack([ang.cos(), ang.sin()], 1), torch.tensor([0, 0, 1, 1])
+    test_ang = torch.tensor([0.05, 3.05, 1.4])
+    test_x = torch.stack([test_ang.cos(), test_ang.sin()], 1) * 5  # scale is irrelevant
+    assert knn_accuracy(train_x, train_y, test_x, torch.tensor([0, 1, 0]), k=1) == 1.0
+    # the weights: a point at angle 1.7 is closer to class 1 (pi) than to class 0 (0)
+    far = torch.tensor([[np.cos(1.7), np.sin(1.7)]], dtype=torch.float32)
+    assert knn_accuracy(train_x, train_y, far, torch.tensor([1]), k=4) == 1.0
