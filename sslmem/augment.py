@@ -310,6 +310,11 @@ class ViewAug:
                f"images must be (B, C, H, W) with C = 1 or 3, got shape {tuple(images.shape)}")
         _check(params["box"].shape[0] == images.shape[0],
                f"{params['box'].shape[0]} parameter sets for {images.shape[0]} images")
+        # full precision even inside the training loop's bf16 autocast (views are float32)
+        with torch.autocast(images.device.type, enabled=False):
+            return self._apply(images, params)
+
+    def _apply(self, images: Tensor, params: dict[str, Tensor]) -> Tensor:
         p = {k: v.to(images.device, non_blocking=True) for k, v in params.items()}
         x = images.float().div_(255) if images.dtype == torch.uint8 else images.float()
         x = resized_crop(x, p["box"], self.size, p["flip"])

@@ -138,12 +138,12 @@ def load_checkpoint(path: Path, fingerprint: str | None = None, map_location="cp
 def compile_backbone(encoder: nn.Module, example: torch.Tensor, device: torch.device) -> bool:
     """``torch.compile`` the backbone in place; fall back to eager if compiling fails.
 
-    A probe forward/backward triggers the compilation now (not in the middle of an epoch); the
+    A probe forward/backward on a batch of the training shape triggers the compilation now (not in the middle of an epoch); the
     module's state (e.g. BatchNorm statistics) is restored afterwards so the probe leaves no trace.
     """
     backbone = encoder.backbone
     saved = {k: v.clone() for k, v in backbone.state_dict().items()}
-    backbone.compile()
+    backbone.compile(dynamic=False)  # static shapes: one graph per view size (e.g. DINO's two)
     try:
         x = encoder.normalize(example.float().div(255))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -202,14 +202,14 @@ def fit(method: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: Tra
         return history
 
     model = method
+    local_batch = spec.batch_size // world
     if world > 1:
         if cuda:  # global BatchNorm statistics, as SimCLR/BYOL do across devices
             nn.SyncBatchNorm.convert_sync_batchnorm(method)
         model = nn.parallel.DistributedDataParallel(
             method, device_ids=[device.index] if cuda else None)
     if spec.compile == "on" or (spec.compile == "auto" and cuda):
-        compile_backbone(method.encoder, images[:2], device)
-    local_batch = spec.batch_size // world
+        compile_backbone(method.encoder, images[:local_batch], device)
 
     from tqdm.auto import tqdm
 

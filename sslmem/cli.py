@@ -1,0 +1,113 @@
+"""``sslmem`` command line: train, score, probe, or run a whole experiment.
+
+Every option maps onto a field of :class:`sslmem.config.Config`; ``--profile`` picks the paper
+default or the CPU ``tiny`` profile, and ``--set FIELD=VALUE`` reaches any other field. Errors a
+user can fix print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+
+from sslmem.config import Config
+from sslmem.errors import SSLMemError
+
+COMMON = {  # option -> (Config field, type, help)
+    "--dataset": ("dataset", str, "dataset name or folder:PATH (default: profile's)"),
+    "--method": ("method", str, "training method (simclr, byol, simsiam, dino, mae, vicreg, "
+                                "barlowtwins, supervised)"),
+    "--backbone": ("backbone", str, "backbone (default: the method's)"),
+    "--epochs": ("epochs", int, "training epochs (default: the method's paper value)"),
+    "--batch-size": ("batch_size", int, "batch size (default: the method's paper value)"),
+    "--seeds": ("seeds", lambda s: tuple(int(x) for x in s.split(",")), "comma-separated seeds"),
+    "--n-pairs": ("n_pairs", int, "augmentation pairs per point for the score"),
+    "--device": ("device", str, "auto, cpu or cuda[:N]"),
+    "--data-root": ("data_root", str, "offline data root (default: $SSLMEM_DATA)"),
+    "--runs-root": ("runs_root", str, "run cache root (default: $SSLMEM_RUNS or ./runs)"),
+}
+
+
+def _parse_value(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    overrides = {field: getattr(args, opt[2:].replace("-", "_"))
+                 for opt, (field, _, _) in COMMON.items()
+                 if getattr(args, opt[2:].replace("-", "_")) is not None}
+    for item in args.set or []:
+        if "=" not in item:
+            raise SSLMemError(f"--set expects FIELD=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = _parse_value(value)
+    if args.no_progress:
+        overrides["progress"] = False
+    return Config.profile(args.profile, **overrides)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sslmem", description="SSLMem: memorization scores for self-supervised encoders "
+        "(Wang et al., ICLR 2024). Results are cached under $SSLMEM_RUNS.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    helps = {"train": "train encoders f (with S_C) and g (with S_I) for every seed",
+             "score": "SSLMem scores of S_S, S_C, S_I, S_E and the paper's t-tests",
+             "probe": "linear-probe and kNN accuracy of encoder f on a downstream dataset",
+             "run": "a whole experiment: train, score, test, probe"}
+    for name, text in helps.items():
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("--profile", choices=("paper", "tiny"), default="paper",
+                       help="paper = the paper's CIFAR-10 setup; tiny = seconds on a CPU")
+        for opt, (_, typ, hlp) in COMMON.items():
+            p.add_argument(opt, type=typ, default=None, help=hlp)
+        p.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                       help="any other Config field (repeatable), e.g. --set align_lambda=0.1")
+        p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+        if name == "probe":
+            p.add_argument("--downstream", default=None,
+                           help="dataset to probe on (default: the training dataset)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        from sslmem.experiment import Experiment
+
+        exp = Experiment(build_config(args))
+        if args.command == "train":
+            for seed in exp.cfg.seeds:
+                for which in ("f", "g"):
+                    exp.encoder(which, seed)
+            print(f"encoders: {exp.run_dir}")
+        elif args.command in ("score", "run"):
+            table = exp.scores()
+            print(table.groupby("subset")[["L_f", "L_g", "score_raw", "score_ratio"]]
+                  .mean().to_string(float_format="%.4f"))
+            print()
+            print(exp.significance()[["hypothesis", "t", "p", "mean_a", "mean_b"]]
+                  .to_string(index=False, float_format="%.4g"))
+            if args.command == "run":
+                print(json.dumps({"probe": exp.probe()}, indent=1))
+            print(f"\nresults: {exp.run_dir}")
+        elif args.command == "probe":
+            print(json.dumps(exp.probe(dataset=args.downstream), indent=1))
+            print(f"results: {exp.run_dir}")
+    except SSLMemError as err:
+        print(f"sslmem: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sslmem: interrupted; rerun the same command to resume from the last checkpoint",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""The cached experiment layer and the CLI on tiny CPU configurations."""
+
+import json
+
+import pytest
+import torch
+
+import sslmem.experiment as E
+from sslmem.cli import main
+from sslmem.config import Config
+from sslmem.errors import SSLMemError
+from sslmem.experiment import Experiment
+
+TINY = dict(epochs=2, shared=64, candidate=32, independent=32, extra=32, batch_size=32,
+            n_pairs=2, progress=False)
+
+
+def tiny(**kw):
+    return Config.tiny(**{**TINY, **kw})
+
+
+def test_scores_table_covers_all_four_subsets_with_provenance(tmp_runs):
+    exp = Experiment(tiny())
+    table = exp.scores()
+    assert table.groupby("subset").size().to_dict() == {
+        "shared": 64, "candidate": 32, "independent": 32, "extra": 32}
+    assert {"index", "label", "L_f", "L_g", "score_raw", "score_se", "score_ratio",
+            "score_range", "score_zscore"} <= set(table.columns)
+    assert (table.score_raw - (table.L_g - table.L_f)).abs().max() < 1e-6
+    # original indices map back to the dataset
+    cand = table[table.subset == "candidate"]
+    expected = exp.train.index[torch.as_tensor(exp.split.candidate)].tolist()
+    assert sorted(cand["index"]) == sorted(expected)
+    meta = json.loads(next(exp.run_dir.glob("scores-*.json")).read_text())
+    assert meta["git_commit"] and meta["versions"]["torch"] and meta["device"].startswith("cpu")
+    assert meta["config"]["method"] == "simclr" and meta["rows"] == len(table)
+    assert set(exp.significance().hypothesis) >= {"S_C > S_S", "S_C > S_E", "S_I < S_S"}
+
+
+def test_cache_hit_does_no_training(tmp_runs, monkeypatch):
+    Experiment(tiny()).scores()
+
+    def no_training(*a, **k):
+        raise AssertionError("training ran although the result was cached")
+
+    score = E.memorization_table
+    monkeypatch.setattr(E, "fit", no_training)
+    monkeypatch.setattr(E, "memorization_table", no_training)
+    assert len(Experiment(tiny()).scores()) == 160
+    # rescoring with other settings reuses the encoders (no training), but does score
+    monkeypatch.setattr(E, "memorization_table", score)
+    assert len(Experiment(tiny(n_pairs=3)).scores()) == 160
+
+
+def test_same_seed_gives_identical_scores(tmp_path, monkeypatch):
+    tables = []
+    for name in ("a", "b"):
+        monkeypatch.setenv("SSLMEM_RUNS", str(tmp_path / name))
+        tables.append(Experiment(tiny()).scores())
+    assert tables[0].equals(tables[1])
+
+
+def test_corrupted_cache_is_detected_and_rebuilt(tmp_runs):
+    exp = Experiment(tiny())
+    good = exp.scores()
+    path = next(exp.run_dir.glob("scores-*.csv"))
+    path.write_text(path.read_text()[: len(path.read_text()) // 2])
+    with pytest.warns(UserWarning, match="corrupt.*rebuilding"):
+        again = Experiment(tiny()).scores()
+    assert again.equals(good)
+
+
+def test_corrupt_checkpoint_is_refused_with_a_message(tmp_runs):
+    exp = Experiment(tiny())
+    exp.encoder("f")
+    ckpt = exp.run_dir / "f-seed0" / "checkpoint.pt"
+    ckpt.write_bytes(b"not a checkpoint")
+    with pytest.raises(SSLMemError, match="corrupt.*delete it"):
+        Experiment(tiny()).encoder("f")
+
+
+def test_run_directory_from_an_incompatible_version_is_refused(tmp_runs):
+    exp = Experiment(tiny())
+    exp.encoder("f")
+    info = exp.run_dir / "run.json"
+    info.write_text(json.dumps({"version": 0}))
+    with pytest.raises(SSLMemError, match="incompatible sslmem version"):
+        Experiment(tiny()).encoder("g")
+
+
+def test_interrupted_experiment_resumes_from_its_checkpoint(tmp_runs, monkeypatch):
+    import sslmem.train as T
+
+    save = T.save_checkpoint
+
+    def save_then_interrupt(path, method, optimizer, epoch, *args):
+        save(path, method, optimizer, epoch, *args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(T, "save_checkpoint", save_then_interrupt)
+    cfg = tiny(epochs=3, checkpoint_every=1)
+    with pytest.raises(KeyboardInterrupt):
+        Experiment(cfg).encoder("f")
+    monkeypatch.setattr(T, "save_checkpoint", save)
+    exp = Experiment(cfg)
+    assert T.load_checkpoint(exp.run_dir / "f-seed0" / "checkpoint.pt")["epoch"] == 1
+    assert exp.history("f").epoch.tolist() == [1, 2, 3]
+
+
+def test_label_memorization_needs_supervised(tmp_runs):
+    with pytest.raises(SSLMemError, match="method='supervised'"):
+        Experiment(tiny()).label_memorization()
+    lm = Experiment(tiny(method="supervised")).label_memorization()
+    assert len(lm) == 32 and lm.label_mem.between(-1, 1).all()
+
+
+def test_probe_on_another_dataset(tmp_runs, shared_data, monkeypatch):
+    monkeypatch.setenv("SSLMEM_DATA", str(shared_data))
+    res = Experiment(tiny()).probe(dataset="mnist", max_train=500)
+    assert res["dataset"] == "mnist" and 0.2 < res["linear"] <= 1 and res["n_train"] == 500
+
+
+def test_cli_help_and_bad_input(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    assert "score" in capsys.readouterr().out
+    assert main(["score", "--profile", "tiny", "--method", "moco"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown method 'moco'" in err and "simclr" in err
+    assert main(["score", "--profile", "tiny", "--set", "epoch=3"]) == 2
+    assert "valid fields" in capsys.readouterr().err
+
+
+def test_cli_run_prints_results_path(tmp_runs, capsys):
+    args = ["run", "--profile", "tiny", "--no-progress", "--epochs", "1", "--n-pairs", "2",
+            "--set", "shared=64", "--set", "candidate=32", "--set", "independent=32",
+            "--set", "extra=32", "--batch-size", "32"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "S_C > S_S" in out and f"results: {tmp_runs}" in out
+
+
+def test_scores_over_epochs(tmp_runs):
+    frame = Experiment(tiny(epochs=2)).scores_over_epochs()
+    assert sorted(frame.epoch.unique()) == [1, 2]
+    assert set(frame.subset) == {"shared", "candidate", "independent", "extra"}
+
+
+def test_f_and_g_differ_only_by_candidates_vs_independent(tmp_runs):
+    exp = Experiment(tiny())
+    f_pos, g_pos = set(exp.split.f_train), set(exp.split.g_train)
+    assert f_pos - g_pos == set(exp.split.candidate)
+    assert g_pos - f_pos == set(exp.split.independent)
+    assert not torch.equal(next(exp.encoder("f").parameters()),
+                           next(exp.encoder("g").parameters()))
