@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import sys
 
 from sslmem.config import Config
@@ -56,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="sslmem", description="SSLMem: memorization scores for self-supervised encoders "
         "(Wang et al., ICLR 2024). Results are cached under $SSLMEM_RUNS.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    helps = {"train": "train encoders f (with S_C) and g (with S_I) for every seed",
+    helps = {"train": "train encoders f (with S_C) and g (with S_I) for every seed "
+                      "(multi-GPU: torchrun --nproc_per_node=N -m sslmem train ...)",
              "score": "SSLMem scores of S_S, S_C, S_I, S_E and the paper's t-tests",
              "probe": "linear-probe and kNN accuracy of encoder f on a downstream dataset",
              "run": "a whole experiment: train, score, test, probe"}
@@ -75,17 +77,40 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _init_distributed(cfg: Config) -> Config:
+    """Under ``torchrun`` (WORLD_SIZE > 1): join the process group, one GPU per process.
+
+    Why here: the training loop only wraps the model in DistributedDataParallel when a process
+    group exists, so ``torchrun --nproc_per_node=N -m sslmem train ...`` is all a user types.
+    """
+    import torch
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return cfg
+    cuda = torch.cuda.is_available() and cfg.device != "cpu"
+    torch.distributed.init_process_group("nccl" if cuda else "gloo")
+    if cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return cfg.replace(device=f"cuda:{local}")
+    return cfg.replace(device="cpu")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         from sslmem.experiment import Experiment
 
-        exp = Experiment(build_config(args))
+        cfg = build_config(args)
+        if args.command == "train":
+            cfg = _init_distributed(cfg)
+        exp = Experiment(cfg)
         if args.command == "train":
             for seed in exp.cfg.seeds:
                 for which in ("f", "g"):
                     exp.encoder(which, seed)
-            print(f"encoders: {exp.run_dir}")
+            if int(os.environ.get("RANK", "0")) == 0:
+                print(f"encoders: {exp.run_dir}")
         elif args.command in ("score", "run"):
             table = exp.scores()
             print(table.groupby("subset")[["L_f", "L_g", "score_raw", "score_ratio"]]
