@@ -24,8 +24,20 @@ $(STAMP): pyproject.toml
 
 # pytest exits 5 when it collects nothing: treat that as a failure, never as a pass.
 test: install
+	$(BIN)/ruff check sslmem tests benchmarks
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 clean-runs:
 	rm -rf runs
+
+# The book: execute every section notebook (paper profile on a CUDA GPU, tiny on CPU) with the
+# runner, then render it with warnings as errors. `make html` only renders book/*.ipynb as they are.
+.PHONY: book html
+book: install
+	$(BIN)/python -m sslmem.reproduce --profile auto
+	$(MAKE) html
+
+html: install
+	MPLBACKEND= $(BIN)/jupyter-book build . -W -n --keep-going
+	@echo "book: $(abspath _build/html/index.html)"

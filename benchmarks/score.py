@@ -33,70 +33,16 @@ import time
 import warnings
 
 import torch
+from common import forward_flops, load_images, matmul_peak, sync
 from torch import nn
 
 from sslmem.backbones import Encoder, build_backbone
-from sslmem.data import load_dataset
-from sslmem.errors import SSLMemError
 from sslmem.evaluate import eval_mode, forward_features
-from sslmem.io import data_root, device_name, provenance, repo_dir, write_json
+from sslmem.io import device_name, provenance, write_json
 from sslmem.memorization import score_alignment, sslmem_score
 from sslmem.train import resolve_device
 
-CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 GOAL_S = 3.0  # seconds for 5,000 x 32 pairs, ResNet-18, one H100
-
-
-def load_images(name: str, root: str | None, n: int):
-    """uint8 (n, 3, 32, 32) CPU images, mean, std and their source ($SSLMEM_DATA, ../shared/data,
-    else random uint8: speed does not depend on the pixels)."""
-    if name != "random":
-        for r in dict.fromkeys([data_root(root), repo_dir().parent / "shared" / "data"]):
-            try:
-                d = load_dataset(name, "train", data_root=r, download=False)
-            except SSLMemError:
-                continue
-            if d.image_size == 32 and d.channels == 3 and len(d) >= n:
-                return d.images[:n], d.mean, d.std, f"{name} train[:{n}] from {r}"
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
-    return images, *CIFAR10_STATS, f"random uint8 ({name} not found)"
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def matmul_peak(device: torch.device) -> tuple[float, str]:
-    """Measured matmul TFLOP/s, best of 5 rounds: bf16 8192^3 on CUDA, fp32 1024^3 on CPU."""
-    cuda = device.type == "cuda"
-    n, dtype = (8192, torch.bfloat16) if cuda else (1024, torch.float32)
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    best = 0.0
-    for _ in range(5):  # a peak: the best round, so a busy moment does not lower it
-        sync(device)
-        reps, t0 = 0, time.perf_counter()
-        while reps < 10 or time.perf_counter() - t0 < 0.2:
-            for _ in range(10):
-                a @ b
-            reps += 10
-            sync(device)
-        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12)
-    return best, f"{'bf16' if cuda else 'fp32'} {n}x{n}x{n} matmul, best of 5 rounds"
-
-
-def forward_flops(backbone: str) -> float:
-    """Forward FLOPs of one 32 px image (conv + matmul, 2 per MAC, torch.utils.flop_counter)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    net = build_backbone(backbone, 32, 3).eval()
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        net(torch.rand(2, 3, 32, 32))
-    return counter.get_total_flops() / 2
 
 
 def make_encoders(backbone: str, mean, std, device: torch.device, compile_: bool,
@@ -209,7 +155,7 @@ def main(argv=None) -> dict:
     modes = {"auto": [False, True] if cuda else [False], "both": [False, True], "on": [True],
              "off": [False]}[args.compile]
 
-    images, mean, std, source = load_images(args.data, args.data_root, n)
+    images, _, mean, std, source = load_images(args.data, args.data_root, n)
     images = images.to(device)
     forwards = n * pairs * 2 * 2
     peak, peak_what = matmul_peak(device)

@@ -20,7 +20,8 @@ from sslmem.errors import SSLMemError, unknown_choice
 RESNETS = {"resnet18": (torchvision.models.resnet18, 512),
            "resnet34": (torchvision.models.resnet34, 512),
            "resnet50": (torchvision.models.resnet50, 2048)}
-VITS = {"vit_tiny": dict(hidden_dim=192, num_heads=3), "vit_small": dict(hidden_dim=384, num_heads=6)}
+VITS = {"vit_tiny": dict(hidden_dim=192, num_heads=3),
+        "vit_small": dict(hidden_dim=384, num_heads=6)}
 BACKBONES = ("resnet9",) + tuple(RESNETS) + tuple(VITS)
 
 
@@ -81,7 +82,8 @@ class ResNet(nn.Module):
 
 
 def _conv_bn(c_in: int, c_out: int, pool: bool = False) -> nn.Sequential:
-    layers = [nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+    layers = [nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out),
+              nn.ReLU(inplace=True)]
     return nn.Sequential(*layers, *([nn.MaxPool2d(2)] if pool else []))
 
 
@@ -124,7 +126,8 @@ class ViT(nn.Module):
         super().__init__()
         patch_size = patch_size or default_patch_size(image_size)
         if image_size % patch_size:
-            raise SSLMemError(f"image size {image_size} is not divisible by patch size {patch_size}")
+            raise SSLMemError(f"image size {image_size} is not divisible by patch size "
+                              f"{patch_size}")
         from lightly.models.modules import MaskedVisionTransformerTorchvision
 
         width = VITS[name]

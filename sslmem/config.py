@@ -69,9 +69,11 @@ class Config:
         if self.n_pairs < 1:
             raise SSLMemError(f"n_pairs must be >= 1, got {self.n_pairs}")
         if self.score_variant not in ("pairs", "clean"):
-            raise SSLMemError(f"score_variant must be 'pairs' or 'clean', got {self.score_variant!r}")
+            raise SSLMemError("score_variant must be 'pairs' or 'clean', got "
+                              f"{self.score_variant!r}")
         if self.score_augment not in ("train", "score"):
-            raise SSLMemError(f"score_augment must be 'train' or 'score', got {self.score_augment!r}")
+            raise SSLMemError("score_augment must be 'train' or 'score', got "
+                              f"{self.score_augment!r}")
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if value is not None and value < 1:

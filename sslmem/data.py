@@ -47,7 +47,8 @@ import torch
 import torch.nn.functional as F
 
 from sslmem.errors import SSLMemError, unknown_choice
-from sslmem.io import atomic_path, data_root as _data_root, runs_root
+from sslmem.io import atomic_path, runs_root
+from sslmem.io import data_root as _data_root
 
 DATASETS = ("cifar10", "cifar100", "svhn", "stl10", "mnist", "fashionmnist", "cifar10-mini",
             "digits")

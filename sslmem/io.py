@@ -95,7 +95,7 @@ def device_name(device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
-def provenance(config: dict | None = None, device="cpu", wall_s: float | None = None, **extra) -> dict:
+def provenance(config: dict | None = None, device="cpu", wall_s=None, **extra) -> dict:
     """Everything needed to say where a number came from: config, commit, versions, device, time."""
     import importlib.metadata as md
 

@@ -138,8 +138,9 @@ def load_checkpoint(path: Path, fingerprint: str | None = None, map_location="cp
 def compile_backbone(encoder: nn.Module, example: torch.Tensor, device: torch.device) -> bool:
     """``torch.compile`` the backbone in place; fall back to eager if compiling fails.
 
-    A probe forward/backward on a batch of the training shape triggers the compilation now (not in the middle of an epoch); the
-    module's state (e.g. BatchNorm statistics) is restored afterwards so the probe leaves no trace.
+    A probe forward/backward on a batch of the training shape triggers the compilation now (not
+    in the middle of an epoch); the module's state (e.g. BatchNorm statistics) is restored
+    afterwards so the probe leaves no trace.
     """
     backbone = encoder.backbone
     saved = {k: v.clone() for k, v in backbone.state_dict().items()}
@@ -239,10 +240,11 @@ def fit(method: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: Tra
             loss_sum += loss.detach().float()
         mean_loss = (loss_sum / steps_per_epoch).item()
         if not math.isfinite(mean_loss):
+            kept = "" if path is None else f" ({path})"
             raise SSLMemError(
-                f"the training loss became {mean_loss} in epoch {epoch + 1} ({type(method).__name__},"
-                f" lr {peak_lr:g}); lower the learning rate or check the data. The last good "
-                f"checkpoint{'' if path is None else f' ({path})'} was kept.")
+                f"the training loss became {mean_loss} in epoch {epoch + 1} "
+                f"({type(method).__name__}, lr {peak_lr:g}); lower the learning rate or check "
+                f"the data. The last good checkpoint{kept} was kept.")
         record = {"epoch": epoch + 1, "loss": mean_loss, "lr": lr,
                   "seconds": time.perf_counter() - t0}
         if on_epoch is not None and rank == 0:

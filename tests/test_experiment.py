@@ -182,11 +182,10 @@ def test_candidates_are_memorized_in_a_strong_regime(tmp_runs, shared_data, monk
 
 def test_torchrun_trains_with_two_processes(tmp_runs):
     """The documented multi-process path: torchrun -m sslmem train (gloo on CPU)."""
+    import socket
     import subprocess
     import sys
     from pathlib import Path
-
-    import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -35,7 +35,8 @@ def build_method(name: str, backbone: str | None, *, image_size: int, channels: 
     if backbone not in BACKBONES:
         raise unknown_choice("backbone", backbone, BACKBONES)
     if name == "mae" and backbone not in VITS:
-        raise SSLMemError(f"method 'mae' needs a ViT backbone ({', '.join(VITS)}); got {backbone!r}")
+        raise SSLMemError(f"method 'mae' needs a ViT backbone ({', '.join(VITS)}); "
+                          f"got {backbone!r}")
     return cls(backbone, image_size, channels, mean, std, num_classes, patch_size, **options)
 
 

@@ -43,12 +43,14 @@ class Method(nn.Module):
                  num_classes: int, patch_size: int = 0, **options):
         super().__init__()
         self.image_size, self.channels, self.num_classes = image_size, channels, num_classes
-        self.encoder = Encoder(build_backbone(backbone, image_size, channels, patch_size), mean, std)
+        backbone_net = build_backbone(backbone, image_size, channels, patch_size)
+        self.encoder = Encoder(backbone_net, mean, std)
         self.views = recipe(self.recipe_name, image_size)
         self.options = options
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor,
-                generator: torch.Generator | None = None, align_weight: float = 0.0) -> torch.Tensor:
+                generator: torch.Generator | None = None,
+                align_weight: float = 0.0) -> torch.Tensor:
         views = self.views(images, generator)
         loss, h1, h2 = self.views_loss(views, labels)
         if align_weight:

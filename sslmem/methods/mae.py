@@ -34,7 +34,6 @@ class MAE(Method):
                               f"got a {backbone.kind}")
         self.mask_ratio = mask_ratio
         self.patch_size = backbone.patch_size
-        width = backbone.feature_dim
         self.decoder = MAEDecoder(
             seq_length=backbone.sequence_length, num_layers=4, num_heads=3,
             embed_input_dim=backbone.feature_dim, hidden_dim=192, mlp_dim=4 * 192,

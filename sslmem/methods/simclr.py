@@ -15,8 +15,8 @@ class SimCLR(Method):
         backbone="resnet18", epochs=500, batch_size=512, optimizer="adam", lr=1e-3 / 2,
         weight_decay=1e-6, warmup_epochs=10,
         source="authors' SimClr_train.py: Adam lr 1e-3 at batch 512 (= 5e-4 per 256), wd 1e-6, "
-               "tau 0.5, 500 epochs; we use ResNet-18 (theirs: ResNet-50) and add a 10-epoch warmup "
-               "+ cosine decay",
+               "tau 0.5, 500 epochs; we use ResNet-18 (theirs: ResNet-50) and add a 10-epoch "
+               "warmup + cosine decay",
         extra={"temperature": 0.5, "projection_dim": 128})
 
     def __init__(self, *args, temperature: float = 0.5, projection_dim: int = 128, **kw):

@@ -6,7 +6,6 @@ Feldman's label memorization needs classifiers f_sup (trained with the candidate
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from sslmem.methods.base import Defaults, Method
