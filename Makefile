@@ -10,7 +10,6 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 SSLMEM_DATA ?= $(if $(wildcard ../shared/data/README.md),$(abspath ../shared/data),)
 export SSLMEM_DATA
 export TQDM_DISABLE ?= 1
-export MPLBACKEND ?= Agg
 
 .PHONY: install test lint clean-runs
 

@@ -90,7 +90,7 @@ class Config:
         """A CPU smoke profile: sklearn digits at 16 px, ResNet9, a few epochs (seconds)."""
         base = dict(dataset="digits", image_size=16, split_protocol="random", shared=600,
                     candidate=150, independent=150, extra=150, backbone="resnet9", epochs=8,
-                    batch_size=128, n_pairs=4, checkpoint_every=4)
+                    warmup_epochs=1, batch_size=128, n_pairs=4, checkpoint_every=4)
         return cls.from_dict({**base, **overrides})
 
     @classmethod

@@ -101,8 +101,9 @@ class ImageData:
 
     def subset(self, idx) -> ImageData:
         """The images at positions ``idx`` (ints or a boolean mask); ``index`` keeps the origin."""
-        idx = torch.as_tensor(np.asarray(idx) if isinstance(idx, (list, tuple)) else idx,
-                              device=self.images.device)
+        if not isinstance(idx, torch.Tensor):
+            idx = np.array(idx)  # a copy: split arrays are read-only, torch wants writable
+        idx = torch.as_tensor(idx, device=self.images.device)
         idx = idx.nonzero().squeeze(1) if idx.dtype == torch.bool else idx.long()
         source = None if self.source_index is None else self.source_index[idx]
         return replace(self, images=self.images[idx], labels=self.labels[idx],

@@ -226,7 +226,8 @@ class Experiment:
     def scores_over_epochs(self, subsets=("candidate", "independent", "shared", "extra"),
                            max_points: int = 1000) -> pd.DataFrame:
         """Mean raw score per subset for each snapshot epoch (the first seed's f/g pair)."""
-        path = self._result_path("epochs", *SCORE_FIELDS)
+        path = self.run_dir / "epochs-{}.csv".format(self.cfg.key(
+            *TRAIN_FIELDS, *SCORE_FIELDS, max_points=max_points, subsets=sorted(subsets)))
         cached = read_cached_frame(path)
         if cached is not None:
             return cached

@@ -212,7 +212,7 @@ def fit(method: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: Tra
     if spec.compile == "on" or (spec.compile == "auto" and cuda):
         compile_backbone(method.encoder, images[:local_batch], device)
 
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain bars: tqdm.auto needs ipywidgets inside notebooks
 
     for epoch in range(start, spec.epochs):
         t0 = time.perf_counter()

@@ -1,0 +1,326 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 1. What SSLMem measures
+#
+# This section reproduces the paper's **definition of memorization in self-supervised learning**
+# (SSLMem, Section 3) and its first sanity checks: candidates seen only by encoder *f* score
+# higher than shared and unseen points, and the mirror set seen only by *g* scores lower, with the
+# one-sided t-tests the authors ran (claim 4 in `spec.md` §3.1); the "fraction memorized" column
+# of Table 1 (claim 1); and, as an extra, the score over training epochs. The two-dimensional toy
+# mirrors the intuition figure of the appendix (Figure 10).
+#
+# | | hardware | time | what to expect |
+# |---|---|---|---|
+# | paper profile | one GPU (H100) | about 30 min for two ResNet-18 encoders (estimate, not measured here) | $S_C \gg S_S \approx S_E \gg S_I$, all four t-tests at $p < 0.01$ |
+# | this run | {glue:text}`device` | {glue:text}`minutes:.1f` min for this page; {glue:text}`train_minutes:.1f` min to train its encoders (cached ones are reused) | the same ordering, weaker: few epochs, few points |
+
+# %% tags=["remove-cell"]
+import numpy as np
+import pandas as pd
+from scipy.sparse.csgraph import connected_components
+
+from sslmem import plots
+from sslmem.config import Config
+from sslmem.experiment import Experiment
+from sslmem.memorization import extra_threshold, frac_memorized
+from sslmem.notebook import (
+    Timer,
+    banner,
+    check_parameters,
+    glue_number,
+    glue_text,
+    overrides,
+    show_table,
+    training_minutes,
+)
+
+_timer = Timer()
+
+# %% tags=["parameters", "hide-input"]
+profile = "paper"  # 'paper' (GPU, the paper's CIFAR-10 setup) or 'tiny' (CPU smoke run)
+dataset = None  # None = the profile dataset (paper: cifar10, tiny: digits)
+method = "simclr"  # the SSL framework of encoders f and g
+backbone = None  # None = the profile or method default
+epochs = None  # None = the method default (paper) or the profile value (tiny)
+sizes = None  # e.g. {"shared": 600, "candidate": 150, ...}; None = the profile split
+seeds = None  # e.g. [0, 1, 2]; None = the profile seeds
+n_pairs = None  # augmentation pairs per point; None = the profile value
+epoch_points = None  # points per subset scored at each snapshot; None = 1000 (paper), 150 (tiny)
+device = "auto"
+data_root = None  # None = $SSLMEM_DATA
+runs_root = None  # None = $SSLMEM_RUNS (cache of trained encoders)
+_declared = [k for k in dir() if not k.startswith("_")]
+
+# %% tags=["remove-input"]
+parameters = check_parameters(globals(), _declared)
+cfg = Config.profile(profile, **overrides(
+    dataset=dataset, method=method, backbone=backbone, epochs=epochs, seeds=seeds,
+    n_pairs=n_pairs, device=device, data_root=data_root, runs_root=runs_root,
+    **(sizes or {})), progress=False)
+exp = Experiment(cfg)
+banner(profile, exp.cfg, exp.provenance()["device"], parameters)
+glue_text("device", exp.provenance()["device"])
+
+# %% [markdown]
+# ## The definition
+#
+# An SSL encoder is trained so that two random augmentations $x', x'' \sim \mathrm{Aug}(x)$ of a
+# training point land close together: its **alignment loss** on $x$ is
+#
+# $$
+# \mathcal{L}_{\mathrm{align}}(f, x) = \mathbb{E}_{x', x'' \sim \mathrm{Aug}(x)}\,
+#     d\big(f(x'), f(x'')\big),
+# $$
+#
+# with $d$ the Euclidean distance between L2-normalized representations. SSLMem compares this loss
+# under an encoder $f$ trained **with** $x$ and an encoder $g$ trained **without** it:
+#
+# $$
+# m(x) = \mathrm{SSLMem}_{f,g}(x) =
+#   \mathbb{E}_{g \sim \mathcal{M}(D \setminus \{x\})} \mathcal{L}_{\mathrm{align}}(g, x)
+#   - \mathbb{E}_{f \sim \mathcal{M}(D)} \mathcal{L}_{\mathrm{align}}(f, x).
+# $$
+#
+# $m(x) > 0$ means that seeing $x$ made its views agree more than they would from generalization
+# alone; it is the SSL analogue of Feldman's leave-one-out label memorization, with "predicts the
+# right label" replaced by "aligns the views" {cite}`wang2024memorization,feldman2020neural`.
+# In practice (as in the authors' code) leave-one-out becomes leave-a-set-out: $f$ trains on
+# $S_S \cup S_C$, $g$ on $S_S \cup S_I$, and both are scored on the four subsets below, plus a set
+# $S_E$ that neither saw. The expectations are estimated with one encoder per seed and
+# {glue:text}`n_pairs` shared augmentation pairs per point.
+
+# %% [markdown]
+# ## Intuition: why unseen outliers are not aligned (appendix, Figure 10)
+#
+# A toy in two dimensions, with no training at all. Data augmentation moves a point anywhere in a
+# disk of radius $r$. An idealized SSL encoder has learned to be invariant on the augmentation
+# sets of its training points: training points whose disks overlap are chained into one
+# component, and every input inside a component's disks is mapped to that component's centroid;
+# elsewhere it has learned nothing and is the identity. An **unseen typical** point has views
+# inside the disks of many training neighbours, so even $g$ aligns them. An **unseen outlier** has
+# no neighbour: only the encoder that trained on it ($f$) collapses its views.
+
+# %% tags=["hide-input"]
+rng = np.random.default_rng(0)
+radius = 0.6  # augmentation strength r
+train_points = rng.normal(0.0, 1.0, size=(300, 2))
+
+
+def views_of(x, k=60):
+    """k augmentations of x: uniform in the disk of radius r around it."""
+    angle = rng.uniform(0, 2 * np.pi, k)
+    dist = radius * np.sqrt(rng.uniform(0, 1, k))
+    return x + np.c_[dist * np.cos(angle), dist * np.sin(angle)]
+
+
+def invariant_encoder(anchors):
+    """The idealized encoder trained on ``anchors`` (see the text above)."""
+    near = np.linalg.norm(anchors[:, None] - anchors[None], axis=-1) <= 2 * radius
+    _, comp = connected_components(near, directed=False)
+    centroid = np.stack([anchors[comp == c].mean(0) for c in comp])
+
+    def encode(z):
+        inside = np.linalg.norm(z[:, None] - anchors[None], axis=-1) <= radius
+        covered = inside.any(1)
+        mean = (inside @ centroid) / np.maximum(inside.sum(1, keepdims=True), 1)
+        return np.where(covered[:, None], mean, z)
+
+    return encode
+
+
+def toy_score(x, k=400):
+    """L_f, L_g and the views for point x (f trains on the data plus x, g on the data alone)."""
+    f, g = invariant_encoder(np.vstack([train_points, x])), invariant_encoder(train_points)
+    v1, v2 = views_of(x, k), views_of(x, k)
+    L_f = float(np.linalg.norm(f(v1) - f(v2), axis=1).mean())
+    L_g = float(np.linalg.norm(g(v1) - g(v2), axis=1).mean())
+    return L_f, L_g, v1[:60], f(v1[:60]), g(v1[:60])
+
+
+panels = []
+for title, x in (("(a) unseen typical point", np.array([0.4, -0.3])),
+                 ("(b) unseen outlier", np.array([3.6, 3.2]))):
+    L_f, L_g, v, fv, gv = toy_score(x)
+    panels.append(dict(title=title, train=train_points, point=x, views=v, f_views=fv,
+                       g_views=gv, L_f=L_f, L_g=L_g))
+glue_number("toy_m_typical", panels[0]["L_g"] - panels[0]["L_f"])
+glue_number("toy_m_outlier", panels[1]["L_g"] - panels[1]["L_f"])
+fig = plots.toy_views(panels)
+
+# %% [markdown]
+# In this toy the typical point scores $m =$ {glue:text}`toy_m_typical:.2f` and the outlier
+# $m =$ {glue:text}`toy_m_outlier:.2f`: memorization concentrates on points whose augmentation sets
+# do not overlap with the rest of the data. Real encoders are not this clean, which is what the
+# rest of the section measures.
+
+# %% [markdown]
+# ## The split and the two encoders
+#
+# The training split of **{glue:text}`dataset`** is divided into a shared set $S_S$ (seen by both
+# encoders), candidates $S_C$ (only $f$) and independent points $S_I$ (only $g$); $S_E$ comes from
+# the test split and was seen by neither. Encoders: {glue:text}`method_name` with a
+# {glue:text}`backbone` backbone, {glue:text}`epochs` epochs, {glue:text}`n_seeds` seed(s).
+
+# %% tags=["hide-input"]
+split = exp.split
+sizes_table = pd.DataFrame({
+    "subset": ["S_S shared", "S_C candidate", "S_I independent", "S_E extra"],
+    "points": [len(split.shared), len(split.candidate), len(split.independent),
+               len(split.extra)],
+    "trained on by": ["f and g", "f only", "g only", "neither (test split)"]})
+glue_text("dataset", exp.cfg.dataset)
+glue_text("method_name", exp.cfg.method)
+glue_text("backbone", exp.cfg.backbone)
+glue_number("epochs", exp.cfg.epochs)
+glue_number("n_seeds", len(exp.cfg.seeds))
+glue_number("n_pairs", exp.cfg.n_pairs)
+glue_number("n_candidates", len(split.candidate))
+show_table(sizes_table)
+
+# %%
+table = exp.scores()  # trains f and g if they are not cached yet, then scores all four subsets
+means = table.groupby("subset").score_raw.mean()
+for subset in ("candidate", "shared", "independent", "extra"):
+    glue_number(f"mean_{subset}", means[subset])
+
+# %% [markdown]
+# ## Score distributions and the paper's t-tests
+#
+# Mean score: candidates {glue:text}`mean_candidate:.4f`, shared {glue:text}`mean_shared:.4f`,
+# extra {glue:text}`mean_extra:.4f`, independent {glue:text}`mean_independent:.4f` (raw units:
+# differences of Euclidean distances between unit vectors). The dashed line is the threshold used
+# for the "fraction memorized" below.
+
+# %%
+threshold = extra_threshold(table.loc[table.subset == "extra", "score_raw"], 0.99)
+fig = plots.score_histograms(
+    table, threshold=threshold,
+    title=f"SSLMem scores per subset ({exp.cfg.method}, {exp.cfg.dataset})")
+
+# %% [markdown]
+# The authors test with Student's t-test (equal variances, `Ttest.py` in their code) that
+# candidates score higher than shared and extra points and that independent points score lower;
+# the shared-versus-extra test is a two-sided control that should *not* be significant.
+
+# %%
+sig = exp.significance()
+for row in sig.itertuples():
+    key = row.hypothesis.replace(" ", "").replace("<", "lt").replace(">", "gt").replace("!=", "ne")
+    glue_number(f"t_{key}", row.t)
+    glue_number(f"p_{key}", row.p)
+show_table(sig[["hypothesis", "alternative", "mean_a", "mean_b", "n_a", "n_b", "t", "p"]],
+           {"mean_a": "{:+.4f}", "mean_b": "{:+.4f}", "t": "{:.2f}", "p": "{:.2g}"})
+
+# %% [markdown]
+# ## Alignment of f against alignment of g
+#
+# Each point is one scored example: its alignment loss under $f$ (x-axis) and under $g$ (y-axis).
+# Above the diagonal, $f$ aligns the views better, i.e. $m(x) > 0$.
+
+# %%
+fig = plots.alignment_scatter(table)
+
+# %% [markdown]
+# ## How many candidates are memorized ("Frac. Mem.")
+#
+# Table 1 of the paper reports a fraction of memorized points; its threshold is not known to us
+# (UNVERIFIED, `spec.md` §3.2). We call a point memorized when its score exceeds the **99th
+# percentile of the scores of $S_E$**, the points neither encoder saw: by construction about 1 %
+# of unseen points pass it by chance. Threshold: {glue:text}`threshold:.4f`; fraction of
+# candidates above it: {glue:text}`frac_candidate:.3f` (shared {glue:text}`frac_shared:.3f`,
+# independent {glue:text}`frac_independent:.3f`, extra {glue:text}`frac_extra:.3f`).
+
+# %%
+glue_number("threshold", threshold)
+fractions = {s: frac_memorized(table.loc[table.subset == s, "score_raw"], threshold)
+             for s in ("candidate", "shared", "independent", "extra")}
+for subset, value in fractions.items():
+    glue_number(f"frac_{subset}", value)
+show_table(pd.DataFrame({"subset": list(fractions),
+                         "fraction above threshold": list(fractions.values())}),
+           {"fraction above threshold": "{:.3f}"})
+
+# %% [markdown]
+# ## Memorization during training
+#
+# Scores of the encoder snapshots kept during training (same pairs of views, first seed), next to
+# the kNN accuracy that monitors $f$'s representation quality. The follow-up paper reports that
+# memorization rises over training (UnitMem, {cite}`wang2024localizing` Fig. 4); the SSLMem paper's
+# own curve is UNVERIFIED. Here the candidates' mean score goes from
+# {glue:text}`epoch_first_candidate:.4f` at epoch {glue:text}`epoch_first` to
+# {glue:text}`epoch_last_candidate:.4f` at epoch {glue:text}`epoch_last`, while the kNN accuracy
+# of $f$ reaches {glue:text}`knn_last:.3f`.
+
+# %%
+over_epochs = exp.scores_over_epochs(
+    max_points=epoch_points or (1000 if profile == "paper" else 150))
+history = exp.history("f")
+cand = over_epochs[over_epochs.subset == "candidate"].sort_values("epoch")
+glue_number("epoch_first", int(cand.epoch.iloc[0]))
+glue_number("epoch_last", int(cand.epoch.iloc[-1]))
+glue_number("epoch_first_candidate", cand.score_raw.iloc[0])
+glue_number("epoch_last_candidate", cand.score_raw.iloc[-1])
+glue_number("knn_last", history.dropna(subset=["knn"]).knn.iloc[-1])
+fig = plots.scores_over_epochs(over_epochs, history)
+
+# %% [markdown]
+# ## Paper vs this run
+
+# %% tags=["remove-input"]
+p = dict(zip(sig.hypothesis, sig.p))
+compare = pd.DataFrame([
+    ("S_C > S_S, S_C > S_E (one-sided t-test)",
+     "significant (stated in the paper; p-values UNVERIFIED)",
+     f"p = {p['S_C > S_S']:.2g}, {p['S_C > S_E']:.2g}",
+     "few points and epochs here: weaker tests"),
+    ("S_I < S_S, S_I < S_E (one-sided t-test)",
+     "significant (stated; p-values UNVERIFIED)",
+     f"p = {p['S_I < S_S']:.2g}, {p['S_I < S_E']:.2g}", "same"),
+    ("S_S vs S_E (two-sided control)", "not significant (implied by the design)",
+     f"p = {p['S_S != S_E']:.2g}", "S_E comes from the test split: a small shift is possible"),
+    ("Frac. Mem. of the candidates", "Table 1 value and threshold UNVERIFIED",
+     f"{fractions['candidate']:.3f} above {threshold:.3g}",
+     "our threshold: 99th percentile of S_E"),
+    ("memorization grows with training", "UNVERIFIED for SSLMem; [LM] Fig. 4: UnitMem rises",
+     f"{cand.score_raw.iloc[0]:+.4f} → {cand.score_raw.iloc[-1]:+.4f}",
+     "few snapshots in a short schedule"),
+], columns=["claim", "paper", "this run", "why they may differ"])
+show_table(compare)
+
+# %% [markdown]
+# ## Summary
+#
+# - Candidates seen only by $f$ score {glue:text}`mean_candidate:.4f` on average, against
+#   {glue:text}`mean_shared:.4f` for shared and {glue:text}`mean_extra:.4f` for unseen points;
+#   the mirror set scores {glue:text}`mean_independent:.4f`
+#   (t-test $S_C > S_S$: $t =$ {glue:text}`t_S_CgtS_S:.2f`, $p =$ {glue:text}`p_S_CgtS_S:.2g`).
+# - A fraction {glue:text}`frac_candidate:.3f` of the candidates lies above the 99th percentile of
+#   the unseen points' scores (expected by chance: 0.01).
+# - The toy shows why: only points whose augmentation sets do not overlap with other data need
+#   to be memorized to be aligned.
+#
+# This page ran in {glue:text}`minutes:.1f` min on {glue:text}`device`; training its encoders
+# took {glue:text}`train_minutes:.1f` min.
+
+# %% tags=["remove-input", "hide-output"]
+glue_number("minutes", _timer.minutes())
+glue_number("train_minutes", training_minutes(exp))
+info = exp.provenance()
+info["parameters"] = parameters
+info["config"] = exp.cfg.to_dict()
+print("Provenance of this page (config, commit, versions, device, wall times):")
+print(pd.Series({k: v for k, v in info.items() if k != "config"}).to_string())
+print(pd.Series(info["config"]).to_string())

@@ -1,0 +1,233 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 3. SSL frameworks agree, supervised learning memorizes other points
+#
+# This section reproduces the paper's comparison across training paradigms (Sec. 4; the abstract
+# and summary: "different SSL methods and encoder architectures exhibit high memorization on a
+# similar set of data points, [while] the data points that are memorized in supervised learning
+# differ substantially"): SSLMem scores of several SSL frameworks on the **same split**, and
+# Feldman's label memorization of a supervised classifier on the same candidates. Agreement is
+# measured as the follow-up paper does ({cite}`wang2024localizing` Table 3): top-$k$ overlap and
+# Kendall's $\tau$, plus Spearman's $\rho$. Which metric the SSLMem paper itself used is
+# UNVERIFIED (`spec.md` §3.3).
+#
+# | | hardware | time | what to expect |
+# |---|---|---|---|
+# | paper profile | one GPU (H100) | several hours: two encoders per framework (estimate) | high overlap and $\tau > 0$ between SSL frameworks; low overlap with supervised label memorization |
+# | this run | {glue:text}`device` | {glue:text}`minutes:.1f` min for this page; {glue:text}`train_minutes:.1f` min to train its encoders (cached ones are reused) | rankings of a few epochs of training: agreement above chance at best |
+
+# %% tags=["remove-cell"]
+import numpy as np
+import pandas as pd
+
+from sslmem import plots
+from sslmem.config import Config
+from sslmem.experiment import Experiment
+from sslmem.memorization import rank_agreement, topk_overlap
+from sslmem.notebook import (
+    Timer,
+    banner,
+    check_parameters,
+    glue_number,
+    glue_text,
+    overrides,
+    show_table,
+    training_minutes,
+)
+
+_timer = Timer()
+
+# %% tags=["parameters", "hide-input"]
+profile = "paper"  # 'paper' (GPU, the paper's CIFAR-10 setup) or 'tiny' (CPU smoke run)
+dataset = None  # None = the profile dataset (paper: cifar10, tiny: digits)
+methods = ["simclr", "byol", "dino", "mae"]  # SSL frameworks, all scored on the same split
+backbones = {"mae": "vit_tiny"}  # per-method backbone; others use the profile or method default
+patch_sizes = None  # per-method ViT patch size; None = tiny {"mae": 4}, paper: the default
+method_epochs = None  # per-method epochs; None = tiny {"dino": 2, "mae": 2}, paper: defaults
+epochs = None  # epochs of every other method; None = the method default or the profile value
+sizes = None  # e.g. {"shared": 600, "candidate": 150, ...}; None = the profile split
+seeds = None  # e.g. [0, 1, 2]; None = the profile seeds
+n_pairs = None  # augmentation pairs per point; None = the profile value
+top_k = None  # size of the top sets compared; None = 100 (paper) or a fifth of the candidates
+device = "auto"
+data_root = None  # None = $SSLMEM_DATA
+runs_root = None  # None = $SSLMEM_RUNS (cache of trained encoders)
+_declared = [k for k in dir() if not k.startswith("_")]
+
+# %% tags=["remove-input"]
+parameters = check_parameters(globals(), _declared)
+tiny = profile != "paper"
+if patch_sizes is None:
+    patch_sizes = {"mae": 4} if tiny else {}
+if method_epochs is None:
+    method_epochs = {"dino": 2, "mae": 2} if tiny else {}
+common = overrides(dataset=dataset, seeds=seeds, n_pairs=n_pairs, device=device,
+                   data_root=data_root, runs_root=runs_root, **(sizes or {}))
+
+
+def config_for(name: str) -> Config:
+    """The profile config for one method, with its backbone/patch/epoch overrides."""
+    return Config.profile(profile, **common, **overrides(
+        method=name, backbone=backbones.get(name), patch_size=patch_sizes.get(name),
+        epochs=method_epochs.get(name, epochs)), progress=False)
+
+
+experiments = {name: Experiment(config_for(name)) for name in methods}
+supervised = Experiment(config_for("supervised"))
+first = experiments[methods[0]]
+banner(profile, first.cfg, first.provenance()["device"], parameters)
+glue_text("device", first.provenance()["device"])
+glue_text("dataset", first.cfg.dataset)
+
+# %% [markdown]
+# ## The encoders
+#
+# Every framework trains its own pair $(f, g)$ on the same split of **{glue:text}`dataset`**, so
+# the candidates are the same points for all of them; the supervised pair is trained with labels
+# on the same two sets.
+
+# %%
+rows, scores = [], {}
+for name, exp in {**experiments, "supervised": supervised}.items():
+    if name == "supervised":
+        mem = exp.label_memorization()
+        scores["supervised"] = mem.set_index("position").label_mem
+        mean_c, p_c = float(mem.label_mem.mean()), np.nan
+    else:
+        table = exp.scores()
+        cand = table[table.subset == "candidate"]
+        scores[name] = cand.set_index("position").score_raw
+        sig = exp.significance().set_index("hypothesis")
+        mean_c, p_c = float(cand.score_raw.mean()), float(sig.loc["S_C > S_S", "p"])
+    knn = exp.history("f").dropna(subset=["knn"]).knn.iloc[-1]
+    rows.append({"method": name, "backbone": exp.cfg.backbone, "epochs": exp.cfg.epochs,
+                 "mean score of S_C": mean_c, "p (S_C > S_S)": p_c, "kNN accuracy of f": knn})
+overview = pd.DataFrame(rows)
+show_table(overview, {"mean score of S_C": "{:+.4f}", "p (S_C > S_S)": "{:.2g}",
+           "kNN accuracy of f": "{:.3f}"})
+
+# %% [markdown]
+# The supervised row reports Feldman's label memorization
+# $P[f(x) = y] - P[g(x) = y]$ {cite}`feldman2020neural`, estimated with the same
+# one-encoder-per-seed design (so with one seed it takes the values $-1$, $0$ and $1$).
+
+# %% [markdown]
+# ## Agreement between the rankings
+#
+# For every pair of scorings: the fraction of the top-{glue:text}`top_k` candidates of one that are
+# also in the top-{glue:text}`top_k` of the other (chance level {glue:text}`chance:.2f` with
+# {glue:text}`n_candidates` candidates), Kendall's $\tau$ and Spearman's $\rho$.
+
+# %%
+frame = pd.DataFrame(scores)
+names = list(frame.columns)
+k = top_k or (100 if not tiny else max(5, len(frame) // 5))
+glue_number("top_k", k)
+glue_number("n_candidates", len(frame))
+glue_number("chance", k / len(frame))
+overlap = pd.DataFrame(index=names, columns=names, dtype=float)
+tau = overlap.copy()
+rho = overlap.copy()
+for a in names:
+    for b in names:
+        overlap.loc[a, b] = topk_overlap(frame[a], frame[b], k=k)
+        agree = rank_agreement(frame[a], frame[b])
+        tau.loc[a, b], rho.loc[a, b] = agree["kendall_tau"], agree["spearman_rho"]
+fig = plots.heatmaps({f"top-{k} overlap": overlap, "Kendall's τ": tau, "Spearman's ρ": rho},
+                     vmin=-1, vmax=1, cmap="RdBu_r")
+
+# %%
+ssl_names = [n for n in names if n != "supervised"]
+pairs = [(a, b) for i, a in enumerate(ssl_names) for b in ssl_names[i + 1:]]
+ssl_overlap = float(np.mean([overlap.loc[a, b] for a, b in pairs])) if pairs else np.nan
+ssl_tau = float(np.mean([tau.loc[a, b] for a, b in pairs])) if pairs else np.nan
+sup_overlap = float(np.mean([overlap.loc[a, "supervised"] for a in ssl_names]))
+sup_tau = float(np.mean([tau.loc[a, "supervised"] for a in ssl_names]))
+glue_number("ssl_overlap", ssl_overlap)
+glue_number("ssl_tau", ssl_tau)
+glue_number("sup_overlap", sup_overlap)
+glue_number("sup_tau", sup_tau)
+short = {"kendall_tau": "τ", "kendall_p": "p(τ)", "spearman_rho": "ρ", "spearman_p": "p(ρ)"}
+pair_table = pd.DataFrame([
+    {"pair": f"{a} / {b}", "overlap": overlap.loc[a, b],
+     **{new: rank_agreement(frame[a], frame[b])[old] for old, new in short.items()}}
+    for i, a in enumerate(names) for b in names[i + 1:]])
+show_table(pair_table, {"overlap": "{:.2f}", "τ": "{:+.3f}", "p(τ)": "{:.2g}", "ρ": "{:+.3f}",
+                        "p(ρ)": "{:.2g}"})
+
+# %% [markdown]
+# Averaged over the pairs of SSL frameworks, the top-{glue:text}`top_k` overlap is
+# {glue:text}`ssl_overlap:.2f` and Kendall's $\tau$ {glue:text}`ssl_tau:.3f`; between the SSL
+# frameworks and supervised label memorization they are {glue:text}`sup_overlap:.2f` and
+# {glue:text}`sup_tau:.3f`.
+#
+# ## Where SSL and supervised learning disagree
+#
+# Each candidate's percentile rank under the mean of the SSL frameworks and under label
+# memorization. Top row: memorized by the SSL encoders but not by the supervised classifier;
+# bottom row: the reverse.
+
+# %%
+ssl_rank = frame[ssl_names].rank(pct=True).mean(axis=1)
+sup_rank = frame["supervised"].rank(pct=True)
+gap = (ssl_rank - sup_rank).rename("ssl_minus_supervised")
+view = first.scores()
+view = view[view.subset == "candidate"].set_index("position").join(gap).reset_index()
+fig = plots.ranked_grid(view, first.train.images.cpu(), column="ssl_minus_supervised", n=10,
+                        classes=list(first.train.classes),
+                        title="top: memorized in SSL, not supervised; bottom: the reverse "
+                              "(caption: rank gap)")
+
+# %% [markdown]
+# ## Paper vs this run
+
+# %% tags=["remove-input"]
+compare = pd.DataFrame([
+    ("SSL frameworks memorize a similar set of points",
+     "stated (Sec. 4; summary); metric and values UNVERIFIED",
+     f"mean top-{k} overlap {ssl_overlap:.2f}, mean τ {ssl_tau:+.3f}",
+     "short training; tiny profile ranks are noisy"),
+    ("supervised learning memorizes different points",
+     "stated; values UNVERIFIED",
+     f"mean top-{k} overlap {sup_overlap:.2f}, mean τ {sup_tau:+.3f}",
+     "label memorization with one seed is coarse (-1/0/1)"),
+    ("reference scale for the metrics",
+     "[LM] Table 3 (ResNet9 layers): 94 % overlap, τ = 0.837 (adjacent); 16 %, τ = 0.104 (far)",
+     f"chance level of the overlap here: {k / len(frame):.2f}", "different comparison"),
+], columns=["claim", "paper", "this run", "why they may differ"])
+show_table(compare)
+
+# %% [markdown]
+# ## Summary
+#
+# - Between SSL frameworks: mean top-{glue:text}`top_k` overlap {glue:text}`ssl_overlap:.2f`,
+#   mean Kendall's $\tau$ {glue:text}`ssl_tau:.3f`.
+# - Between SSL and supervised label memorization: overlap {glue:text}`sup_overlap:.2f`,
+#   $\tau$ {glue:text}`sup_tau:.3f` (chance overlap {glue:text}`chance:.2f`).
+# - The image grid shows the candidates on which the two paradigms disagree most.
+#
+# This page ran in {glue:text}`minutes:.1f` min on {glue:text}`device`; training its encoders
+# took {glue:text}`train_minutes:.1f` min.
+
+# %% tags=["remove-input", "hide-output"]
+glue_number("minutes", _timer.minutes())
+glue_number("train_minutes", training_minutes(*experiments.values(), supervised))
+print("Provenance of this page (one entry per experiment):")
+for name, exp in {**experiments, "supervised": supervised}.items():
+    info = exp.provenance()
+    print(f"\n== {name}")
+    print(pd.Series({k: v for k, v in info.items() if k != "config"}).to_string())
+print("\nparameters:", parameters)

@@ -1,0 +1,152 @@
+"""Small helpers the section notebooks call: parameter checks, glue, the smoke-run banner.
+
+Why here and not inline: papermill only *warns* about an injected parameter the notebook does not
+declare (a typo would silently run the defaults), myst-nb's ``{glue:text}`` breaks on NumPy
+scalars, and every notebook needs the same "this is not the paper's setup" note. Keeping these
+three in one module makes the notebooks read like the paper, not like plumbing.
+"""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+import time
+
+from sslmem.errors import SSLMemError
+
+_IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "open"}
+
+
+def _is_parameter(value) -> bool:
+    """Papermill injects literals; modules, functions and classes are never parameters."""
+    return not (inspect.ismodule(value) or inspect.isroutine(value) or inspect.isclass(value))
+
+
+def parameter_names(namespace: dict, declared) -> list[str]:
+    """The declared names that are parameters (imports made before the cell excluded)."""
+    return sorted(k for k in declared if k in namespace and k not in _IPYTHON_NAMES
+                  and not k.startswith("_") and _is_parameter(namespace[k]))
+
+
+def check_parameters(namespace: dict, declared) -> dict:
+    """Refuse parameters papermill injected that the ``parameters`` cell does not declare.
+
+    Call right after the parameters cell, which ends with
+    ``_declared = [k for k in dir() if not k.startswith("_")]``. Returns the parameters as a dict
+    (for the provenance cell). Raises SSLMemError naming the unknown and the valid names.
+    """
+    valid = parameter_names(namespace, declared)
+    unknown = sorted(k for k, v in namespace.items()
+                     if not k.startswith("_") and k not in declared and k not in _IPYTHON_NAMES
+                     and _is_parameter(v))
+    if unknown:
+        raise SSLMemError(f"unknown notebook parameter(s) {', '.join(unknown)}; valid "
+                          f"parameters: {', '.join(valid)}")
+    return {k: namespace[k] for k in valid}
+
+
+def overrides(**values) -> dict:
+    """Config overrides from notebook parameters: ``None`` means "keep the profile's value"."""
+    out = {k: v for k, v in values.items() if v is not None}
+    if "seeds" in out and not isinstance(out["seeds"], int):
+        out["seeds"] = tuple(out["seeds"])
+    return out
+
+
+def plain(value):
+    """A Python int/float/str from a NumPy or torch scalar (glue and JSON need plain values)."""
+    if isinstance(value, bool):
+        return value
+    if hasattr(value, "item") and not isinstance(value, (int, float, str)):
+        value = value.item()
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return value
+
+
+def glue_number(name: str, value) -> None:
+    """Glue a number for ``{glue:text}`name:.3f``` in the markdown (never shown in place).
+
+    Returns None so that a call ending a cell adds no output."""
+    from myst_nb import glue
+
+    value = plain(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise SSLMemError(f"glue_number({name!r}) needs a number, got {type(value).__name__}")
+    if isinstance(value, float) and abs(value) < 1e-12:
+        value = 0.0  # float noise would render as -0.00
+    glue(name, value, display=False)
+
+
+class _Text(str):
+    """A string whose repr is itself, so ``{glue:text}`` shows it without quotes."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def glue_text(name: str, value) -> None:
+    """Glue a short string (a method name, a dataset name) for ``{glue:text}`name```."""
+    from myst_nb import glue
+
+    glue(name, _Text(value), display=False)
+
+
+def show_table(frame, formats: dict | None = None) -> None:
+    """Display a DataFrame as a compact, padded HTML table without its index."""
+    from IPython.display import display
+
+    styler = frame.style.hide(axis="index").set_table_styles(
+        [{"selector": "th, td", "props": "padding: 3px 12px; text-align: left;"}])
+    if formats:
+        styler = styler.format(formats, na_rep="–")
+    display(styler)
+
+
+def banner(profile: str, cfg=None, device: str | None = None,
+           parameters: dict | None = None) -> None:
+    """Show the run's parameters, and a visible warning when it is a smoke run (not 'paper')."""
+    from IPython.display import Markdown, display
+
+    given = ", ".join(f"`{k}={v!r}`" for k, v in (parameters or {}).items() if v is not None)
+    params = f"\n\nParameters of this run: {given}." if given else ""
+    if profile == "paper":
+        text = (":::{note}\nPaper profile: the numbers on this page come from the paper's "
+                "setup (spec.md §6)" + (f", run on {device}" if device else "") + "."
+                + params + "\n:::\n")
+    else:
+        what = "" if cfg is None else (f" ({cfg.dataset} at {cfg.image_size} px, {cfg.backbone}, "
+                                       f"{cfg.epochs} epochs)")
+        text = (":::{warning}\n**Smoke run on CPU (tiny profile): numbers are not the paper's.**"
+                f" This page was executed with a tiny configuration{what} so that it runs in "
+                "minutes without a GPU. It shows that the pipeline works end to end; the "
+                "direction of an effect may or may not survive at this scale. Run "
+                "`python -m sslmem.reproduce --profile paper` on a GPU for the paper's setup."
+                + params + "\n:::\n")
+    display(Markdown(text))
+
+
+def training_minutes(*experiments) -> float:
+    """Wall-clock minutes spent training the f and g encoders of ``experiments`` (all seeds).
+
+    Read from the encoders' training histories, so it is the real cost even when this run
+    reused cached encoders (and the page itself took seconds).
+    """
+    seconds = 0.0
+    for exp in experiments:
+        for seed in exp.cfg.seeds:
+            for which in ("f", "g"):
+                seconds += float(exp.history(which, seed)["seconds"].sum())
+    return seconds / 60.0
+
+
+class Timer:
+    """Wall-clock of a notebook, started in its first cell and glued at its end."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def minutes(self) -> float:
+        return (time.perf_counter() - self.start) / 60.0

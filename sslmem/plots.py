@@ -1,0 +1,301 @@
+"""The book's figures: one function per figure type, each returning its matplotlib Figure.
+
+Why a module: the four notebooks draw the same kinds of figures (score distributions per subset,
+image grids ranked by memorization, agreement heatmaps, accuracy curves) and should look alike;
+keeping the styling here keeps the notebooks about the paper. Functions take the DataFrames that
+``sslmem.experiment.Experiment`` returns and never compute results themselves.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+SUBSET_ORDER = ("candidate", "shared", "extra", "independent")
+SUBSET_LABEL = {"candidate": "$S_C$ candidate (f only)", "shared": "$S_S$ shared (f and g)",
+                "extra": "$S_E$ extra (neither)", "independent": "$S_I$ independent (g only)"}
+SUBSET_COLOR = {"candidate": "#d62728", "shared": "#7f7f7f", "extra": "#1f77b4",
+                "independent": "#2ca02c"}
+
+
+def style() -> None:
+    """One look for every figure (called on import)."""
+    sns.set_theme(context="notebook", style="whitegrid", font_scale=0.95)
+    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "axes.titleweight": "bold",
+                         "figure.autolayout": False})
+
+
+style()
+
+
+def _subsets(table: pd.DataFrame) -> list[str]:
+    return [s for s in SUBSET_ORDER if s in set(table.subset)]
+
+
+def score_histograms(table: pd.DataFrame, column: str = "score_raw",
+                     threshold: float | None = None, title: str | None = None) -> plt.Figure:
+    """Distribution of the memorization score per subset (S_C right of 0, S_I left of 0)."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.4), layout="constrained")
+    bins = np.histogram_bin_edges(table[column].to_numpy(), bins=30)
+    for subset in _subsets(table):
+        values = table.loc[table.subset == subset, column]
+        ax.hist(values, bins=bins, histtype="step", linewidth=1.8, density=True,
+                color=SUBSET_COLOR[subset],
+                label=f"{SUBSET_LABEL[subset]}: mean {values.mean():+.3g}")
+    ax.axvline(0, color="black", linewidth=0.8)
+    if threshold is not None:
+        ax.axvline(threshold, color="black", linestyle="--", linewidth=1,
+                   label=f"threshold (99th pct. of $S_E$) = {threshold:.3g}")
+    ax.set_xlabel(f"memorization score m(x) [{column}]")
+    ax.set_ylabel("density")
+    ax.set_title(title or "SSLMem scores per subset")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    return fig
+
+
+def alignment_scatter(table: pd.DataFrame, max_points: int = 2000) -> plt.Figure:
+    """L_f against L_g per subset: points above the diagonal are better aligned by f (m > 0)."""
+    subsets = _subsets(table)
+    ncols = 2 if len(subsets) > 2 else len(subsets)
+    nrows = int(np.ceil(len(subsets) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.3 * nrows), sharex=True,
+                             sharey=True, squeeze=False, layout="constrained")
+    lo = float(min(table.L_f.min(), table.L_g.min()))
+    hi = float(max(table.L_f.max(), table.L_g.max()))
+    for ax, subset in zip(axes.flat, subsets):
+        part = table[table.subset == subset]
+        part = part.sample(min(len(part), max_points), random_state=0)
+        ax.scatter(part.L_f, part.L_g, s=7, alpha=0.5, color=SUBSET_COLOR[subset],
+                   edgecolor="none")
+        ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8)
+        above = float((part.L_g > part.L_f).mean())
+        ax.set_title(f"{SUBSET_LABEL[subset]}\n{above:.0%} above the diagonal", fontsize=9)
+    for ax in axes[-1]:
+        ax.set_xlabel("$L_f$ (alignment loss of f)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("$L_g$ (alignment loss of g)")
+    for ax in axes.flat[len(subsets):]:
+        ax.set_visible(False)
+    return fig
+
+
+def _epoch_axis(ax, epochs) -> None:
+    """A log-scaled epoch axis labelled with the snapshot epochs themselves."""
+    ticks = sorted({int(e) for e in epochs})
+    ax.set_xscale("log")
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
+
+
+def scores_over_epochs(frame: pd.DataFrame, history: pd.DataFrame | None = None) -> plt.Figure:
+    """Mean score per subset at each snapshot epoch, next to the kNN monitor of f."""
+    ncols = 2 if history is not None and "knn" in history else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(5.2 * ncols, 3.5), layout="constrained")
+    axes = np.atleast_1d(axes)
+    ax = axes[0]
+    for subset in [s for s in SUBSET_ORDER if s in set(frame.subset)]:
+        part = frame[frame.subset == subset].sort_values("epoch")
+        ax.errorbar(part.epoch, part.score_raw, yerr=part["sem"], marker="o", capsize=3,
+                    color=SUBSET_COLOR[subset], label=SUBSET_LABEL[subset])
+    ax.axhline(0, color="black", linewidth=0.8)
+    _epoch_axis(ax, frame.epoch)
+    ax.set_xlabel("training epoch of f and g (log scale)")
+    ax.set_ylabel("mean m(x) ± s.e.m.")
+    ax.set_title("memorization during training")
+    ax.legend(fontsize=7)
+    if ncols == 2:
+        knn = history.dropna(subset=["knn"])
+        axes[1].plot(knn.epoch, 100 * knn.knn, marker="o", color="black")
+        _epoch_axis(axes[1], knn.epoch)
+        axes[1].set_xlabel("training epoch of f (log scale)")
+        axes[1].set_ylabel("kNN accuracy on the test split (%)")
+        axes[1].set_title("kNN monitor of f")
+    return fig
+
+
+def _to_hwc(images) -> np.ndarray:
+    """uint8 (N, C, H, W) tensor/array -> (N, H, W, C) or (N, H, W) numpy for imshow."""
+    if hasattr(images, "detach"):
+        images = images.detach().cpu().numpy()
+    images = np.asarray(images)
+    if images.ndim == 4 and images.shape[1] in (1, 3):
+        images = images.transpose(0, 2, 3, 1)
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]
+    return images
+
+
+def image_grid(images, titles=None, ncols: int = 10, title: str | None = None,
+               size: float = 1.05) -> plt.Figure:
+    """A grid of images with a short caption under each (e.g. its score and class)."""
+    images = _to_hwc(images)
+    n = len(images)
+    nrows = max(1, int(np.ceil(n / ncols)))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.3) * nrows + 0.4),
+                             squeeze=False, layout="constrained")
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow(images[i], cmap="gray" if images[i].ndim == 2 else None,
+                  interpolation="nearest")
+        if titles is not None:
+            ax.set_title(str(titles[i]), fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=11, fontweight="bold")
+    return fig
+
+
+def ranked_grid(table: pd.DataFrame, images, column: str = "score_raw", n: int = 10,
+                classes=None, title: str | None = None) -> plt.Figure:
+    """Two rows of images: the ``n`` highest (top) and lowest (bottom) scored rows of ``table``.
+
+    ``images`` is indexed by ``table.position`` (positions into the training ImageData).
+    """
+    ranked = table.sort_values(column, ascending=False)
+    rows = pd.concat([ranked.head(n), ranked.tail(n)])
+    label = (lambda y: classes[int(y)]) if classes is not None else (lambda y: str(int(y)))
+    titles = [f"{label(r.label)}\n{getattr(r, column):+.3f}" for r in rows.itertuples()]
+    pos = rows.position.to_numpy()
+    fig = image_grid(images[pos], titles, ncols=n,
+                     title=title or f"top row: {n} most memorized; bottom row: {n} least")
+    return fig
+
+
+def per_class_grid(table: pd.DataFrame, images, classes, column: str = "score_raw",
+                   n: int = 3) -> plt.Figure:
+    """Per class: the ``n`` most memorized (red frames) and ``n`` least memorized (blue) candidates.
+
+    Classes are laid out in two blocks side by side so that ten classes fit one screen.
+    """
+    labels = sorted(table.label.unique())
+    images_hwc = _to_hwc(images)
+    blocks = 2 if len(labels) > 5 else 1
+    rows_per_block = int(np.ceil(len(labels) / blocks))
+    ncols = blocks * 2 * n + (blocks - 1)  # a blank spacer column between blocks
+    fig, axes = plt.subplots(rows_per_block, ncols, squeeze=False, layout="constrained",
+                             figsize=(0.82 * ncols + 0.6, 0.95 * rows_per_block + 0.5))
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_frame_on(False)
+    for i, y in enumerate(labels):
+        row, col0 = i % rows_per_block, (i // rows_per_block) * (2 * n + 1)
+        part = table[table.label == y].sort_values(column, ascending=False)
+        chosen = list(part.head(n).itertuples()) + list(part.tail(n).itertuples())
+        for j, item in enumerate(chosen[: 2 * n]):
+            ax = axes[row, col0 + j]
+            img = images_hwc[item.position]
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
+            ax.set_title(f"{getattr(item, column):+.2f}", fontsize=6, pad=1)
+            ax.set_frame_on(True)
+            for spine in ax.spines.values():
+                spine.set_edgecolor("#d62728" if j < n else "#1f77b4")
+                spine.set_linewidth(2)
+        axes[row, col0].set_ylabel(str(classes[int(y)]), rotation=0, ha="right", va="center",
+                                   fontsize=8)
+    fig.suptitle(f"per class: {n} most memorized (red) | {n} least memorized (blue)",
+                 fontsize=10)
+    return fig
+
+
+def score_vs(x, y, xlabel: str, ylabel: str, title: str, hue=None) -> plt.Figure:
+    """Scatter of a per-point quantity against the memorization score, with a rank trend."""
+    fig, ax = plt.subplots(figsize=(5.4, 4.0), layout="constrained")
+    sns.scatterplot(x=np.asarray(x), y=np.asarray(y), hue=hue, s=14, alpha=0.7, ax=ax,
+                    palette="tab10" if hue is not None else None, edgecolor="none",
+                    legend="brief" if hue is not None else False)
+    if hue is not None and ax.get_legend() is not None:
+        ax.legend(fontsize=6, ncol=2, title="class", title_fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return fig
+
+
+def heatmaps(matrices: dict[str, pd.DataFrame], fmt: str = ".2f", vmin=None, vmax=None,
+             cmap: str = "viridis") -> plt.Figure:
+    """Annotated heatmaps of square method-by-method tables (overlap, tau, rho), two per row."""
+    ncols = min(2, len(matrices))
+    nrows = int(np.ceil(len(matrices) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 4.4 * nrows), squeeze=False,
+                             layout="constrained")
+    for ax, (name, m) in zip(axes.flat, matrices.items()):
+        sns.heatmap(m.astype(float), annot=True, fmt=fmt, cmap=cmap, vmin=vmin, vmax=vmax,
+                    square=True, cbar=False, ax=ax, annot_kws={"fontsize": 10})
+        ax.set_title(name, fontsize=11)
+        ax.tick_params(axis="x", rotation=30, labelsize=9)
+        ax.tick_params(axis="y", rotation=0, labelsize=9)
+    for ax in axes.flat[len(matrices):]:
+        ax.set_visible(False)
+    return fig
+
+
+def removal_curves(frame: pd.DataFrame, metric: str = "linear") -> plt.Figure:
+    """Accuracy after removing the top-k memorized vs k random points, one panel per dataset.
+
+    ``frame`` columns: dataset, k, removal ('top-k memorized' | 'random' | 'none'), seed, metric.
+    """
+    datasets = list(dict.fromkeys(frame.dataset))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.5),
+                             squeeze=False, layout="constrained")
+    colors = {"top-k memorized": "#d62728", "random": "#1f77b4"}
+    for ax, name in zip(axes[0], datasets):
+        part = frame[frame.dataset == name]
+        base = part[part.removal == "none"][metric]
+        if len(base):
+            ax.axhline(100 * base.mean(), color="black", linestyle=":", label="no removal")
+        for removal, color in colors.items():
+            sub = part[part.removal == removal].groupby("k")[metric].agg(["mean", "std", "count"])
+            if len(sub):
+                err = 100 * sub["std"].fillna(0) / np.sqrt(sub["count"])
+                ax.errorbar(sub.index, 100 * sub["mean"], yerr=err, marker="o", capsize=3,
+                            color=color, label=removal)
+        ax.set_title(f"probe on {name}")
+        ax.set_xlabel("k = points removed before pre-training")
+        ax.set_ylabel(f"{metric} probe accuracy (%)")
+        ax.legend(fontsize=7)
+    return fig
+
+
+def regularizer_bars(frame: pd.DataFrame) -> plt.Figure:
+    """Mean candidate memorization and probe accuracy for each alignment-regularizer weight."""
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.3), layout="constrained")
+    labels = [f"λ = {v:g}" for v in frame.align_lambda]
+    axes[0].bar(labels, frame.mean_score_candidate, color="#d62728",
+                yerr=frame.get("sem_score_candidate"), capsize=3)
+    axes[0].axhline(0, color="black", linewidth=0.8)
+    axes[0].set_ylabel("mean m(x) on $S_C$")
+    axes[0].set_title("memorization of the candidates")
+    axes[1].bar(labels, 100 * frame.linear, color="#1f77b4")
+    axes[1].set_ylabel("linear probe accuracy (%)")
+    axes[1].set_title("downstream accuracy")
+    lo = 100 * frame.linear.min()
+    axes[1].set_ylim(max(0.0, lo - 10), min(100.0, 100 * frame.linear.max() + 5))
+    return fig
+
+
+def toy_views(panels: list[dict]) -> plt.Figure:
+    """The 2-D intuition: views of a point and where encoders f (with it) and g (without) send them.
+
+    Each panel dict: title, train (N, 2), point (2,), views (K, 2), f_views (K, 2), g_views (K, 2),
+    L_f, L_g.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 4.4),
+                             layout="constrained")
+    axes = np.atleast_1d(axes)
+    for ax, p in zip(axes, panels):
+        ax.scatter(*p["train"].T, s=8, color="#bbbbbb", label="training data of g (and f)")
+        ax.scatter(*p["views"].T, s=10, color="black", alpha=0.5, label="views x′, x″ ~ Aug(x)")
+        ax.scatter(*p["f_views"].T, s=12, color="#d62728", alpha=0.7,
+                   label=f"f(views), L_f = {p['L_f']:.2f}")
+        ax.scatter(*p["g_views"].T, s=12, color="#2ca02c", alpha=0.7, marker="x",
+                   label=f"g(views), L_g = {p['L_g']:.2f}")
+        ax.scatter(*p["point"], s=120, marker="*", color="gold", edgecolor="black", zorder=5,
+                   label="x (in f's data only)")
+        ax.set_title(f"{p['title']}: m(x) = L_g − L_f = {p['L_g'] - p['L_f']:.2f}", fontsize=10)
+        ax.set_aspect("equal")
+        ax.legend(fontsize=7, loc="lower right")
+    return fig

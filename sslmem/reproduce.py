@@ -1,0 +1,254 @@
+"""Execute the section notebooks into the book: jupytext -> papermill -> ``book/<name>.ipynb``.
+
+Why a runner instead of ``jupyter-book``'s own execution: the book build must never retrain (it
+renders with ``execute_notebooks: off``), parameters must be checked (papermill only warns about
+unknown ones), and a failing notebook must not destroy the last good page. So each notebook is
+executed into a temporary file, and only a successful run replaces ``book/<name>.ipynb``; the
+first failure stops the run with the notebook's name, the failing cell and the error message.
+
+Usage::
+
+    python -m sslmem.reproduce --profile auto            # paper on a CUDA GPU, else tiny
+    python -m sslmem.reproduce --profile tiny --only 01 --dataset fashionmnist
+    python -m sslmem.reproduce --params my.yml --methods simclr,byol
+
+A params file (YAML or JSON) maps notebook names (``01_definition`` or the prefix ``01``) to
+parameter dicts; other top-level keys apply to every notebook that declares them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sslmem.errors import SSLMemError
+
+NOTEBOOKS = ("01_definition", "02_atypical_examples", "03_ssl_vs_supervised",
+             "04_generalization")
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+BOOK_DIR = NOTEBOOK_DIR.parent / "book"
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+# papermill's own cell and the validation cell are plumbing: hide them in the rendered book
+HIDE_TAGS = {"injected-parameters": "remove-cell"}
+
+
+def resolve_profile(profile: str) -> str:
+    """'auto' = 'paper' when CUDA is available, else 'tiny'."""
+    if profile not in ("auto", "paper", "tiny"):
+        raise SSLMemError(f"unknown profile {profile!r}; choose one of: auto, paper, tiny")
+    if profile == "auto":
+        import torch
+
+        return "paper" if torch.cuda.is_available() else "tiny"
+    return profile
+
+
+def select(only=None) -> list[str]:
+    """Notebook names from ``--only 01,03`` (prefixes or full names); all when empty."""
+    if not only:
+        return list(NOTEBOOKS)
+    if isinstance(only, str):
+        only = [s for s in only.split(",") if s]
+    chosen = []
+    for item in only:
+        matches = [n for n in NOTEBOOKS if n == item or n.startswith(f"{item}_")]
+        if len(matches) != 1:
+            raise SSLMemError(f"unknown notebook {item!r}; choose from: {', '.join(NOTEBOOKS)} "
+                              "(or their prefixes 01, 02, ...)")
+        chosen.append(matches[0])
+    return chosen
+
+
+def load_params(params) -> dict:
+    """A params dict from a dict, a .yml/.yaml/.json path, or None."""
+    if params is None:
+        return {}
+    if isinstance(params, dict):
+        return dict(params)
+    path = Path(params)
+    if not path.is_file():
+        raise SSLMemError(f"params file {path} not found")
+    text = path.read_text()
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as err:  # noqa: BLE001 - any parse error is the user's to fix
+        raise SSLMemError(f"cannot parse params file {path}: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SSLMemError(f"params file {path} must hold a mapping, got {type(data).__name__}")
+    return data
+
+
+def declared_parameters(nb) -> list[str]:
+    """Names assigned at the top level of the notebook's ``parameters`` cell."""
+    import ast
+
+    for cell in nb.cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            tree = ast.parse(cell.source)
+            return [t.id for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                    for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                    if isinstance(t, ast.Name) and not t.id.startswith("_")]
+    return []
+
+
+def parameters_for(name: str, declared: list[str], params: dict, *, profile: str,
+                   dataset: str | None, methods: list[str] | None) -> dict:
+    """The parameters to inject into notebook ``name``.
+
+    Global keys (and --dataset/--methods) go only to notebooks that declare them; a per-notebook
+    dict is passed as is, so a misspelled name reaches the notebook's check and fails loudly.
+    """
+    out: dict = {"profile": profile}
+    for key, value in params.items():
+        if key in NOTEBOOKS or key.split("_")[0].isdigit():
+            continue
+        if key in declared:
+            out[key] = value
+    if dataset is not None:
+        out["dataset"] = dataset
+    if methods:
+        if "methods" in declared:
+            out["methods"] = list(methods)
+        elif "method" in declared:
+            out["method"] = methods[0]
+    for key, value in params.items():
+        if key == name or (key.split("_")[0].isdigit() and name.startswith(f"{key}_")):
+            if not isinstance(value, dict):
+                raise SSLMemError(f"params for {key} must be a mapping of parameter names")
+            out.update(value)
+    return out
+
+
+def _check_global_keys(params: dict, declared: dict[str, list[str]]) -> None:
+    every = sorted({k for names in declared.values() for k in names})
+    for key in params:
+        per_notebook = key in NOTEBOOKS or key.split("_")[0].isdigit()
+        if not per_notebook and key not in every:
+            raise SSLMemError(f"unknown parameter {key!r} in params; notebooks declare: "
+                              + ", ".join(every))
+
+
+def _hide_plumbing(nb) -> None:
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        for tag, hide in HIDE_TAGS.items():
+            if tag in tags and hide not in tags:
+                cell.metadata.setdefault("tags", []).append(hide)
+
+
+def _kernel_env() -> dict:
+    """Environment for the kernel: inline figures (never Agg), no progress bars."""
+    return {"MPLBACKEND": INLINE_BACKEND, "TQDM_DISABLE": "1"}
+
+
+def execute(name: str, out_dir: Path, parameters: dict, *, timeout: int | None = None,
+            log=print) -> Path:
+    """Execute one notebook; on success atomically replace ``out_dir/<name>.ipynb``."""
+    import jupytext
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    # papermill logs "Unable to parse line" for every commented `x = None` parameter: noise
+    logging.getLogger("papermill.translators").setLevel(logging.ERROR)
+    source = NOTEBOOK_DIR / f"{name}.py"
+    if not source.is_file():
+        raise SSLMemError(f"notebook source {source} not found")
+    nb = jupytext.read(source)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"sslmem-{name}-"))
+    tmp = work / f"{name}.ipynb"
+    saved = {k: os.environ.get(k) for k in _kernel_env()}
+    os.environ.update(_kernel_env())
+    t0 = time.perf_counter()
+    try:
+        papermill.execute_notebook(nb, str(tmp), parameters=parameters, kernel_name="python3",
+                                   progress_bar=False, log_output=False, cwd=str(work),
+                                   execution_timeout=timeout, report_mode=False)
+    except PapermillExecutionError as err:
+        cell_src = (err.source or "").strip().splitlines()
+        first = cell_src[0] if cell_src else ""
+        raise SSLMemError(
+            f"notebook {name} failed in cell {err.exec_count} (`{first[:80]}`): "
+            f"{err.ename}: {err.evalue}\nThe executed notebook is kept at {tmp}; "
+            f"{out_dir / (name + '.ipynb')} was left unchanged.") from None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    executed = nbformat.read(tmp, as_version=4)
+    _hide_plumbing(executed)
+    target = out_dir / f"{name}.ipynb"
+    staged = out_dir / f".{name}.ipynb.tmp"
+    nbformat.write(executed, staged)
+    os.replace(staged, target)
+    shutil.rmtree(work, ignore_errors=True)
+    log(f"{name}: executed in {time.perf_counter() - t0:.0f} s -> {target}")
+    return target
+
+
+def reproduce(profile: str = "auto", params=None, dataset: str | None = None,
+              methods=None, only=None, out: str | os.PathLike = BOOK_DIR,
+              timeout: int | None = None, log=print) -> list[Path]:
+    """Execute the chosen notebooks in order; stop at the first failure (SSLMemError)."""
+    import jupytext
+
+    profile = resolve_profile(profile)
+    params = load_params(params)
+    if isinstance(methods, str):
+        methods = [m for m in methods.split(",") if m]
+    names = select(only)
+    declared = {n: declared_parameters(jupytext.read(NOTEBOOK_DIR / f"{n}.py")) for n in names}
+    _check_global_keys(params, declared)
+    out_dir = Path(out)
+    log(f"profile {profile}: executing {', '.join(names)} into {out_dir}/")
+    done = []
+    for name in names:
+        values = parameters_for(name, declared[name], params, profile=profile, dataset=dataset,
+                                methods=methods)
+        done.append(execute(name, out_dir, values, timeout=timeout, log=log))
+    return done
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m sslmem.reproduce",
+        description="Execute the section notebooks with papermill into the book folder.")
+    parser.add_argument("--profile", default="auto", choices=("auto", "paper", "tiny"),
+                        help="paper (GPU), tiny (CPU smoke run) or auto (paper if CUDA, else tiny)")
+    parser.add_argument("--params", help="YAML/JSON file of notebook parameters")
+    parser.add_argument("--dataset", help="dataset for every notebook (e.g. fashionmnist)")
+    parser.add_argument("--methods", help="comma-separated SSL methods (03 compares all; the "
+                        "other notebooks use the first)")
+    parser.add_argument("--only", help="comma-separated notebooks, e.g. 01,02")
+    parser.add_argument("--out", default=str(BOOK_DIR),
+                        help="output folder (default: the checkout's book/)")
+    parser.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+    args = parser.parse_args(argv)
+    try:
+        reproduce(args.profile, params=args.params, dataset=args.dataset, methods=args.methods,
+                  only=args.only, out=args.out, timeout=args.timeout)
+    except SSLMemError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
