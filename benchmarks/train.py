@@ -104,13 +104,13 @@ class ProjectLoop:
     """(a): one training step exactly as ``sslmem.train.fit`` takes it (single process).
 
     Setup as fit's: channels_last on CUDA, ``make_optimizer`` with the method's paper optimizer
-    and linearly scaled lr, ``compile_backbone(encoder, images[:2])``, the warmup+cosine
-    schedule set per step, a device generator for the views, the loss summed on the device.
-    ``static`` compiles with ``dynamic=False`` at the training shape instead (see the report).
+    and linearly scaled lr, ``compile_backbone(encoder, images[:batch])`` (static shapes at the
+    training shape), the warmup+cosine schedule set per step, a device generator for the views,
+    the loss summed on the device.
     """
 
     def __init__(self, method, images, labels, batch: int, device: torch.device, *,
-                 compile_: bool, static: bool):
+                 compile_: bool):
         self.cuda = device.type == "cuda"
         self.method, self.batch, self.device = method.to(device), batch, device
         if self.cuda:
@@ -121,12 +121,7 @@ class ProjectLoop:
         per_epoch = EPOCH // batch
         self.total, self.warm = per_epoch * d.epochs, per_epoch * d.warmup_epochs
         self.images, self.labels = images.to(device), labels.to(device)
-        self.compiled = False
-        if compile_ and static:
-            method.encoder.backbone.compile(dynamic=False)  # compiles in the first (warm-up) step
-            self.compiled = True
-        elif compile_:
-            self.compiled = compile_backbone(method.encoder, self.images[:2], device)
+        self.compiled = compile_ and compile_backbone(method.encoder, self.images[:batch], device)
         method.train()
         n = len(images)
         self.usable = n // batch * batch
@@ -221,12 +216,12 @@ class PILPairs(torch.utils.data.Dataset):
 
 
 def time_dataloader(method, images, labels, mean, std, batch: int, device: torch.device, *,
-                    warmup: int, steps: int, workers: int, compile_: bool, static: bool):
+                    warmup: int, steps: int, workers: int, compile_: bool):
     """(b): the same model and step fed by PIL transforms in a DataLoader. -> (s/step, wait)."""
     cuda = device.type == "cuda"
     method.encoder.normalize = nn.Identity()  # T.Normalize did it on the CPU
     loop = ProjectLoop(method, images[:batch], labels[:batch], batch, device,
-                       compile_=compile_, static=static)  # (a)'s setup, only its data unused
+                       compile_=compile_)  # (a)'s setup, only its data unused
     fmt = torch.channels_last if cuda else torch.contiguous_format
     for i in range(2):  # compile for the training shape now, before the workers fill the queue
         fake = [torch.rand(batch, 3, *images.shape[2:], device=device).contiguous(memory_format=fmt)
@@ -368,8 +363,7 @@ def method_rows(names, args, device, images, labels, mean, std, peak, compile_) 
         torch.manual_seed(0)
         method = build(name, backbone, mean, std)
         views = len(method.views.views)
-        loop = ProjectLoop(method, images, labels, batch, device, compile_=compile_,
-                           static=args.static)
+        loop = ProjectLoop(method, images, labels, batch, device, compile_=compile_)
         s_step = loop.timed(loop.step, warmup, steps)
         r = row(name, device_name(device), backbone, batch, s_step, flops, peak,
                 peak_memory_gib(device), optimizer=d.optimizer, views=views, timed_steps=steps,
@@ -396,9 +390,6 @@ def main(argv=None) -> dict:
     ap.add_argument("--warmup", type=int, default=None, help="warm-up steps (CUDA 10, CPU 1)")
     ap.add_argument("--workers", type=int, default=os.cpu_count(), help="(b)'s DataLoader workers")
     ap.add_argument("--no-compile", action="store_true", help="no torch.compile (CUDA only anyway)")
-    ap.add_argument("--static", action="store_true",
-                    help="compile with dynamic=False at the training shape instead of fit's "
-                         "compile_backbone(images[:2]) probe")
     ap.add_argument("--methods", default="",
                     help="'all' or a comma list: add the per-method table (paper settings)")
     ap.add_argument("--method-steps", type=int, default=None, help="timed steps per method")
@@ -442,7 +433,7 @@ def main(argv=None) -> dict:
     fresh_memory(device)
     torch.manual_seed(0)
     loop = ProjectLoop(build("simclr", backbone, mean, std), images, labels, batch, device,
-                       compile_=compile_, static=args.static)
+                       compile_=compile_)
     s_a = loop.timed(loop.step, warmup, steps)
     rows.append(row("(a) sslmem: uint8 on device + sslmem.augment, fit's step", dev, backbone,
                     batch, s_a, flops, peak, peak_memory_gib(device), compiled=loop.compiled))
@@ -468,7 +459,7 @@ def main(argv=None) -> dict:
     torch.manual_seed(0)
     s_b, wait, compiled, steps_b = time_dataloader(
         build("simclr", backbone, mean, std), images, labels, mean, std, batch, device,
-        warmup=warmup, steps=steps, workers=args.workers, compile_=compile_, static=args.static)
+        warmup=warmup, steps=steps, workers=args.workers, compile_=compile_)
     loader = f"DataLoader({args.workers} workers{', pinned' if cuda else ''})"
     rows.append(row(f"(b) PIL + torchvision.transforms, {loader}",
                     dev, backbone, batch, s_b, flops, peak, peak_memory_gib(device),
@@ -485,7 +476,7 @@ def main(argv=None) -> dict:
                f"({platform.processor() or platform.machine()}); torch {torch.__version__}, "
                f"{torch.get_num_threads()} intra-op threads; load average before the run "
                f"{load[0]:.2f}; compile {'on' if compile_ else 'off'}"
-               f"{' (static)' if compile_ and args.static else ''}; bf16 autocast "
+               "; bf16 autocast "
                f"{'on' if cuda else 'off (CPU: fp32, as fit)'}")
     print(f"\n{machine}\n{counting}\ntimed: {steps} steps after {warmup} warm-up steps"
           f" ((b): {steps_b}, whole worker rounds)\n")

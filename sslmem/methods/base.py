@@ -46,6 +46,8 @@ class Method(nn.Module):
         backbone_net = build_backbone(backbone, image_size, channels, patch_size)
         self.encoder = Encoder(backbone_net, mean, std)
         self.views = recipe(self.recipe_name, image_size)
+        # two SimCLR-style views for the regularizer of single-view methods (built once)
+        self.pair_views = recipe("simclr", image_size)
         self.options = options
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor,
@@ -69,7 +71,7 @@ class Method(nn.Module):
         view (MAE, supervised) draw a second SimCLR-style pair for it.
         """
         if h1 is None:
-            v1, v2 = recipe("simclr", self.image_size)(images, generator)
+            v1, v2 = self.pair_views(images, generator)
             h1, h2 = self.encoder(v1), self.encoder(v2)
         return F.cosine_similarity(h1.float(), h2.float(), dim=-1).mean()
 
