@@ -1,6 +1,8 @@
 # sslmem — the two commands that matter:
-#   make book   reproduce every paper section and render the book (GPU: paper profile; CPU: smoke run)
+#   make book   render the book from the committed results store (trains nothing; minutes on a CPU)
 #   make test   create .venv if missing, install the pinned set, run the test suite
+# and, explicitly, recomputing a profile into a fresh store:
+#   make reproduce PROFILE=tiny|paper   (sslmem plan --run --fresh, then the book from it)
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -30,11 +32,22 @@ test: install
 clean-runs:
 	rm -rf runs
 
-# The book: execute every section notebook (paper profile on a CUDA GPU, tiny on CPU) with the
-# runner, then render it with warnings as errors. `make html` only renders book/*.ipynb as they are.
-.PHONY: book html
+# The book: execute every section notebook against the best profile the results store holds
+# completely (results only: a missing result is an error, nothing trains), then render it with
+# warnings as errors. A page from a better profile is never replaced by a lesser one.
+# `make html` only renders book/*.ipynb as they are.
+.PHONY: book html reproduce
 book: install
-	$(BIN)/python -m sslmem.reproduce --profile auto
+	$(BIN)/python -m sslmem.reproduce --profile stored
+	$(MAKE) html
+
+# Recompute a profile from scratch into a fresh store (resumable; swapped in when complete),
+# then execute the book against it. Encoders cached in runs/ are reused: `make clean-runs` first
+# to retrain them too.
+PROFILE ?= tiny
+reproduce: install
+	$(BIN)/sslmem plan --profile $(PROFILE) --run --fresh
+	$(BIN)/python -m sslmem.reproduce --profile $(PROFILE) --results-only
 	$(MAKE) html
 
 html: install

@@ -24,17 +24,15 @@
 #
 # | | hardware | time | what to expect |
 # |---|---|---|---|
-# | paper profile | one GPU (H100) | about 30 min for two ResNet-18 encoders (estimate, not measured here) | $S_C \gg S_S \approx S_E \gg S_I$, all four t-tests at $p < 0.01$ |
-# | this run | {glue:text}`device` | {glue:text}`minutes:.1f` min for this page; {glue:text}`train_minutes:.1f` min to train its encoders (cached ones are reused) | the same ordering, weaker: few epochs, few points |
+# | paper profile | one GPU (H100) | one unit of `sslmem plan`: two ResNet-18 encoders, about 8 min (estimate, not yet measured) | $S_C \gg S_S \approx S_E \gg S_I$, all four t-tests at $p < 0.01$ |
+# | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | {glue:text}`train_minutes:.1f` min to train the encoders, {glue:text}`score_minutes:.1f` min to score; this page rendered from the store in {glue:text}`minutes:.1f` min | the same ordering; weaker where the profile is small |
 
 # %% tags=["remove-cell"]
 import numpy as np
 import pandas as pd
 from scipy.sparse.csgraph import connected_components
 
-from sslmem import plots
-from sslmem.config import Config
-from sslmem.experiment import Experiment
+from sslmem import chapters, plots
 from sslmem.memorization import extra_threshold, frac_memorized
 from sslmem.notebook import (
     Timer,
@@ -42,7 +40,8 @@ from sslmem.notebook import (
     check_parameters,
     glue_number,
     glue_text,
-    overrides,
+    result_device,
+    scoring_minutes,
     show_table,
     training_minutes,
 )
@@ -58,21 +57,23 @@ epochs = None  # None = the method default (paper) or the profile value (tiny)
 sizes = None  # e.g. {"shared": 600, "candidate": 150, ...}; None = the profile split
 seeds = None  # e.g. [0, 1, 2]; None = the profile seeds
 n_pairs = None  # augmentation pairs per point; None = the profile value
-epoch_points = None  # points per subset scored at each snapshot; None = 1000 (paper), 150 (tiny)
+epoch_points = None  # points per subset scored at each snapshot; None = the profile's
 device = "auto"
 data_root = None  # None = $SSLMEM_DATA
 runs_root = None  # None = $SSLMEM_RUNS (cache of trained encoders)
+results_root = None  # None = $SSLMEM_RESULTS, else the checkout's results/ (the store)
 _declared = [k for k in dir() if not k.startswith("_")]
 
 # %% tags=["remove-input"]
 parameters = check_parameters(globals(), _declared)
-cfg = Config.profile(profile, **overrides(
-    dataset=dataset, method=method, backbone=backbone, epochs=epochs, seeds=seeds,
-    n_pairs=n_pairs, device=device, data_root=data_root, runs_root=runs_root,
-    **(sizes or {})), progress=False)
-exp = Experiment(cfg)
-banner(profile, exp.cfg, exp.provenance()["device"], parameters)
-glue_text("device", exp.provenance()["device"])
+exp, chapter = chapters.definition(
+    profile, method=method, dataset=dataset, backbone=backbone, epochs=epochs, sizes=sizes,
+    seeds=seeds, n_pairs=n_pairs, epoch_points=epoch_points, device=device, data_root=data_root,
+    runs_root=runs_root, results_root=results_root)
+table = exp.scores()  # from the store; trains and scores f and g only if they are missing
+banner(profile, exp, parameters)
+glue_text("device", result_device(exp))
+glue_text("profile", profile)
 
 # %% [markdown]
 # ## The definition
@@ -191,7 +192,6 @@ glue_number("n_candidates", len(split.candidate))
 show_table(sizes_table)
 
 # %%
-table = exp.scores()  # trains f and g if they are not cached yet, then scores all four subsets
 means = table.groupby("subset").score_raw.mean()
 for subset in ("candidate", "shared", "independent", "extra"):
     glue_number(f"mean_{subset}", means[subset])
@@ -265,8 +265,7 @@ show_table(pd.DataFrame({"subset": list(fractions),
 # of $f$ reaches {glue:text}`knn_last:.3f`.
 
 # %%
-over_epochs = exp.scores_over_epochs(
-    max_points=epoch_points or (1000 if profile == "paper" else 150))
+over_epochs = exp.scores_over_epochs(max_points=chapter["epoch_points"])
 history = exp.history("f")
 cand = over_epochs[over_epochs.subset == "candidate"].sort_values("epoch")
 glue_number("epoch_first", int(cand.epoch.iloc[0]))
@@ -312,15 +311,16 @@ show_table(compare)
 # - The toy shows why: only points whose augmentation sets do not overlap with other data need
 #   to be memorized to be aligned.
 #
-# This page ran in {glue:text}`minutes:.1f` min on {glue:text}`device`; training its encoders
-# took {glue:text}`train_minutes:.1f` min.
+# The results were computed on {glue:text}`device` (training {glue:text}`train_minutes:.1f` min,
+# scoring {glue:text}`score_minutes:.1f` min); this page rendered them in
+# {glue:text}`minutes:.1f` min.
 
 # %% tags=["remove-input", "hide-output"]
 glue_number("minutes", _timer.minutes())
 glue_number("train_minutes", training_minutes(exp))
-info = exp.provenance()
-info["parameters"] = parameters
-info["config"] = exp.cfg.to_dict()
-print("Provenance of this page (config, commit, versions, device, wall times):")
+glue_number("score_minutes", scoring_minutes(exp))
+info = exp.result_provenance()
+print("Provenance of the results on this page (config, commit, versions, device, wall times):")
 print(pd.Series({k: v for k, v in info.items() if k != "config"}).to_string())
 print(pd.Series(info["config"]).to_string())
+print("parameters:", parameters)

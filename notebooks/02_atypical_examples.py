@@ -25,27 +25,24 @@
 #
 # | | hardware | time | what to expect |
 # |---|---|---|---|
-# | paper profile | one GPU (H100) | minutes once chapter 1's encoders are cached (estimate) | top images look unusual, bottom ones prototypical; $\rho > 0$ with $p < 0.01$ |
-# | this run | {glue:text}`device` | {glue:text}`minutes:.1f` min for this page; {glue:text}`train_minutes:.1f` min to train its encoders (cached ones are reused) | the same direction, noisier |
+# | paper profile | one GPU (H100) | nothing beyond chapter 1's unit: atypicality is computed when the scores are | top images look unusual, bottom ones prototypical; $\rho > 0$ with $p < 0.01$ |
+# | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | chapter 1's encoders ({glue:text}`train_minutes:.1f` min of training); this page rendered from the store in {glue:text}`minutes:.1f` min | the same direction; noisier where the profile is small |
 
 # %% tags=["remove-cell"]
 import pandas as pd
-import torch
 from scipy import stats
 
-from sslmem import plots
-from sslmem.config import Config
-from sslmem.evaluate import extract_features
-from sslmem.experiment import Experiment
+from sslmem import chapters, plots
+from sslmem.experiment import ATYPICALITY_K
 from sslmem.notebook import (
-                             Timer,
-                             banner,
-                             check_parameters,
-                             glue_number,
-                             glue_text,
-                             overrides,
-                             show_table,
-                             training_minutes,
+    Timer,
+    banner,
+    check_parameters,
+    glue_number,
+    glue_text,
+    result_device,
+    show_table,
+    training_minutes,
 )
 
 _timer = Timer()
@@ -61,21 +58,22 @@ seeds = None  # e.g. [0, 1, 2]; None = the profile seeds
 n_pairs = None  # augmentation pairs per point; None = the profile value
 n_show = 10  # images per row of the overall grid
 per_class = 3  # most / least memorized images shown per class
-k_neighbors = 10  # neighbours for the typicality measure
 device = "auto"
 data_root = None  # None = $SSLMEM_DATA
 runs_root = None  # None = $SSLMEM_RUNS (cache of trained encoders)
+results_root = None  # None = $SSLMEM_RESULTS, else the checkout's results/ (the store)
 _declared = [k for k in dir() if not k.startswith("_")]
 
 # %% tags=["remove-input"]
 parameters = check_parameters(globals(), _declared)
-cfg = Config.profile(profile, **overrides(
-    dataset=dataset, method=method, backbone=backbone, epochs=epochs, seeds=seeds,
-    n_pairs=n_pairs, device=device, data_root=data_root, runs_root=runs_root,
-    **(sizes or {})), progress=False)
-exp = Experiment(cfg)
-banner(profile, exp.cfg, exp.provenance()["device"], parameters)
-glue_text("device", exp.provenance()["device"])
+exp, _ = chapters.definition(
+    profile, method=method, dataset=dataset, backbone=backbone, epochs=epochs, sizes=sizes,
+    seeds=seeds, n_pairs=n_pairs, device=device, data_root=data_root, runs_root=runs_root,
+    results_root=results_root)
+table = exp.scores()  # chapter 1's scores (with each point's atypicality), from the store
+banner(profile, exp, parameters)
+glue_text("device", result_device(exp))
+glue_text("profile", profile)
 glue_text("method_name", exp.cfg.method)
 glue_text("dataset", exp.cfg.dataset)
 
@@ -87,7 +85,6 @@ glue_text("dataset", exp.cfg.dataset)
 # $m(x)$; bottom row: lowest. Each image is captioned with its class and score.
 
 # %%
-table = exp.scores()
 cands = table[table.subset == "candidate"].reset_index(drop=True)
 images = exp.train.images.cpu()
 classes = list(exp.train.classes)
@@ -109,19 +106,12 @@ fig = plots.per_class_grid(cands, images, classes, n=per_class)
 # representation of $g$, which was trained on $S_S \cup S_I$ and never saw the candidates, so
 # the measure does not already contain their memorization: the mean Euclidean distance between
 # the candidate's L2-normalized feature and those of its {glue:text}`k_neighbors` nearest
-# training images of $g$ (any class). Larger means more atypical.
+# training images of $g$ (any class). Larger means more atypical. It was computed when the
+# scores were, while $g$ existed, and stored with them (column `atypicality`).
 
 # %%
-g = exp.encoder("g").encoder
-g_train = exp.train.images[torch.as_tensor(exp.split.g_train)]
-feats_train = torch.nn.functional.normalize(extract_features(g, g_train).float(), dim=1)
-feats_cand = torch.nn.functional.normalize(
-    extract_features(g, exp.train.images[torch.as_tensor(cands.position.to_numpy())]).float(),
-    dim=1)
-dist = torch.cdist(feats_cand, feats_train)
-knn_dist = dist.topk(k_neighbors, largest=False).values.mean(1).cpu().numpy()
-cands["knn_distance"] = knn_dist
-glue_number("k_neighbors", k_neighbors)
+cands["knn_distance"] = cands.atypicality
+glue_number("k_neighbors", ATYPICALITY_K)
 
 rho = stats.spearmanr(cands.score_raw, cands.knn_distance)
 glue_number("rho", rho.statistic)
@@ -132,7 +122,7 @@ glue_number("dist_top", ranked.knn_distance.head(decile).mean())
 glue_number("dist_bottom", ranked.knn_distance.tail(decile).mean())
 glue_number("decile", decile)
 fig = plots.score_vs(cands.knn_distance, cands.score_raw,
-                     xlabel=f"atypicality: mean distance to {k_neighbors} nearest training "
+                     xlabel=f"atypicality: mean distance to {ATYPICALITY_K} nearest training "
                             "images (g's features)",
                      ylabel="memorization score m(x)",
                      title=f"Spearman ρ = {rho.statistic:.2f} (p = {rho.pvalue:.2g})",
@@ -181,14 +171,14 @@ show_table(compare)
 # - The most memorized tenth lies at distance {glue:text}`dist_top:.3f` from its nearest
 #   training images, the least memorized tenth at {glue:text}`dist_bottom:.3f`.
 #
-# This page ran in {glue:text}`minutes:.1f` min on {glue:text}`device`; training its encoders
-# took {glue:text}`train_minutes:.1f` min.
+# The results were computed on {glue:text}`device` (training {glue:text}`train_minutes:.1f` min);
+# this page rendered them in {glue:text}`minutes:.1f` min.
 
 # %% tags=["remove-input", "hide-output"]
 glue_number("minutes", _timer.minutes())
 glue_number("train_minutes", training_minutes(exp))
-info = exp.provenance()
-info["parameters"] = parameters
-print("Provenance of this page (config, commit, versions, device, wall times):")
+info = exp.result_provenance()
+print("Provenance of the results on this page (config, commit, versions, device, wall times):")
 print(pd.Series({k: v for k, v in info.items() if k != "config"}).to_string())
 print(pd.Series(info["config"]).to_string())
+print("parameters:", parameters)

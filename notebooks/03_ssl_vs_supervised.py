@@ -26,16 +26,14 @@
 #
 # | | hardware | time | what to expect |
 # |---|---|---|---|
-# | paper profile | one GPU (H100) | several hours: two encoders per framework (estimate) | high overlap and $\tau > 0$ between SSL frameworks; low overlap with supervised label memorization |
-# | this run | {glue:text}`device` | {glue:text}`minutes:.1f` min for this page; {glue:text}`train_minutes:.1f` min to train its encoders (cached ones are reused) | rankings of a few epochs of training: agreement above chance at best |
+# | paper profile | one GPU (H100) | one `sslmem plan` unit (about 8 min, estimate) per framework and for supervised | high overlap and $\tau > 0$ between SSL frameworks; low overlap with supervised label memorization |
+# | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | {glue:text}`train_minutes:.1f` min to train the encoders; this page rendered from the store in {glue:text}`minutes:.1f` min | agreement above chance; how far above depends on the profile's size |
 
 # %% tags=["remove-cell"]
 import numpy as np
 import pandas as pd
 
-from sslmem import plots
-from sslmem.config import Config
-from sslmem.experiment import Experiment
+from sslmem import chapters, plots
 from sslmem.memorization import rank_agreement, topk_overlap
 from sslmem.notebook import (
     Timer,
@@ -43,7 +41,7 @@ from sslmem.notebook import (
     check_parameters,
     glue_number,
     glue_text,
-    overrides,
+    result_device,
     show_table,
     training_minutes,
 )
@@ -53,11 +51,11 @@ _timer = Timer()
 # %% tags=["parameters", "hide-input"]
 profile = "paper"  # 'paper' (GPU, the paper's CIFAR-10 setup) or 'tiny' (CPU smoke run)
 dataset = None  # None = the profile dataset (paper: cifar10, tiny: digits)
-methods = ["simclr", "byol", "dino", "mae"]  # SSL frameworks, all scored on the same split
-backbones = {"mae": "vit_tiny"}  # per-method backbone; others use the profile or method default
-patch_sizes = None  # per-method ViT patch size; None = tiny {"mae": 4}, paper: the default
-method_epochs = None  # per-method epochs; None = tiny {"dino": 2, "mae": 2}, paper: defaults
-epochs = None  # epochs of every other method; None = the method default or the profile value
+methods = None  # SSL frameworks scored on the same split; None = the profile's list
+backbones = None  # per-method backbone, e.g. {"mae": "vit_tiny"}; None = the profile's
+patch_sizes = None  # per-method ViT patch size, e.g. {"mae": 4}; None = the profile's
+method_epochs = None  # per-method epochs, e.g. {"dino": 2}; None = the profile's
+epochs = None  # epochs of every method (overrides method_epochs); None = per method
 sizes = None  # e.g. {"shared": 600, "candidate": 150, ...}; None = the profile split
 seeds = None  # e.g. [0, 1, 2]; None = the profile seeds
 n_pairs = None  # augmentation pairs per point; None = the profile value
@@ -65,31 +63,22 @@ top_k = None  # size of the top sets compared; None = 100 (paper) or a fifth of 
 device = "auto"
 data_root = None  # None = $SSLMEM_DATA
 runs_root = None  # None = $SSLMEM_RUNS (cache of trained encoders)
+results_root = None  # None = $SSLMEM_RESULTS, else the checkout's results/ (the store)
 _declared = [k for k in dir() if not k.startswith("_")]
 
 # %% tags=["remove-input"]
 parameters = check_parameters(globals(), _declared)
-tiny = profile != "paper"
-if patch_sizes is None:
-    patch_sizes = {"mae": 4} if tiny else {}
-if method_epochs is None:
-    method_epochs = {"dino": 2, "mae": 2} if tiny else {}
-common = overrides(dataset=dataset, seeds=seeds, n_pairs=n_pairs, device=device,
-                   data_root=data_root, runs_root=runs_root, **(sizes or {}))
-
-
-def config_for(name: str) -> Config:
-    """The profile config for one method, with its backbone/patch/epoch overrides."""
-    return Config.profile(profile, **common, **overrides(
-        method=name, backbone=backbones.get(name), patch_size=patch_sizes.get(name),
-        epochs=method_epochs.get(name, epochs)), progress=False)
-
-
-experiments = {name: Experiment(config_for(name)) for name in methods}
-supervised = Experiment(config_for("supervised"))
+experiments, supervised = chapters.frameworks(
+    profile, methods=methods, backbones=backbones, patch_sizes=patch_sizes,
+    method_epochs=method_epochs, epochs=epochs, dataset=dataset, sizes=sizes, seeds=seeds,
+    n_pairs=n_pairs, device=device, data_root=data_root, runs_root=runs_root,
+    results_root=results_root)
+methods = list(experiments)
 first = experiments[methods[0]]
-banner(profile, first.cfg, first.provenance()["device"], parameters)
-glue_text("device", first.provenance()["device"])
+first.scores()
+banner(profile, first, parameters)
+glue_text("device", result_device(first))
+glue_text("profile", profile)
 glue_text("dataset", first.cfg.dataset)
 
 # %% [markdown]
@@ -134,7 +123,7 @@ show_table(overview, {"mean score of S_C": "{:+.4f}", "p (S_C > S_S)": "{:.2g}",
 # %%
 frame = pd.DataFrame(scores)
 names = list(frame.columns)
-k = top_k or (100 if not tiny else max(5, len(frame) // 5))
+k = chapters.top_k(profile, len(frame), top_k)
 glue_number("top_k", k)
 glue_number("n_candidates", len(frame))
 glue_number("chance", k / len(frame))
@@ -199,7 +188,7 @@ compare = pd.DataFrame([
     ("SSL frameworks memorize a similar set of points",
      "stated (Sec. 4; summary); metric and values UNVERIFIED",
      f"mean top-{k} overlap {ssl_overlap:.2f}, mean τ {ssl_tau:+.3f}",
-     "short training; tiny profile ranks are noisy"),
+     "short training and few points make ranks noisy"),
     ("supervised learning memorizes different points",
      "stated; values UNVERIFIED",
      f"mean top-{k} overlap {sup_overlap:.2f}, mean τ {sup_tau:+.3f}",
@@ -219,15 +208,15 @@ show_table(compare)
 #   $\tau$ {glue:text}`sup_tau:.3f` (chance overlap {glue:text}`chance:.2f`).
 # - The image grid shows the candidates on which the two paradigms disagree most.
 #
-# This page ran in {glue:text}`minutes:.1f` min on {glue:text}`device`; training its encoders
-# took {glue:text}`train_minutes:.1f` min.
+# The results were computed on {glue:text}`device` (training {glue:text}`train_minutes:.1f` min);
+# this page rendered them in {glue:text}`minutes:.1f` min.
 
 # %% tags=["remove-input", "hide-output"]
 glue_number("minutes", _timer.minutes())
 glue_number("train_minutes", training_minutes(*experiments.values(), supervised))
-print("Provenance of this page (one entry per experiment):")
+print("Provenance of the results on this page (one entry per experiment):")
 for name, exp in {**experiments, "supervised": supervised}.items():
-    info = exp.provenance()
+    info = exp.result_provenance()
     print(f"\n== {name}")
     print(pd.Series({k: v for k, v in info.items() if k != "config"}).to_string())
 print("\nparameters:", parameters)

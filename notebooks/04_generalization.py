@@ -25,25 +25,21 @@
 #
 # | | hardware | time | what to expect |
 # |---|---|---|---|
-# | paper profile | one GPU (H100) | several hours: 2 scoring encoders on 25,000 images, one retrain per removal set and λ (estimate) | top-k removal below random removal, gap growing with k ("not so large", a reviewer notes); accuracy falls with λ |
-# | this run | {glue:text}`device` | {glue:text}`minutes:.1f` min for this page; {glue:text}`train_minutes:.1f` min of it (or earlier, when cached) to train the scoring and regularized encoder pairs | differences within noise are likely at this scale |
+# | paper profile | one GPU (H100) | `sslmem plan` units: a scoring pair on 25,000 + 25,000 images, one retrain per removal set, one pair per λ (a few minutes each, estimate) | top-k removal below random removal, gap growing with k ("not so large", a reviewer notes); accuracy falls with λ |
+# | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | {glue:text}`train_minutes:.1f` min to train the scoring, retrained and regularized encoders; this page rendered from the store in {glue:text}`minutes:.1f` min | differences within noise are likely where the profile is small |
 
 # %% tags=["remove-cell"]
 import numpy as np
 import pandas as pd
 
-from sslmem import plots
-from sslmem.config import Config
-from sslmem.data import load_dataset
-from sslmem.errors import SSLMemError
-from sslmem.experiment import Experiment
+from sslmem import chapters, plots
 from sslmem.notebook import (
     Timer,
     banner,
     check_parameters,
     glue_number,
     glue_text,
-    overrides,
+    result_device,
     show_table,
     training_minutes,
 )
@@ -56,41 +52,34 @@ dataset = None  # None = the profile dataset (paper: cifar10, tiny: digits)
 method = "simclr"  # the SSL framework pre-trained, scored and retrained
 backbone = None  # None = the profile or method default
 epochs = None  # epochs of the scoring encoders; None = the method default or the profile value
-retrain_epochs = None  # epochs of every retrained encoder; None = 100 (paper), profile (tiny)
-sizes = None  # None = paper {"shared": 0, "candidate": 25000, "independent": 25000}; tiny 30 % each
-removal_ks = None  # points removed; None = paper [2000, 4000, 8000]; tiny 10 % and 30 % of S_C
-random_draws = 1  # random removal sets per k (different seeds)
-downstream = ["mnist", "fashionmnist", "cifar100"]  # probed besides the dataset itself
-probe_max_train = None  # cap on downstream probe training images; None = all (paper), 2000 (tiny)
-align_lambdas = None  # alignment regularizer weights; None = paper [0, 0.1, 0.5], tiny [0, 0.5]
+retrain_epochs = None  # epochs of every retrained encoder; None = the profile's
+sizes = None  # the two halves, e.g. {"shared": 0, "candidate": 0.3, ...}; None = the profile's
+removal_ks = None  # points removed (ints, or fractions of the scored half); None = the profile's
+random_draws = None  # random removal sets per k (different seeds); None = the profile's
+downstream = None  # datasets probed besides the dataset itself; None = mnist, fashionmnist, cifar100
+probe_max_train = None  # cap on probe training images; None = the profile's
+align_lambdas = None  # alignment regularizer weights; None = the profile's
 n_pairs = None  # augmentation pairs per point; None = the profile value
 device = "auto"
 data_root = None  # None = $SSLMEM_DATA
 runs_root = None  # None = $SSLMEM_RUNS (cache of trained encoders)
+results_root = None  # None = $SSLMEM_RESULTS, else the checkout's results/ (the store)
 _declared = [k for k in dir() if not k.startswith("_")]
 
 # %% tags=["remove-input"]
 parameters = check_parameters(globals(), _declared)
-tiny = profile != "paper"
-if sizes is None:
-    sizes = (dict(shared=0, candidate=0.3, independent=0.3) if tiny else
-             dict(shared=0, candidate=25000, independent=25000, extra=5000))
-cfg = Config.profile(profile, **overrides(
-    dataset=dataset, method=method, backbone=backbone, epochs=epochs, n_pairs=n_pairs,
-    device=device, data_root=data_root, runs_root=runs_root, **sizes),
-    split_protocol="random", progress=False)
-exp = Experiment(cfg)
-retrain = exp if retrain_epochs is None and tiny else Experiment(
-    exp.cfg.replace(epochs=retrain_epochs or 100))
+setup = chapters.generalization(
+    profile, method=method, dataset=dataset, backbone=backbone, epochs=epochs,
+    retrain_epochs=retrain_epochs, sizes=sizes, removal_ks=removal_ks, random_draws=random_draws,
+    downstream=downstream, probe_max_train=probe_max_train, align_lambdas=align_lambdas,
+    n_pairs=n_pairs, device=device, data_root=data_root, runs_root=runs_root,
+    results_root=results_root)
+exp, retrain = setup.scored, setup.retrain
+table = exp.scores()  # from the store; trains and scores the two halves only if missing
 n_scored = len(exp.split.candidate)
-if removal_ks is None:
-    removal_ks = ([int(0.1 * n_scored), int(0.3 * n_scored)] if tiny else [2000, 4000, 8000])
-if probe_max_train is None and tiny:
-    probe_max_train = 2000
-if align_lambdas is None:
-    align_lambdas = [0.0, 0.5] if tiny else [0.0, 0.1, 0.5]
-banner(profile, exp.cfg, exp.provenance()["device"], parameters)
-glue_text("device", exp.provenance()["device"])
+banner(profile, exp, parameters)
+glue_text("device", result_device(exp))
+glue_text("profile", profile)
 glue_text("dataset", exp.cfg.dataset)
 glue_number("n_scored", n_scored)
 
@@ -104,7 +93,6 @@ glue_number("n_scored", n_scored)
 # $m(x) = L_g(x) - L_f(x)$ for every point of $f$'s half.
 
 # %%
-table = exp.scores()
 scored = table[table.subset == "candidate"].sort_values("score_raw", ascending=False)
 glue_number("mean_scored", scored.score_raw.mean())
 fig = plots.score_histograms(table[table.subset.isin(["candidate", "independent", "extra"])],
@@ -120,39 +108,21 @@ fig = plots.score_histograms(table[table.subset.isin(["candidate", "independent"
 # on other datasets at the same resolution.
 
 # %%
-glue_number("random_draws", random_draws)
+glue_number("random_draws", setup.random_draws)
 glue_number("retrain_epochs", retrain.cfg.epochs)
-probe_sets = [exp.cfg.dataset]
-skipped = []
-for name in downstream:
-    if name == exp.cfg.dataset:
-        continue
-    try:
-        load_dataset(name, "train", data_root=exp.cfg.data_root, download=False)
-        probe_sets.append(name)
-    except SSLMemError as err:
-        skipped.append((name, str(err).split(". To provide")[0]))
-for name, why in skipped:
+for name, why in setup.skipped:
     print(f"skipped downstream dataset {name}: {why}")
-print("probing on:", ", ".join(probe_sets))
+print("probing on:", ", ".join(setup.probe_sets))
 
 # %%
-positions = scored.position.to_numpy()
-rng = np.random.default_rng(0)
-runs = [("none", 0, 0, positions)]
-for k in removal_ks:
-    runs.append(("top-k memorized", k, 0, positions[k:]))
-    for draw in range(random_draws):
-        keep = np.sort(np.random.default_rng([k, draw]).permutation(positions)[k:])
-        runs.append(("random", k, draw, keep))
-results = []
-for removal, k, draw, keep in runs:
-    tag = "removal-none" if removal == "none" else f"removal-{removal[:3]}-{k}-d{draw}"
-    encoder = retrain.train_on(np.sort(keep), seed=draw, tag=tag).encoder
-    for name in probe_sets:
-        probe = retrain.probe_encoder(encoder, name, max_train=probe_max_train)
-        results.append({"dataset": name, "k": k, "removal": removal, "seed": draw,
-                        "n_pretrain": len(keep), "linear": probe["linear"], "knn": probe["knn"]})
+results, retrain_seconds = [], 0.0
+for run in setup.runs(table):
+    record = setup.retrain_run(run)  # from the store; retrains and probes only if missing
+    retrain_seconds += record["train_seconds"]
+    for name, probe in record["probes"].items():
+        results.append({"dataset": name, "k": run["k"], "removal": run["removal"],
+                        "seed": run["draw"], "n_pretrain": record["n_pretrain"],
+                        "linear": probe["linear"], "knn": probe["knn"]})
 results = pd.DataFrame(results)
 fig = plots.removal_curves(results, metric="linear")
 
@@ -173,7 +143,7 @@ glue_number("n_negative", int((gaps["linear: top-k minus random"] < 0).sum()))
 glue_number("n_gaps", len(gaps))
 base = results[(results.removal == "none") & (results.dataset == exp.cfg.dataset)].linear
 glue_number("acc_none", base.mean())
-glue_number("k_max", max(removal_ks))
+glue_number("k_max", max(setup.removal_ks))
 
 # %% [markdown]
 # Without removal the linear probe on {glue:text}`dataset` reaches {glue:text}`acc_none:.3f`.
@@ -192,14 +162,12 @@ glue_number("k_max", max(removal_ks))
 # probed.
 
 # %%
-rows, reg_experiments = [], [exp]
-for lam in align_lambdas:
-    e = exp if lam == 0 else Experiment(exp.cfg.replace(align_lambda=float(lam)))
-    reg_experiments += [e] if lam != 0 else []
+rows = []
+for lam, e in setup.lambdas.items():
     t = e.scores()
     cand = t[t.subset == "candidate"].score_raw
-    probe = e.probe_encoder(e.encoder("f").encoder, e.cfg.dataset)
-    rows.append({"align_lambda": float(lam), "mean_score_candidate": float(cand.mean()),
+    probe = e.probe("f")
+    rows.append({"align_lambda": lam, "mean_score_candidate": float(cand.mean()),
                  "sem_score_candidate": float(cand.sem()), "linear": probe["linear"],
                  "knn": probe["knn"]})
 reg = pd.DataFrame(rows)
@@ -224,7 +192,7 @@ compare = pd.DataFrame([
     ("removing top-k memorized hurts more than random (Fig. 3, Table 3)",
      "stated; gap 'not so large' (a reviewer); values UNVERIFIED",
      f"mean linear-probe difference {own['linear: top-k minus random'].mean():+.3f} "
-     f"on {exp.cfg.dataset}", "tiny sets: one retrain per point, no seed averaging"),
+     f"on {exp.cfg.dataset}", f"{setup.random_draws} random draw(s) per k; one top-k retrain"),
     ("... also on other downstream datasets",
      "stated ('different downstream tasks'); values UNVERIFIED",
      f"negative in {int((gaps['linear: top-k minus random'] < 0).sum())} of {len(gaps)} cases",
@@ -249,16 +217,16 @@ show_table(compare)
 #   to {glue:text}`reg_mem_max:+.4f` and the accuracy from {glue:text}`reg_acc_0:.3f` to
 #   {glue:text}`reg_acc_max:.3f`.
 #
-# This page ran in {glue:text}`minutes:.1f` min on {glue:text}`device`; training its encoders
-# took {glue:text}`train_minutes:.1f` min.
+# The results were computed on {glue:text}`device` (training {glue:text}`train_minutes:.1f` min);
+# this page rendered them in {glue:text}`minutes:.1f` min.
 
 # %% tags=["remove-input", "hide-output"]
 glue_number("minutes", _timer.minutes())
-glue_number("train_minutes", training_minutes(*reg_experiments))
-info = exp.provenance()
-info["parameters"] = parameters
-info["retrain_config"] = retrain.cfg.to_dict()
-print("Provenance of this page (config, commit, versions, device, wall times):")
-print(pd.Series({k: v for k, v in info.items() if k not in ("config", "retrain_config")})
-      .to_string())
+glue_number("train_minutes", training_minutes(*{id(e): e for e in setup.lambdas.values()}.values())
+            + retrain_seconds / 60)
+info = exp.result_provenance()
+print("Provenance of the results on this page (config, commit, versions, device, wall times):")
+print(pd.Series({k: v for k, v in info.items() if k != "config"}).to_string())
 print(pd.Series(info["config"]).to_string())
+print("retraining config:", retrain.cfg.to_dict())
+print("parameters:", parameters)

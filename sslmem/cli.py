@@ -49,7 +49,7 @@ def build_config(args: argparse.Namespace) -> Config:
         overrides[key.strip()] = _parse_value(value)
     if args.no_progress:
         overrides["progress"] = False
-    return Config.profile(args.profile, **overrides)
+    return Config.for_profile(args.profile, **overrides)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
              "score": "SSLMem scores of S_S, S_C, S_I, S_E and the paper's t-tests",
              "probe": "linear-probe and kNN accuracy of encoder f on a downstream dataset",
              "run": "a whole experiment: train, score, test, probe"}
+    sub.add_parser("plan", add_help=False,
+                   help="the units of work the book needs for a profile: list, run within a "
+                        "time budget, or emit one command per unit (sslmem plan --help)")
     for name, text in helps.items():
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--profile", choices=("paper", "tiny"), default="paper",
@@ -97,6 +100,11 @@ def _init_distributed(cfg: Config) -> Config:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "plan":
+        from sslmem.plan import main as plan_main
+
+        return plan_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         from sslmem.experiment import Experiment
@@ -120,10 +128,10 @@ def main(argv: list[str] | None = None) -> int:
                   .to_string(index=False, float_format="%.4g"))
             if args.command == "run":
                 print(json.dumps({"probe": exp.probe()}, indent=1))
-            print(f"\nresults: {exp.run_dir}")
+            print(f"\nresults: {exp.store_dir}")
         elif args.command == "probe":
             print(json.dumps(exp.probe(dataset=args.downstream), indent=1))
-            print(f"results: {exp.run_dir}")
+            print(f"results: {exp.store_dir}")
     except SSLMemError as err:
         print(f"sslmem: error: {err}", file=sys.stderr)
         return 2

@@ -15,8 +15,10 @@ from dataclasses import dataclass, fields
 
 from sslmem.errors import SSLMemError
 
-CONFIG_VERSION = 1  # bump when the meaning of a field or the run-directory layout changes
-RUNTIME_FIELDS = ("device", "compile", "progress", "data_root", "runs_root", "checkpoint_every")
+CONFIG_VERSION = 2  # bump when the meaning of a field or the run-directory layout changes
+RUNTIME_FIELDS = ("device", "compile", "progress", "data_root", "runs_root", "checkpoint_every",
+                  "profile", "results_root", "results_only")
+PROFILES = ("paper", "tiny")  # best first: the book shows the best profile the store holds
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,9 @@ class Config:
     data_root: str | None = None
     runs_root: str | None = None
     checkpoint_every: int = 10
+    profile: str = "paper"  # which profile's folder of the results store this run writes to
+    results_root: str | None = None  # None = $SSLMEM_RESULTS, else <repo>/results
+    results_only: bool | None = None  # serve stored results, never compute; None = env
 
     def __post_init__(self):
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
@@ -83,20 +88,22 @@ class Config:
     @classmethod
     def paper(cls, **overrides) -> Config:
         """The paper's CIFAR-10 setup (spec.md §6): index split, ResNet-18, method defaults."""
-        return cls.from_dict(overrides)
+        return cls.from_dict({"profile": "paper", **overrides})
 
     @classmethod
     def tiny(cls, **overrides) -> Config:
         """A CPU smoke profile: sklearn digits at 16 px, ResNet9, a few epochs (seconds)."""
         base = dict(dataset="digits", image_size=16, split_protocol="random", shared=600,
                     candidate=150, independent=150, extra=150, backbone="resnet9", epochs=8,
-                    warmup_epochs=1, batch_size=128, n_pairs=4, checkpoint_every=4)
+                    warmup_epochs=1, batch_size=128, n_pairs=4, checkpoint_every=4,
+                    profile="tiny")
         return cls.from_dict({**base, **overrides})
 
     @classmethod
-    def profile(cls, name: str, **overrides) -> Config:
-        if name not in ("paper", "tiny"):
-            raise SSLMemError(f"unknown profile {name!r}; choose one of: paper, tiny")
+    def for_profile(cls, name: str, **overrides) -> Config:
+        """The named profile (see ``PROFILES``) with ``overrides``."""
+        if name not in PROFILES:
+            raise SSLMemError(f"unknown profile {name!r}; choose one of: {', '.join(PROFILES)}")
         return getattr(cls, name)(**overrides)
 
     @classmethod

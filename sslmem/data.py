@@ -184,6 +184,32 @@ def load_dataset(name: str, split: str = "train", *, data_root=None, device="cpu
                      source_index=source)
 
 
+def source_file(name: str, split: str, data_root=None) -> Path | None:
+    """The offline file a named dataset split is read from, or None (digits, folders, absent)."""
+    folder = _DIRS.get(name.lower())
+    if folder is None:
+        return None
+    path = _data_root(data_root) / folder / f"{split}.npz"
+    return path if path.exists() else None
+
+
+def fingerprint(data: ImageData) -> str:
+    """SHA-256 of the pixels and labels actually served (after resizing), cached on the object.
+
+    Why: a cache key must cover the data, not its name or path. An image folder edited in place,
+    or ``$SSLMEM_DATA`` pointing at another copy of a dataset, changes this hash and so every key
+    that depends on it (encoders, scores, probes). ~0.5 s for CIFAR-10 train on one CPU core.
+    """
+    cached = getattr(data, "_fingerprint", None)
+    if cached is not None:
+        return cached
+    h = hashlib.sha256(f"{data.name}:{data.split}:{tuple(data.images.shape)}".encode())
+    h.update(np.ascontiguousarray(data.images.cpu().numpy()))
+    h.update(np.ascontiguousarray(data.labels.cpu().numpy().astype(np.int64)))
+    data._fingerprint = h.hexdigest()
+    return data._fingerprint
+
+
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Exact per-channel mean and std in [0,1] of uint8 images, from 256-bin histograms.
 

@@ -197,3 +197,38 @@ def knn_accuracy(train_x: torch.Tensor, train_y, test_x: torch.Tensor, test_y, k
         votes.scatter_add_(1, y[idx], (sim / temperature).exp())
         correct += int((votes.argmax(1) == yt[a:a + chunk]).sum())
     return correct / max(len(test_x), 1)
+
+
+def atypicality(encoder: nn.Module, reference, queries, k: int = 10, *, exclude=None,
+                batch_size: int = 2048) -> torch.Tensor:
+    """Mean distance of each query to its ``k`` nearest reference images in ``encoder``'s space.
+
+    Why: "atypical points are memorized most" (the paper's Fig. 1) needs a typicality measure
+    that does not already contain the memorization it is compared with. With ``encoder`` = g and
+    ``reference`` = g's training images, a candidate's distance to its nearest neighbours is
+    measured by an encoder that never saw it. Features are L2-normalized, distances Euclidean.
+
+    Args:
+        reference, queries: uint8/float (N, C, H, W) tensors or ImageData.
+        exclude: optional int64 (len(queries),) position in ``reference`` of each query itself
+            (-1 when it is not there), so a point that g trained on is not its own neighbour.
+
+    Returns:
+        float32 (len(queries),) on the CPU.
+    """
+    ref = F.normalize(extract_features(encoder, reference), dim=1)
+    qry = F.normalize(extract_features(encoder, queries), dim=1)
+    k = min(k, len(ref) - 1) if exclude is not None else min(k, len(ref))
+    if k < 1:
+        raise SSLMemError("atypicality needs at least 2 reference images")
+    if exclude is not None:
+        exclude = torch.as_tensor(np.asarray(exclude), dtype=torch.long, device=ref.device)
+    out = []
+    for a in range(0, len(qry), batch_size):
+        d = torch.cdist(qry[a:a + batch_size], ref)
+        if exclude is not None:
+            own = exclude[a:a + batch_size]
+            rows = (own >= 0).nonzero().squeeze(1)
+            d[rows, own[rows]] = float("inf")
+        out.append(d.topk(k, dim=1, largest=False).values.mean(1))
+    return torch.cat(out).cpu()

@@ -1,18 +1,23 @@
-"""Cached experiments: ask for a result, and only what is missing is trained or scored.
+"""Experiments: ask for a result; it is read from the results store, or computed and stored.
 
-Layout of a run directory (``$SSLMEM_RUNS/<dataset>/<method>-<training key>/``):
+Two places, two lifetimes:
 
-    run.json                     version + the training configuration (refused if incompatible)
-    f-seed0/checkpoint.pt        encoder f (trained on S_S ∪ S_C), resumable
-    f-seed0/snapshots/epoch-0010.pt   encoder-only snapshots for memorization-vs-epochs
-    g-seed0/...                  encoder g (trained on S_S ∪ S_I)
-    scores-<key>.csv/.json       the memorization table + provenance
-    probe-<key>.json             downstream probe results
+    results store  (``sslmem.store``, committed)   <results>/<profile>/<dataset>/<method>-<key>/
+        run.json, history-*, scores-*, epochs-*, probe-*, retrain-*, labelmem-*
+    run cache      (``$SSLMEM_RUNS``, ephemeral)   <runs>/<dataset>/<method>-<key>/
+        f-seed0/checkpoint.pt, f-seed0/snapshots/epoch-0010.pt, g-seed0/..., removal-*/...
 
-The training key hashes every field that changes an encoder (not the scoring fields), so
-rescoring with other settings reuses the encoders. Every result is written atomically with its
-provenance (config, commit, versions, device, wall time). A cache entry that cannot be read back
-is reported and rebuilt, never silently reused.
+``<key>`` hashes every field that changes an encoder (not the scoring fields, so rescoring reuses
+the encoders) *and the fingerprint of the data actually loaded*, so editing a dataset or pointing
+``$SSLMEM_DATA`` at another copy never serves old encoders or scores. Each result's name adds the
+hash of the fields it depends on. Everything a chapter shows is a result; encoders are only loaded
+or trained for what the store lacks. With ``results_only`` (``$SSLMEM_RESULTS_ONLY=1``, the book
+build) a missing result stops with a message instead of training.
+
+Concurrency: a result is computed under a lock of its own and an encoder is trained under the
+lock of its checkpoint folder, and both are re-checked once the lock is held, so processes that
+share the store and the run cache (a scheduler's array of ``sslmem plan --run`` commands) never
+compute the same thing twice or leave a half-written file.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import hashlib
 import json
 import time
 import warnings
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
@@ -30,17 +36,35 @@ import torch
 
 from sslmem.augment import recipe
 from sslmem.config import CONFIG_VERSION, TRAIN_FIELDS, Config
-from sslmem.data import ImageData, load_dataset
+from sslmem.data import ImageData, fingerprint, load_dataset, source_file
 from sslmem.errors import SSLMemError
-from sslmem.evaluate import extract_features, knn_accuracy, linear_probe
-from sslmem.io import atomic_path, provenance, runs_root, write_json
-from sslmem.memorization import label_memorization, memorization_table, significance_tests
+from sslmem.evaluate import atypicality, extract_features, knn_accuracy, linear_probe
+from sslmem.io import atomic_path, data_root, provenance, runs_root, write_json
+from sslmem.memorization import (
+    STORED_SCORE_COLUMNS,
+    derive_scores,
+    label_memorization,
+    memorization_table,
+    significance_tests,
+)
 from sslmem.methods import Method, build_method
 from sslmem.splits import Split, make_split
+from sslmem.store import (
+    CorruptResult,
+    MissingResult,
+    lock,
+    read_frame,
+    read_record,
+    results_only_default,
+    results_root,
+    write_frame,
+    write_record,
+)
 from sslmem.train import TrainSpec, fit, load_checkpoint, resolve_device
 
 SNAPSHOT_EPOCHS = (1, 2, 5, 10, 20, 50, 100, 200, 300, 500, 800, 1000)
 SCORE_FIELDS = ("seeds", "n_pairs", "score_variant", "score_augment", "score_seed")
+ATYPICALITY_K = 10  # neighbours of the atypicality measure stored with every score table
 
 
 def snapshot_epochs(epochs: int) -> list[int]:
@@ -52,53 +76,51 @@ def _hash_positions(positions) -> str:
     return hashlib.sha256(np.asarray(positions, dtype=np.int64).tobytes()).hexdigest()[:12]
 
 
-def read_cached_frame(path: Path) -> pd.DataFrame | None:
-    """A cached CSV with its JSON sidecar, or None (with a message) when missing or unreadable."""
-    meta = path.with_suffix(".json")
-    if not path.exists():
-        return None
-    try:
-        info = json.loads(meta.read_text())
-        frame = pd.read_csv(path)
-        if len(frame) != info["rows"]:
-            raise ValueError(f"{len(frame)} rows, expected {info['rows']}")
-        return frame
-    except (OSError, ValueError, KeyError, pd.errors.ParserError) as err:
-        warnings.warn(f"cache entry {path} is corrupt ({err}); rebuilding it", stacklevel=3)
-        path.unlink(missing_ok=True)
-        meta.unlink(missing_ok=True)
-        return None
+_DATA_CACHE: dict[tuple, ImageData] = {}
 
 
-def write_cached_frame(path: Path, frame: pd.DataFrame, info: dict) -> None:
-    """Write CSV then its sidecar, each atomically (the sidecar is the commit marker)."""
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
-    write_json(path.with_suffix(".json"), {**info, "rows": len(frame)})
+def _load(name: str, split: str, *, root, device, image_size, channels=None) -> ImageData:
+    """``load_dataset`` with a per-process cache keyed by the source file's size and mtime.
+
+    Why: a chapter or a plan builds many experiments on one dataset; each would otherwise decode
+    and fingerprint it again. Folder datasets are not cached here (the data layer caches them).
+    """
+    if name.startswith("folder:"):
+        return load_dataset(name, split, data_root=root, device=device, image_size=image_size,
+                            channels=channels)
+    source = source_file(name, split, root)
+    stamp = None if source is None else (str(source), source.stat().st_size,
+                                         source.stat().st_mtime_ns)
+    key = (name, split, str(data_root(root)), str(device), image_size, channels, stamp)
+    if key not in _DATA_CACHE:
+        _DATA_CACHE[key] = load_dataset(name, split, data_root=root, device=device,
+                                        image_size=image_size, channels=channels)
+    return _DATA_CACHE[key]
 
 
 class Experiment:
-    """One configuration's encoders, scores and probes, cached under a run directory."""
+    """One configuration's encoders and results: stored results first, computing what is missing."""
 
     def __init__(self, cfg: Config | None = None, **overrides):
-        cfg = (cfg or Config.paper()).replace(**overrides) if overrides else (cfg or Config.paper())
+        cfg = cfg or Config.paper()
+        cfg = cfg.replace(**overrides) if overrides else cfg
         self.cfg = cfg.resolved()
         self.device = resolve_device(self.cfg.device)
-        slug = self.cfg.dataset.replace("folder:", "folder-").replace("/", "_")[-60:]
-        self.run_dir = (runs_root(self.cfg.runs_root) / slug
-                        / f"{self.cfg.method}-{self.cfg.key(*TRAIN_FIELDS)}")
+        self.results_only = (results_only_default() if self.cfg.results_only is None
+                             else bool(self.cfg.results_only))
         self.wall: dict[str, float] = {}
+        self.sources: dict[str, dict] = {}  # result name -> provenance of what was served
 
-    # ---- data ------------------------------------------------------------------------------
+    # ---- data and keys ---------------------------------------------------------------------
     @cached_property
     def train(self) -> ImageData:
-        return load_dataset(self.cfg.dataset, "train", data_root=self.cfg.data_root,
-                            device=self.device, image_size=self.cfg.image_size)
+        return _load(self.cfg.dataset, "train", root=self.cfg.data_root, device=self.device,
+                     image_size=self.cfg.image_size)
 
     @cached_property
     def test(self) -> ImageData:
-        return load_dataset(self.cfg.dataset, "test", data_root=self.cfg.data_root,
-                            device=self.device, image_size=self.cfg.image_size)
+        return _load(self.cfg.dataset, "test", root=self.cfg.data_root, device=self.device,
+                     image_size=self.cfg.image_size)
 
     @cached_property
     def split(self) -> Split:
@@ -107,23 +129,103 @@ class Experiment:
                           shared=c.shared, candidate=c.candidate, independent=c.independent,
                           extra=c.extra, seed=c.split_seed, protocol=c.split_protocol)
 
-    def _check_run_dir(self) -> None:
-        """Create run.json, or refuse a directory written by an incompatible version."""
-        info_path = self.run_dir / "run.json"
-        if info_path.exists():
-            try:
-                version = json.loads(info_path.read_text()).get("version")
-            except (OSError, ValueError):
-                version = None
-            if version != CONFIG_VERSION:
-                raise SSLMemError(
-                    f"run directory {self.run_dir} was written by an incompatible sslmem version "
-                    f"({version} != {CONFIG_VERSION}); delete it or set SSLMEM_RUNS elsewhere")
-            return
-        write_json(info_path, {"version": CONFIG_VERSION, "config": self.cfg.to_dict(),
-                               "split_fingerprint": self.split.fingerprint()})
+    @cached_property
+    def data_fingerprint(self) -> str:
+        """Hash of the train and test pixels and labels as loaded (part of every key)."""
+        return hashlib.sha256((fingerprint(self.train) + fingerprint(self.test)).encode()
+                              ).hexdigest()[:16]
 
-    # ---- training ---------------------------------------------------------------------------
+    def key(self, *fields: str, **extra) -> str:
+        """Hash of the training fields, the data, the named extra ``fields`` and ``extra``."""
+        return self.cfg.key(*TRAIN_FIELDS, *fields, data=self.data_fingerprint, **extra)
+
+    @property
+    def slug(self) -> str:
+        return self.cfg.dataset.replace("folder:", "folder-").replace("/", "_")[-60:]
+
+    @cached_property
+    def run_dir(self) -> Path:
+        """Where this configuration's checkpoints and snapshots live (machine-local, ephemeral)."""
+        return runs_root(self.cfg.runs_root) / self.slug / f"{self.cfg.method}-{self.key()}"
+
+    @cached_property
+    def store_dir(self) -> Path:
+        """Where this configuration's results live in the store (small, committed)."""
+        return (results_root(self.cfg.results_root) / self.cfg.profile / self.slug
+                / f"{self.cfg.method}-{self.key()}")
+
+    def _run_info(self) -> dict:
+        return {"version": CONFIG_VERSION, "config": self.cfg.to_dict(),
+                "data_fingerprint": self.data_fingerprint,
+                "split_fingerprint": self.split.fingerprint()}
+
+    def _check_dir(self, folder: Path) -> None:
+        """Write ``run.json``, or refuse a folder that a different sslmem version wrote.
+
+        An unparsable ``run.json`` (e.g. truncated) is informational only (the key already
+        hashes the configuration), so it is rewritten; a readable one of another version is
+        refused, since its files may mean something else.
+        """
+        info_path = folder / "run.json"
+        try:
+            text = info_path.read_text()
+        except FileNotFoundError:
+            text = None
+        except OSError as err:
+            raise SSLMemError(f"cannot read {info_path} ({type(err).__name__}: "
+                              f"{err.strerror or err}); fix its permissions — nothing was "
+                              "changed") from None
+        if text is not None:
+            try:
+                version = json.loads(text).get("version")
+            except (ValueError, AttributeError):
+                version = None
+            if version is not None and version != CONFIG_VERSION:
+                raise SSLMemError(
+                    f"{folder} was written by an incompatible sslmem version ({version} != "
+                    f"{CONFIG_VERSION}); move it away or set SSLMEM_RUNS/SSLMEM_RESULTS elsewhere")
+            if version is not None:
+                return
+        _write_or_explain(folder / "run.json", lambda p: write_json(p, self._run_info()))
+
+    # ---- the store -----------------------------------------------------------------------------
+    def _read(self, reader, path: Path):
+        """A stored result, or None when it must be computed (absent, or proven corrupt)."""
+        try:
+            return reader(path)
+        except CorruptResult as err:
+            if self.results_only:
+                raise SSLMemError(f"{err}. Restore it (git checkout -- {path}) or recompute it "
+                                  "(unset SSLMEM_RESULTS_ONLY)") from None
+            warnings.warn(f"{err}; recomputing it", stacklevel=4)
+            return None
+
+    def _require_compute(self, what: str, path: Path) -> None:
+        if self.results_only:
+            raise MissingResult(
+                f"{what} is not in the results store ({path}); compute it with `sslmem plan "
+                f"--profile {self.cfg.profile} --run` (or run without SSLMEM_RESULTS_ONLY)")
+
+    def _cached(self, name: str, what: str, compute: Callable, *, table: bool):
+        """The stored result ``name``, else ``compute()`` under a lock, stored atomically."""
+        path = self.store_dir / (f"{name}.csv.gz" if table else f"{name}.json")
+        reader = read_frame if table else read_record
+        found = self._read(reader, path)
+        if found is None:
+            self._require_compute(what, path)
+            with lock(self.store_dir.parent / ".locks" / f"{self.store_dir.name}-{name}.lock"):
+                found = self._read(reader, path)  # another process may have finished it
+                if found is None:
+                    value = compute()
+                    self._check_dir(self.store_dir)
+                    writer = write_frame if table else write_record
+                    found = (_write_or_explain(path, lambda p: writer(p, value,
+                                                                      self.provenance())),
+                             self.provenance())
+        self.sources[name] = found[1].get("provenance", found[1]) if table else found[1]
+        return found[0]
+
+    # ---- training ------------------------------------------------------------------------------
     def build(self, seed: int) -> Method:
         """A freshly initialized method for this config (weights depend only on ``seed``)."""
         c = self.cfg
@@ -133,20 +235,42 @@ class Experiment:
                             std=self.train.std, num_classes=self.train.num_classes,
                             patch_size=c.patch_size)
 
+    def _history_name(self, tag: str, seed: int, positions) -> str:
+        if tag in ("f", "g"):
+            return f"history-{tag}-seed{seed}"
+        return f"history-{tag}-seed{seed}-{_hash_positions(positions)}"
+
     def train_on(self, positions, *, seed: int, tag: str) -> Method:
-        """The encoder trained on ``train[positions]`` (trained now only if not cached)."""
-        self._check_run_dir()
+        """The encoder trained on ``train[positions]`` (trained now only if not cached).
+
+        Its training history goes to the store as soon as training ends, so the curves of a
+        chapter survive the checkpoint.
+        """
         positions = np.asarray(positions, dtype=np.int64)
         folder = self.run_dir / f"{tag}-seed{seed}"
+        self._require_compute(f"encoder {tag} (seed {seed}) of {self.cfg.method}", folder)
+        self._check_dir(self.run_dir)
         ckpt = folder / "checkpoint.pt"
-        fingerprint = f"{self.cfg.key(*TRAIN_FIELDS)}:{tag}:{seed}:{_hash_positions(positions)}"
+        fingerprint_ = f"{self.key()}:{tag}:{seed}:{_hash_positions(positions)}"
         method = self.build(seed)
         spec = TrainSpec.from_config(self.cfg, seed)
-        if ckpt.exists():
-            state = load_checkpoint(ckpt, fingerprint)
-            if state["epoch"] >= spec.epochs:
+        with lock(folder / ".lock"):
+            state = load_checkpoint(ckpt, fingerprint_) if ckpt.exists() else None
+            if state is not None and state["epoch"] >= spec.epochs:
                 method.load_state_dict(state["model"])
-                return method.to(self.device).eval()
+                history = state["history"]
+            else:
+                history = self._fit(method, positions, spec, folder, fingerprint_)
+        name = self._history_name(tag, seed, positions)
+        path = self.store_dir / f"{name}.csv.gz"
+        if self._read(read_frame, path) is None:
+            self._check_dir(self.store_dir)
+            _write_or_explain(path, lambda p: write_frame(p, pd.DataFrame(history),
+                                                          self.provenance()))
+        return method.to(self.device).eval()
+
+    def _fit(self, method: Method, positions: np.ndarray, spec: TrainSpec, folder: Path,
+             fingerprint_: str) -> list[dict]:
         idx = torch.as_tensor(positions, device=self.train.images.device)
         images, labels = self.train.images[idx], self.train.labels[idx]
         keep = set(snapshot_epochs(spec.epochs))
@@ -162,10 +286,10 @@ class Experiment:
             return {"knn": knn_accuracy(ftr, monitor_train.labels, fte, self.test.labels)}
 
         t0 = time.perf_counter()
-        fit(method, images, labels, spec, checkpoint=ckpt, fingerprint=fingerprint,
-            device=self.device, on_epoch=on_epoch)
-        self.wall[f"train {tag}-seed{seed}"] = time.perf_counter() - t0
-        return method.eval()
+        history = fit(method, images, labels, spec, checkpoint=folder / "checkpoint.pt",
+                      fingerprint=fingerprint_, device=self.device, on_epoch=on_epoch)
+        self.wall[f"train {folder.name}"] = time.perf_counter() - t0
+        return history
 
     def encoder(self, which: str, seed: int | None = None) -> Method:
         """Encoder f (trained with the candidates) or g (with the independent set instead)."""
@@ -176,11 +300,21 @@ class Experiment:
         return self.train_on(positions, seed=seed, tag=which)
 
     def history(self, which: str = "f", seed: int | None = None) -> pd.DataFrame:
-        """Per-epoch loss, learning rate, seconds and kNN monitor of a trained encoder."""
-        self.encoder(which, seed)
+        """Per-epoch loss, learning rate, seconds and kNN monitor of encoder f or g."""
         seed = self.cfg.seeds[0] if seed is None else seed
-        state = load_checkpoint(self.run_dir / f"{which}-seed{seed}" / "checkpoint.pt")
-        return pd.DataFrame(state["history"])
+
+        def compute():
+            self.encoder(which, seed)  # trains if needed and stores the history
+            found = read_frame(self.store_dir / f"history-{which}-seed{seed}.csv.gz")
+            return found[0]
+
+        return self._cached(f"history-{which}-seed{seed}", f"training history of {which}",
+                            compute, table=True)
+
+    def training_seconds(self) -> float:
+        """Seconds spent training f and g over every seed, from the stored histories."""
+        return float(sum(self.history(w, s)["seconds"].sum()
+                         for s in self.cfg.seeds for w in ("f", "g")))
 
     # ---- scoring ----------------------------------------------------------------------------
     def _augment(self):
@@ -192,32 +326,50 @@ class Experiment:
         return dict(n_pairs=c.n_pairs, augment=self._augment(), variant=c.score_variant,
                     seed=c.score_seed, device=self.device)
 
-    def _meta(self, which: str) -> dict:
+    def _meta(self) -> dict:
         return {"dataset": self.cfg.dataset, "split_fingerprint": self.split.fingerprint(),
-                "method": self.cfg.method, "trained_on": which}
-
-    def _result_path(self, stem: str, *fields: str) -> Path:
-        return self.run_dir / f"{stem}-{self.cfg.key(*TRAIN_FIELDS, *fields)}.csv"
+                "method": self.cfg.method}
 
     def scores(self) -> pd.DataFrame:
-        """The memorization table of all four subsets (S_S, S_C, S_I, S_E), over cfg.seeds."""
-        path = self._result_path("scores", *SCORE_FIELDS)
-        cached = read_cached_frame(path)
-        if cached is not None:
-            return cached
+        """The memorization table of all four subsets (S_S, S_C, S_I, S_E), over cfg.seeds.
+
+        Besides the scores, each point's ``atypicality`` in g's representation (mean distance to
+        its ``ATYPICALITY_K`` nearest training images of g, itself excluded) is computed here,
+        while the encoders exist, so chapter 2 needs no encoder.
+        """
+        name = f"scores-{self.key(*SCORE_FIELDS, atypicality_k=ATYPICALITY_K)}"
+        return derive_scores(self._cached(name, "the scores", self._compute_scores, table=True))
+
+    def _compute_scores(self) -> pd.DataFrame:
         fs = [self.encoder("f", s).encoder for s in self.cfg.seeds]
         gs = [self.encoder("g", s).encoder for s in self.cfg.seeds]
         t0 = time.perf_counter()
         table = memorization_table(fs, gs, self.train, self.test, self.split,
                                    f_train=self.split.f_train, g_train=self.split.g_train,
-                                   f_meta={k: v for k, v in self._meta("f").items()
-                                           if k != "trained_on"},
-                                   g_meta={k: v for k, v in self._meta("g").items()
-                                           if k != "trained_on"},
+                                   f_meta=self._meta(), g_meta=self._meta(),
                                    **self._score_kwargs())
         self.wall["score"] = time.perf_counter() - t0
-        write_cached_frame(path, table, self.provenance())
-        return table
+        table["atypicality"] = self._atypicality(table, gs[0]).numpy()
+        return table[[*STORED_SCORE_COLUMNS, "atypicality"]]
+
+    def _atypicality(self, table: pd.DataFrame, g) -> torch.Tensor:
+        reference_pos = self.split.g_train
+        reference = self.train.images[torch.as_tensor(reference_pos,
+                                                      device=self.train.images.device)]
+        is_test = (table.subset == "extra").to_numpy()
+        pos = table.position.to_numpy()
+        queries = torch.empty((len(table), *reference.shape[1:]), dtype=torch.uint8,
+                              device=reference.device)
+        for mask, data in ((~is_test, self.train), (is_test, self.test)):
+            if mask.any():
+                rows = torch.as_tensor(np.flatnonzero(mask), device=reference.device)
+                queries[rows] = data.images[torch.as_tensor(pos[mask],
+                                                            device=data.images.device)]
+        slot = np.searchsorted(reference_pos, pos)
+        inside = (~is_test) & (slot < len(reference_pos))
+        inside[inside] = reference_pos[slot[inside]] == pos[inside]
+        exclude = np.where(inside, slot, -1)
+        return atypicality(g, reference, queries, k=ATYPICALITY_K, exclude=exclude)
 
     def significance(self) -> pd.DataFrame:
         """The paper's one-sided t-tests (S_C above S_S and S_E; S_I below them) on raw scores."""
@@ -226,32 +378,37 @@ class Experiment:
     def scores_over_epochs(self, subsets=("candidate", "independent", "shared", "extra"),
                            max_points: int = 1000) -> pd.DataFrame:
         """Mean raw score per subset for each snapshot epoch (the first seed's f/g pair)."""
-        path = self.run_dir / "epochs-{}.csv".format(self.cfg.key(
-            *TRAIN_FIELDS, *SCORE_FIELDS, max_points=max_points, subsets=sorted(subsets)))
-        cached = read_cached_frame(path)
-        if cached is not None:
-            return cached
-        seed = self.cfg.seeds[0]
-        f_method, g_method = self.encoder("f", seed), self.encoder("g", seed)
-        split = self.split
-        rows = []
-        for epoch in snapshot_epochs(self.cfg.epochs):
-            f_enc, g_enc = self.build(seed).encoder, self.build(seed).encoder
-            for enc, which in ((f_enc, "f"), (g_enc, "g")):
-                snap = self.run_dir / f"{which}-seed{seed}" / "snapshots" / f"epoch-{epoch:04d}.pt"
-                enc.load_state_dict(torch.load(snap, map_location="cpu", weights_only=True))
-                enc.to(self.device).eval()
-            table = memorization_table(f_enc, g_enc, self.train, self.test,
-                                       _subsample(split, max_points), **self._score_kwargs())
-            for subset, group in table.groupby("subset"):
-                if subset in subsets:
-                    rows.append({"epoch": epoch, "subset": subset,
-                                 "score_raw": float(group.score_raw.mean()),
-                                 "sem": float(group.score_raw.sem()), "n": len(group)})
-        del f_method, g_method
-        frame = pd.DataFrame(rows)
-        write_cached_frame(path, frame, self.provenance())
-        return frame
+        name = "epochs-" + self.key(*SCORE_FIELDS, max_points=max_points,
+                                    subsets=sorted(subsets))
+
+        def compute():
+            seed = self.cfg.seeds[0]
+            self.encoder("f", seed), self.encoder("g", seed)
+            t0 = time.perf_counter()
+            rows = []
+            for epoch in snapshot_epochs(self.cfg.epochs):
+                f_enc, g_enc = self.build(seed).encoder, self.build(seed).encoder
+                for enc, which in ((f_enc, "f"), (g_enc, "g")):
+                    snap = (self.run_dir / f"{which}-seed{seed}" / "snapshots"
+                            / f"epoch-{epoch:04d}.pt")
+                    if not snap.exists():
+                        raise SSLMemError(f"snapshot {snap} is missing (the checkpoint was kept "
+                                          "but its snapshots were deleted); delete "
+                                          f"{snap.parent.parent} to retrain")
+                    enc.load_state_dict(torch.load(snap, map_location="cpu", weights_only=True))
+                    enc.to(self.device).eval()
+                table = memorization_table(f_enc, g_enc, self.train, self.test,
+                                           _subsample(self.split, max_points),
+                                           **self._score_kwargs())
+                for subset, group in table.groupby("subset"):
+                    if subset in subsets:
+                        rows.append({"epoch": epoch, "subset": subset,
+                                     "score_raw": float(group.score_raw.mean()),
+                                     "sem": float(group.score_raw.sem()), "n": len(group)})
+            self.wall["score over epochs"] = time.perf_counter() - t0
+            return pd.DataFrame(rows)
+
+        return self._cached(name, "the scores over epochs", compute, table=True)
 
     # ---- probes and label memorization --------------------------------------------------------
     def probe(self, which: str = "f", seed: int | None = None, dataset: str | None = None,
@@ -263,55 +420,88 @@ class Experiment:
         """
         seed = self.cfg.seeds[0] if seed is None else seed
         name = dataset or self.cfg.dataset
-        path = self.run_dir / f"probe-{which}-seed{seed}-{name.replace('/', '_')}.json"
-        if path.exists():
-            try:
-                return json.loads(path.read_text())["result"]
-            except (OSError, ValueError, KeyError) as err:
-                warnings.warn(f"cache entry {path} is corrupt ({err}); rebuilding", stacklevel=2)
-        method = self.encoder(which, seed)
-        return self.probe_encoder(method.encoder, name, path=path, max_train=max_train)
+        key = self.key(which=which, seed=seed, probe=name, max_train=max_train)
+        return self._cached(f"probe-{key}", f"the probe of {which} on {name}",
+                            lambda: self.probe_encoder(self.encoder(which, seed).encoder, name,
+                                                       max_train=max_train), table=False)
 
-    def probe_encoder(self, encoder, dataset: str, *, path: Path | None = None,
-                      max_train: int | None = None) -> dict:
-        """Probe any encoder on ``dataset`` (train split -> test split)."""
+    def probe_encoder(self, encoder, dataset: str, *, max_train: int | None = None) -> dict:
+        """Probe any encoder on ``dataset`` (train split -> test split); not stored."""
         if dataset == self.cfg.dataset:
             tr, te = self.train, self.test
         else:
-            kw = dict(data_root=self.cfg.data_root, device=self.device,
+            kw = dict(root=self.cfg.data_root, device=self.device,
                       image_size=self.train.image_size, channels=self.train.channels)
-            tr, te = load_dataset(dataset, "train", **kw), load_dataset(dataset, "test", **kw)
+            tr, te = _load(dataset, "train", **kw), _load(dataset, "test", **kw)
         if max_train is not None and len(tr) > max_train:
             tr = tr.subset(np.random.default_rng(0).permutation(len(tr))[:max_train])
         ftr, fte = extract_features(encoder, tr.images), extract_features(encoder, te.images)
-        result = {"dataset": dataset, "n_train": len(tr), "n_test": len(te),
-                  "linear": linear_probe(ftr, tr.labels, fte, te.labels)["accuracy"],
-                  "knn": knn_accuracy(ftr, tr.labels, fte, te.labels)}
-        if path is not None:
-            write_json(path, {"result": result, "provenance": self.provenance()})
-        return result
+        return {"dataset": dataset, "n_train": len(tr), "n_test": len(te),
+                "linear": linear_probe(ftr, tr.labels, fte, te.labels)["accuracy"],
+                "knn": knn_accuracy(ftr, tr.labels, fte, te.labels)}
+
+    def retrain(self, keep, *, seed: int, tag: str, probe_sets, max_train=None) -> dict:
+        """Pre-train one encoder on ``train[keep]`` and probe it on each of ``probe_sets``.
+
+        Chapter 4's removal experiments: the stored record holds the probes and the size of the
+        pre-training set, and the encoder's history is stored beside it.
+        """
+        keep = np.sort(np.asarray(keep, dtype=np.int64))
+        probe_sets = list(probe_sets)
+        key = self.key(positions=_hash_positions(keep), seed=seed, probe_sets=probe_sets,
+                       max_train=max_train)
+
+        def compute():
+            encoder = self.train_on(keep, seed=seed, tag=tag).encoder
+            history = read_frame(self.store_dir / f"{self._history_name(tag, seed, keep)}.csv.gz")
+            return {"tag": tag, "seed": seed, "n_pretrain": len(keep),
+                    "train_seconds": float(history[0]["seconds"].sum()),
+                    "probes": {name: self.probe_encoder(encoder, name, max_train=max_train)
+                               for name in probe_sets}}
+
+        return self._cached(f"retrain-{key}", f"the retrained encoder {tag}", compute,
+                            table=False)
 
     def label_memorization(self) -> pd.DataFrame:
         """Feldman's label memorization of the candidates (method must be 'supervised')."""
         if self.cfg.method != "supervised":
             raise SSLMemError("label memorization needs method='supervised' "
                               f"(this experiment trains {self.cfg.method!r})")
-        path = self._result_path("labelmem", "seeds")
-        cached = read_cached_frame(path)
-        if cached is not None:
-            return cached
-        fs = [self.encoder("f", s).classifier for s in self.cfg.seeds]
-        gs = [self.encoder("g", s).classifier for s in self.cfg.seeds]
-        cand = self.train.subset(self.split.candidate)
-        frame = label_memorization(fs, gs, cand.images, cand.labels, index=cand.index,
-                                   device=self.device)
-        frame.insert(0, "position", self.split.candidate)
-        write_cached_frame(path, frame, self.provenance())
-        return frame
+
+        def compute():
+            fs = [self.encoder("f", s).classifier for s in self.cfg.seeds]
+            gs = [self.encoder("g", s).classifier for s in self.cfg.seeds]
+            cand = self.train.subset(self.split.candidate)
+            frame = label_memorization(fs, gs, cand.images, cand.labels, index=cand.index,
+                                       device=self.device)
+            frame.insert(0, "position", self.split.candidate)
+            return frame
+
+        return self._cached(f"labelmem-{self.key('seeds')}", "the label memorization", compute,
+                            table=True)
 
     def provenance(self) -> dict:
         return provenance(self.cfg.to_dict(), self.device, wall_s=dict(self.wall),
-                          run_dir=str(self.run_dir), split_fingerprint=self.split.fingerprint())
+                          run_dir=str(self.run_dir), profile=self.cfg.profile,
+                          data_fingerprint=self.data_fingerprint,
+                          split_fingerprint=self.split.fingerprint())
+
+    def result_provenance(self) -> dict:
+        """Provenance of the results this experiment served (scores first), for a page banner."""
+        for name, meta in self.sources.items():
+            if name.startswith("scores-"):
+                return meta
+        return next(iter(self.sources.values()), self.provenance())
+
+
+def _write_or_explain(path: Path, write):
+    """Run ``write(path)``; a permission or disk error becomes one line that touched nothing."""
+    try:
+        return write(path)
+    except OSError as err:
+        raise SSLMemError(f"cannot write {path} ({type(err).__name__}: {err.strerror or err}); "
+                          "make the folder writable or point SSLMEM_RESULTS/SSLMEM_RUNS "
+                          "elsewhere") from None
 
 
 def _subsample(split: Split, n: int) -> Split:

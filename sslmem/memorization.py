@@ -411,6 +411,34 @@ def memorization_table(f, g, train, test, split, n_pairs: int = 10, augment=None
     return table
 
 
+STORED_SCORE_COLUMNS = ("subset", "position", "index", "label", "L_f", "L_g", "score_se")
+TABLE_COLUMNS = ("subset", "position", "index", "label", "L_f", "L_g", "score_raw", "score_se",
+                 "score_ratio", "score_range", "score_zscore")
+
+
+def derive_scores(stored: pd.DataFrame) -> pd.DataFrame:
+    """The full memorization table from its stored columns (L_f, L_g, score_se per point).
+
+    Why: the raw score and its normalizations are functions of L_f, L_g and S_E, so the results
+    store keeps only those (a paper-scale table is ~40 % smaller) and every reader derives the
+    rest the same way, in the column order of :func:`memorization_table`.
+    """
+    frame = stored.copy()
+    raw = (frame.L_g.astype(np.float64) - frame.L_f.astype(np.float64)).to_numpy()
+    derived = {
+        "score_raw": raw,
+        "score_ratio": normalize_scores(raw, "ratio", L_f=frame.L_f, L_g=frame.L_g),
+        "score_range": normalize_scores(raw, "range"),
+    }
+    extra = raw[(frame.subset == "extra").to_numpy()]
+    derived["score_zscore"] = (normalize_scores(raw, "zscore", extra) if len(extra) >= 2
+                               else np.full_like(raw, np.nan))
+    for name, values in derived.items():
+        frame[name] = values
+    order = [c for c in TABLE_COLUMNS if c in frame.columns]
+    return frame[order + [c for c in frame.columns if c not in order]]
+
+
 # -------------------------------------------------------------------- significance, frac --
 
 HYPOTHESES = (  # (label, subset a, subset b, alternative): the paper's claims and a control

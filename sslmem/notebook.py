@@ -95,50 +95,77 @@ def glue_text(name: str, value) -> None:
 
 
 def show_table(frame, formats: dict | None = None) -> None:
-    """Display a DataFrame as a compact, padded HTML table without its index."""
-    from IPython.display import display
+    """Display a DataFrame as a compact, padded HTML table without its index.
 
-    styler = frame.style.hide(axis="index").set_table_styles(
+    The HTML is deterministic (its CSS id is a hash of the table), so re-executing a page from
+    the same stored results gives the same output, which nbval and git diffs can compare.
+    """
+    import hashlib
+
+    from IPython.display import HTML, display
+
+    uid = hashlib.sha256(frame.to_json().encode()).hexdigest()[:10]
+    styler = frame.style.hide(axis="index").set_uuid(uid).set_table_styles(
         [{"selector": "th, td", "props": "padding: 3px 12px; text-align: left;"}])
     if formats:
         styler = styler.format(formats, na_rep="–")
-    display(styler)
+    display(HTML(styler.to_html()))
 
 
-def banner(profile: str, cfg=None, device: str | None = None,
-           parameters: dict | None = None) -> None:
-    """Show the run's parameters, and a visible warning when it is a smoke run (not 'paper')."""
+PROFILE_NOTES = {
+    "paper": ("note", "Paper profile: the paper's CIFAR-10 setup (spec.md §6), with the epochs "
+              "each chapter states."),
+    "tiny": ("warning", "**Smoke run on CPU (tiny profile): numbers are not the paper's.** "
+             "A tiny configuration that runs in minutes without a GPU: it shows that the "
+             "pipeline works end to end; the direction of an effect may or may not survive at "
+             "this scale."),
+}
+
+
+def banner(profile: str, exp=None, parameters: dict | None = None) -> None:
+    """Say which profile produced the page's numbers, on which device, from which results.
+
+    The device and commit are those recorded in the stored results' provenance (where the
+    numbers were computed), not the machine rendering the page.
+    """
     from IPython.display import Markdown, display
 
+    kind, text = PROFILE_NOTES.get(profile, ("note", f"Profile `{profile}`."))
+    if exp is not None:
+        prov = exp.result_provenance()
+        c = exp.cfg
+        text += (f" Encoders: {c.method}, {c.backbone}, {c.epochs} epochs on {c.dataset}"
+                 f" at {exp.train.image_size} px. Results computed on **{prov.get('device')}**"
+                 f" (commit `{str(prov.get('git_commit', '?'))[:12]}`) and read from the results "
+                 "store, so this page trains nothing when they are stored.")
     given = ", ".join(f"`{k}={v!r}`" for k, v in (parameters or {}).items() if v is not None)
-    params = f"\n\nParameters of this run: {given}." if given else ""
-    if profile == "paper":
-        text = (":::{note}\nPaper profile: the numbers on this page come from the paper's "
-                "setup (spec.md §6)" + (f", run on {device}" if device else "") + "."
-                + params + "\n:::\n")
-    else:
-        what = "" if cfg is None else (f" ({cfg.dataset} at {cfg.image_size} px, {cfg.backbone}, "
-                                       f"{cfg.epochs} epochs)")
-        text = (":::{warning}\n**Smoke run on CPU (tiny profile): numbers are not the paper's.**"
-                f" This page was executed with a tiny configuration{what} so that it runs in "
-                "minutes without a GPU. It shows that the pipeline works end to end; the "
-                "direction of an effect may or may not survive at this scale. Run "
-                "`python -m sslmem.reproduce --profile paper` on a GPU for the paper's setup."
-                + params + "\n:::\n")
-    display(Markdown(text))
+    if given:
+        text += f"\n\nParameters of this page: {given}."
+    display(Markdown(f":::{{{kind}}}\n{text}\n:::\n"))
+
+
+def result_device(*experiments) -> str:
+    """The device that computed the first experiment's results (from the store's provenance)."""
+    return str(experiments[0].result_provenance().get("device", "unknown"))
 
 
 def training_minutes(*experiments) -> float:
     """Wall-clock minutes spent training the f and g encoders of ``experiments`` (all seeds).
 
-    Read from the encoders' training histories, so it is the real cost even when this run
-    reused cached encoders (and the page itself took seconds).
+    Read from the stored training histories, so it is the real cost even when this page
+    rendered stored results in seconds.
     """
+    return sum(exp.training_seconds() for exp in experiments) / 60.0
+
+
+def scoring_minutes(*experiments) -> float:
+    """Wall-clock minutes spent scoring, from the stored results' provenance (0 if unknown)."""
     seconds = 0.0
     for exp in experiments:
-        for seed in exp.cfg.seeds:
-            for which in ("f", "g"):
-                seconds += float(exp.history(which, seed)["seconds"].sum())
+        for name, prov in exp.sources.items():
+            if name.startswith(("scores-", "epochs-")):
+                wall = prov.get("wall_s") or {}
+                seconds += sum(float(v) for k, v in wall.items() if k.startswith("score"))
     return seconds / 60.0
 
 

@@ -8,9 +8,13 @@ first failure stops the run with the notebook's name, the failing cell and the e
 
 Usage::
 
-    python -m sslmem.reproduce --profile auto            # paper on a CUDA GPU, else tiny
+    python -m sslmem.reproduce --profile stored          # the book from the committed store
     python -m sslmem.reproduce --profile tiny --only 01 --dataset fashionmnist
     python -m sslmem.reproduce --params my.yml --methods simclr,byol
+
+``--profile stored`` picks the best profile whose every result is in the results store and
+executes the notebooks with ``results_only`` (a missing result is an error, nothing is trained).
+A page is never replaced by one from a lesser profile (paper > tiny) unless ``--force``.
 
 A params file (YAML or JSON) maps notebook names (``01_definition`` or the prefix ``01``) to
 parameter dicts; other top-level keys apply to every notebook that declares them.
@@ -28,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from sslmem.config import PROFILES
 from sslmem.errors import SSLMemError
 
 NOTEBOOKS = ("01_definition", "02_atypical_examples", "03_ssl_vs_supervised",
@@ -40,14 +45,42 @@ HIDE_TAGS = {"injected-parameters": "remove-cell"}
 
 
 def resolve_profile(profile: str) -> str:
-    """'auto' = 'paper' when CUDA is available, else 'tiny'."""
-    if profile not in ("auto", "paper", "tiny"):
-        raise SSLMemError(f"unknown profile {profile!r}; choose one of: auto, paper, tiny")
+    """'stored' = the best profile the results store holds completely; 'auto' = 'paper' when
+    CUDA is available, else 'tiny'."""
+    choices = ("stored", "auto", *PROFILES)
+    if profile not in choices:
+        raise SSLMemError(f"unknown profile {profile!r}; choose one of: {', '.join(choices)}")
     if profile == "auto":
         import torch
 
         return "paper" if torch.cuda.is_available() else "tiny"
+    if profile == "stored":
+        from sslmem.plan import complete_profiles
+
+        done = complete_profiles()
+        if not done:
+            raise SSLMemError("the results store holds no complete profile; compute one with "
+                              "`make reproduce PROFILE=tiny` (or sslmem plan --profile tiny --run)")
+        return done[0]
     return profile
+
+
+def page_profile(path: Path) -> str | None:
+    """The profile an executed page was made with (its notebook metadata), if any."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception:  # noqa: BLE001 - an unreadable page has no profile to protect
+        return None
+    return nb.metadata.get("sslmem", {}).get("profile")
+
+
+def lesser(profile: str, than: str | None) -> bool:
+    """True when ``profile`` ranks below ``than`` (paper > tiny; unknown ranks lowest)."""
+    if than not in PROFILES:
+        return False
+    return profile not in PROFILES or PROFILES.index(profile) > PROFILES.index(than)
 
 
 def select(only=None) -> list[str]:
@@ -156,7 +189,7 @@ def _kernel_env() -> dict:
 
 
 def execute(name: str, out_dir: Path, parameters: dict, *, timeout: int | None = None,
-            log=print) -> Path:
+            results_only: bool = False, log=print) -> Path:
     """Execute one notebook; on success atomically replace ``out_dir/<name>.ipynb``."""
     import jupytext
     import nbformat
@@ -172,8 +205,9 @@ def execute(name: str, out_dir: Path, parameters: dict, *, timeout: int | None =
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"sslmem-{name}-"))
     tmp = work / f"{name}.ipynb"
-    saved = {k: os.environ.get(k) for k in _kernel_env()}
-    os.environ.update(_kernel_env())
+    env = {**_kernel_env(), **({"SSLMEM_RESULTS_ONLY": "1"} if results_only else {})}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     t0 = time.perf_counter()
     try:
         papermill.execute_notebook(nb, str(tmp), parameters=parameters, kernel_name="python3",
@@ -194,6 +228,8 @@ def execute(name: str, out_dir: Path, parameters: dict, *, timeout: int | None =
                 os.environ[key] = value
     executed = nbformat.read(tmp, as_version=4)
     _hide_plumbing(executed)
+    executed.metadata["sslmem"] = {"profile": parameters.get("profile"),
+                                   "results_only": results_only}
     target = out_dir / f"{name}.ipynb"
     staged = out_dir / f".{name}.ipynb.tmp"
     nbformat.write(executed, staged)
@@ -205,10 +241,17 @@ def execute(name: str, out_dir: Path, parameters: dict, *, timeout: int | None =
 
 def reproduce(profile: str = "auto", params=None, dataset: str | None = None,
               methods=None, only=None, out: str | os.PathLike = BOOK_DIR,
-              timeout: int | None = None, log=print) -> list[Path]:
-    """Execute the chosen notebooks in order; stop at the first failure (SSLMemError)."""
+              timeout: int | None = None, results_only: bool | None = None,
+              force: bool = False, log=print) -> list[Path]:
+    """Execute the chosen notebooks in order; stop at the first failure (SSLMemError).
+
+    ``results_only`` (default: True for ``profile='stored'``): serve stored results, never train.
+    A page made with a better profile than ``profile`` is kept unless ``force``.
+    """
     import jupytext
 
+    if results_only is None:
+        results_only = profile == "stored"
     profile = resolve_profile(profile)
     params = load_params(params)
     if isinstance(methods, str):
@@ -220,9 +263,15 @@ def reproduce(profile: str = "auto", params=None, dataset: str | None = None,
     log(f"profile {profile}: executing {', '.join(names)} into {out_dir}/")
     done = []
     for name in names:
+        existing = page_profile(out_dir / f"{name}.ipynb")
+        if not force and lesser(profile, existing):
+            log(f"{name}: kept the {existing}-profile page (this run is {profile}; --force "
+                "replaces it)")
+            continue
         values = parameters_for(name, declared[name], params, profile=profile, dataset=dataset,
                                 methods=methods)
-        done.append(execute(name, out_dir, values, timeout=timeout, log=log))
+        done.append(execute(name, out_dir, values, timeout=timeout, results_only=results_only,
+                            log=log))
     return done
 
 
@@ -230,8 +279,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sslmem.reproduce",
         description="Execute the section notebooks with papermill into the book folder.")
-    parser.add_argument("--profile", default="auto", choices=("auto", "paper", "tiny"),
-                        help="paper (GPU), tiny (CPU smoke run) or auto (paper if CUDA, else tiny)")
+    parser.add_argument("--profile", default="stored", choices=("stored", "auto", *PROFILES),
+                        help="stored (default: the best profile the results store holds, "
+                        "rendered without training), a profile name (computes what the store "
+                        "lacks), or auto (paper if CUDA, else tiny)")
     parser.add_argument("--params", help="YAML/JSON file of notebook parameters")
     parser.add_argument("--dataset", help="dataset for every notebook (e.g. fashionmnist)")
     parser.add_argument("--methods", help="comma-separated SSL methods (03 compares all; the "
@@ -240,10 +291,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(BOOK_DIR),
                         help="output folder (default: the checkout's book/)")
     parser.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+    parser.add_argument("--results-only", action="store_true", default=None,
+                        help="never train or score: a result missing from the store is an error "
+                        "(the default with --profile stored)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace pages even when they come from a better profile")
     args = parser.parse_args(argv)
     try:
         reproduce(args.profile, params=args.params, dataset=args.dataset, methods=args.methods,
-                  only=args.only, out=args.out, timeout=args.timeout)
+                  only=args.only, out=args.out, timeout=args.timeout,
+                  results_only=args.results_only, force=args.force)
     except SSLMemError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""Shared fixtures: the read-only shared data root and a private runs root per test."""
+"""Shared fixtures: the read-only shared data root, private runs and results roots per test."""
 
 from __future__ import annotations
 
@@ -19,15 +19,24 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def _session_runs(tmp_path_factory):
-    """No test writes into the checkout's runs/: caches go to one folder per test session."""
+    """No test writes into the checkout's runs/ or results/: one folder each per test session."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SSLMEM_RUNS", str(tmp_path_factory.mktemp("session-runs")))
+        patch.setenv("SSLMEM_RESULTS", str(tmp_path_factory.mktemp("session-results")))
+        patch.delenv("SSLMEM_RESULTS_ONLY", raising=False)
         yield
 
 
 @pytest.fixture
 def tmp_runs(tmp_path, monkeypatch) -> Path:
-    """Point $SSLMEM_RUNS at a fresh folder of this test (to inspect or corrupt its caches)."""
+    """Fresh $SSLMEM_RUNS and $SSLMEM_RESULTS folders of this test (to inspect or corrupt)."""
     runs = tmp_path / "runs"
     monkeypatch.setenv("SSLMEM_RUNS", str(runs))
+    monkeypatch.setenv("SSLMEM_RESULTS", str(tmp_path / "results"))
     return runs
+
+
+@pytest.fixture
+def tmp_results(tmp_runs) -> Path:
+    """The results store of this test (beside ``tmp_runs``)."""
+    return tmp_runs.parent / "results"

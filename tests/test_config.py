@@ -14,7 +14,7 @@ def test_profiles():
     assert (paper.dataset, paper.split_protocol, paper.candidate) == ("cifar10", "paper", 5000)
     assert tiny.dataset == "digits" and tiny.backbone == "resnet9"
     with pytest.raises(SSLMemError, match="unknown profile"):
-        Config.profile("huge")
+        Config.for_profile("huge")
 
 
 def test_resolved_fills_method_defaults():

@@ -31,9 +31,11 @@ def test_scores_table_covers_all_four_subsets_with_provenance(tmp_runs):
     cand = table[table.subset == "candidate"]
     expected = exp.train.index[torch.tensor(exp.split.candidate)].tolist()
     assert sorted(cand["index"]) == sorted(expected)
-    meta = json.loads(next(exp.run_dir.glob("scores-*.json")).read_text())
-    assert meta["git_commit"] and meta["versions"]["torch"] and meta["device"].startswith("cpu")
-    assert meta["config"]["method"] == "simclr" and meta["rows"] == len(table)
+    meta = json.loads(next(exp.store_dir.glob("scores-*.json")).read_text())
+    prov = meta["provenance"]
+    assert prov["git_commit"] and prov["versions"]["torch"] and prov["device"].startswith("cpu")
+    assert prov["config"]["method"] == "simclr" and meta["rows"] == len(table)
+    assert prov["data_fingerprint"] == exp.data_fingerprint and len(meta["sha256"]) == 64
     assert set(exp.significance().hypothesis) >= {"S_C > S_S", "S_C > S_E", "S_I < S_S"}
 
 
@@ -60,14 +62,16 @@ def test_same_seed_gives_identical_scores(tmp_path, monkeypatch):
     assert tables[0].equals(tables[1])
 
 
-def test_corrupted_cache_is_detected_and_rebuilt(tmp_runs):
+def test_corrupted_result_is_detected_and_rebuilt(tmp_runs):
     exp = Experiment(tiny())
     good = exp.scores()
-    path = next(exp.run_dir.glob("scores-*.csv"))
-    path.write_text(path.read_text()[: len(path.read_text()) // 2])
-    with pytest.warns(UserWarning, match="corrupt.*rebuilding"):
+    path = next(exp.store_dir.glob("scores-*.csv.gz"))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.warns(UserWarning, match="fails its SHA-256.*recomputing"):
         again = Experiment(tiny()).scores()
     assert again.equals(good)
+    assert path.read_bytes() == data  # rebuilt byte for byte
 
 
 def test_corrupt_checkpoint_is_refused_with_a_message(tmp_runs):
@@ -138,7 +142,7 @@ def test_cli_run_prints_results_path(tmp_runs, capsys):
             "--set", "extra=32", "--batch-size", "32"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "S_C > S_S" in out and f"results: {tmp_runs}" in out
+    assert "S_C > S_S" in out and f"results: {tmp_runs.parent / 'results'}" in out
 
 
 def test_scores_over_epochs(tmp_runs):

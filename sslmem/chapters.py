@@ -1,0 +1,199 @@
+"""What each chapter of the book computes, per profile: one definition for notebooks and plan.
+
+Why here and not in the notebooks: the run plan (``sslmem.plan``) must list exactly the results
+a chapter will ask for, so both build their experiments with these functions. A notebook's
+parameters are this module's keyword arguments; ``None`` means "the profile's value".
+
+Profiles (best first): ``paper`` (the authors' CIFAR-10 setup on a GPU, with epochs cut so that
+one f/g pair trains and scores inside one 10-minute command of an H100) and ``tiny`` (a CPU smoke
+run of the plumbing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sslmem.config import PROFILES, Config
+from sslmem.errors import SSLMemError
+from sslmem.experiment import Experiment
+
+# Epochs of the book's paper-profile encoders: the methods' paper schedules cut to what one
+# f/g pair can train in about eight minutes of an H100 (``sslmem plan`` shows the estimates);
+# each chapter states the fraction of the paper's schedule it ran.
+PAPER_BOOK_EPOCHS = {"simclr": 200, "byol": 150, "simsiam": 200, "dino": 60, "mae": 100,
+                     "vicreg": 100, "barlowtwins": 120, "supervised": 100}
+
+SETTINGS = {
+    "paper": {
+        "epoch_points": 1000,
+        "methods": ["simclr", "byol", "simsiam", "dino", "mae", "vicreg", "barlowtwins"],
+        "backbones": {"mae": "vit_tiny"},
+        "patch_sizes": {},
+        "method_epochs": PAPER_BOOK_EPOCHS,
+        "top_k": 100,
+        "removal_sizes": dict(shared=0, candidate=25000, independent=25000, extra=5000),
+        "removal_ks": [2000, 4000, 8000],
+        "random_draws": 3,
+        "retrain_epochs": 100,
+        "probe_max_train": None,
+        "align_lambdas": [0.0, 0.1, 0.5],
+    },
+    "tiny": {
+        "epoch_points": 150,
+        "methods": ["simclr", "byol", "dino", "mae"],
+        "backbones": {"mae": "vit_tiny"},
+        "patch_sizes": {"mae": 4},
+        "method_epochs": {"dino": 2, "mae": 2},
+        "top_k": None,  # a fifth of the candidates
+        "removal_sizes": dict(shared=0, candidate=0.3, independent=0.3),
+        "removal_ks": [0.1, 0.3],  # fractions of the scored half
+        "random_draws": 1,
+        "retrain_epochs": None,  # the profile's epochs
+        "probe_max_train": 2000,
+        "align_lambdas": [0.0, 0.5],
+    },
+}
+DOWNSTREAM = ("mnist", "fashionmnist", "cifar100")
+
+
+def settings(profile: str) -> dict:
+    """The chapter settings of ``profile`` (a copy)."""
+    if profile not in SETTINGS:
+        raise SSLMemError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
+    return {k: (v.copy() if isinstance(v, (dict, list)) else v)
+            for k, v in SETTINGS[profile].items()}
+
+
+def config(profile: str, *, sizes: dict | None = None, **fields) -> Config:
+    """The profile's config with the non-None ``fields`` and split ``sizes`` as overrides."""
+    values = {k: v for k, v in fields.items() if v is not None}
+    if "seeds" in values and not isinstance(values["seeds"], int):
+        values["seeds"] = tuple(values["seeds"])
+    if profile == "paper" and "epochs" not in values and "method" in values:
+        values["epochs"] = PAPER_BOOK_EPOCHS.get(values["method"])
+    return Config.for_profile(profile, **{**values, **(sizes or {})}, progress=False)
+
+
+# ---- chapters 1 and 2: one f/g pair ------------------------------------------------------------
+
+def definition(profile: str, *, method: str = "simclr", epoch_points: int | None = None,
+               **fields) -> tuple[Experiment, dict]:
+    """Chapters 1–2: the scored f/g pair and the points per subset scored at each snapshot."""
+    s = settings(profile)
+    exp = Experiment(config(profile, method=method, **fields))
+    return exp, {"epoch_points": epoch_points or s["epoch_points"]}
+
+
+# ---- chapter 3: every framework on the same split ----------------------------------------------
+
+def frameworks(profile: str, *, methods=None, backbones=None, patch_sizes=None,
+               method_epochs=None, epochs=None, **fields) -> tuple[dict, Experiment]:
+    """Chapter 3: one Experiment per SSL method and the supervised pair, on one split."""
+    s = settings(profile)
+    methods = list(methods or s["methods"])
+    backbones = {**s["backbones"], **(backbones or {})}
+    patch_sizes = {**s["patch_sizes"], **(patch_sizes or {})}
+    method_epochs = {**s["method_epochs"], **(method_epochs or {})}
+
+    def make(name: str) -> Experiment:
+        return Experiment(config(profile, method=name, backbone=backbones.get(name),
+                                 patch_size=patch_sizes.get(name),
+                                 epochs=epochs if epochs is not None
+                                 else method_epochs.get(name), **fields))
+
+    return {name: make(name) for name in methods}, make("supervised")
+
+
+def top_k(profile: str, n_candidates: int, value: int | None = None) -> int:
+    """Size of the top sets compared in chapter 3 (the profile's, else a fifth of S_C)."""
+    k = value or settings(profile)["top_k"] or max(5, n_candidates // 5)
+    return min(int(k), n_candidates)
+
+
+# ---- chapter 4: removal and the alignment regularizer ------------------------------------------
+
+@dataclass
+class Generalization:
+    """Chapter 4's experiments: the scored half, the retraining recipe, the λ sweep."""
+
+    scored: Experiment
+    retrain: Experiment
+    removal_ks: list[int]
+    random_draws: int
+    probe_sets: list[str]
+    skipped: list[tuple[str, str]]
+    probe_max_train: int | None
+    lambdas: dict[float, Experiment] = field(default_factory=dict)
+
+    def runs(self, scores=None) -> list[dict]:
+        """The retraining runs: none, top-k and random removal per k and draw.
+
+        ``scores`` (the scored half's table; read from the store when None) ranks the points.
+        """
+        table = self.scored.scores() if scores is None else scores
+        ranked = table[table.subset == "candidate"].sort_values("score_raw", ascending=False)
+        positions = ranked.position.to_numpy()
+        runs = [dict(removal="none", k=0, draw=0, keep=positions, tag="removal-none")]
+        for k in self.removal_ks:
+            runs.append(dict(removal="top-k memorized", k=k, draw=0, keep=positions[k:],
+                             tag=f"removal-top-{k}-d0"))
+            for draw in range(self.random_draws):
+                keep = np.random.default_rng([k, draw]).permutation(positions)[k:]
+                runs.append(dict(removal="random", k=k, draw=draw, keep=keep,
+                                 tag=f"removal-ran-{k}-d{draw}"))
+        return runs
+
+    def retrain_run(self, run: dict) -> dict:
+        """One run's stored (or computed) probes."""
+        return self.retrain.retrain(run["keep"], seed=run["draw"], tag=run["tag"],
+                                    probe_sets=self.probe_sets,
+                                    max_train=self.probe_max_train)
+
+
+def available(name: str, data_root=None) -> str | None:
+    """None when dataset ``name`` can be loaded offline, else the reason (first sentence)."""
+    from sslmem.data import load_dataset
+
+    try:
+        load_dataset(name, "train", data_root=data_root, download=False)
+        load_dataset(name, "test", data_root=data_root, download=False)
+    except SSLMemError as err:
+        return str(err).split(". To provide")[0]
+    return None
+
+
+def generalization(profile: str, *, method: str = "simclr", epochs=None, retrain_epochs=None,
+                   sizes=None, removal_ks=None, random_draws=None, downstream=None,
+                   probe_max_train=None, align_lambdas=None, **fields) -> Generalization:
+    """Chapter 4: score one random half (f on it, g on the other), then retrain and probe."""
+    s = settings(profile)
+    fields = {**fields, "split_protocol": "random"}
+    scored = Experiment(config(profile, method=method, epochs=epochs,
+                               sizes=sizes or s["removal_sizes"], **fields))
+    retrain_epochs = retrain_epochs or s["retrain_epochs"]
+    retrain = (scored if retrain_epochs in (None, scored.cfg.epochs)
+               else Experiment(scored.cfg.replace(epochs=retrain_epochs)))
+    n = len(scored.split.candidate)
+    ks = removal_ks or s["removal_ks"]
+    ks = [int(round(k * n)) if isinstance(k, float) and k < 1 else int(k) for k in ks]
+    if any(k < 1 or k >= n for k in ks):
+        raise SSLMemError(f"removal_ks {ks} must lie between 1 and the {n} scored points")
+    probe_sets, skipped = [scored.cfg.dataset], []
+    for name in (DOWNSTREAM if downstream is None else downstream):
+        if name == scored.cfg.dataset:
+            continue
+        why = available(name, scored.cfg.data_root)
+        (skipped.append((name, why)) if why else probe_sets.append(name))
+    lambdas = {}
+    for lam in (align_lambdas if align_lambdas is not None else s["align_lambdas"]):
+        lam = float(lam)
+        lambdas[lam] = (scored if lam == scored.cfg.align_lambda
+                        else Experiment(scored.cfg.replace(align_lambda=lam)))
+    return Generalization(scored=scored, retrain=retrain, removal_ks=ks,
+                          random_draws=int(random_draws or s["random_draws"]),
+                          probe_sets=probe_sets, skipped=skipped,
+                          probe_max_train=(probe_max_train if probe_max_train is not None
+                                           else s["probe_max_train"]),
+                          lambdas=lambdas)

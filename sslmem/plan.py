@@ -1,0 +1,417 @@
+"""The run plan: every unit of work the book needs for a profile, its cost, whether it is stored.
+
+Why units: GPU time comes in slices (a lent GPU for 10-minute commands that keep nothing but the
+files they send back; a cluster's job limit; a preemptible cloud VM). A unit is the smallest
+piece whose output is only small files: one f/g pair trained, scored and analysed while both
+encoders exist, or one chapter-4 retrain and its probes. Each unit writes its results into the
+store atomically when it completes, so any sequence of machines (or a scheduler's array of
+processes sharing the store) adds up to the whole book, and ``make book`` renders it anywhere.
+
+    sslmem plan --profile paper                        # list units, cost here, stored or not
+    sslmem plan --profile laptop --run --budget-minutes 9   # run what fits, in order
+    sslmem plan --profile paper --emit-commands | xargs -P 4 -I{} sh -c {}   # in parallel
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sslmem import chapters
+from sslmem.errors import SSLMemError
+from sslmem.experiment import Experiment, snapshot_epochs
+from sslmem.io import device_name
+from sslmem.store import MissingResult, lock, read_frame, results_root
+
+# Training throughput in images per second (one image = all of its views through the method),
+# at 32 px, before anything was measured here. ``cuda``: an H100 (NOTES.md: SimCLR ResNet-18
+# bf16 + channels_last + compile 61k img/s; the other methods scaled by their CPU ratios).
+# ``cpu``: 2 cores (benchmarks/train.py, ResNet-9 at 32 px, batch 64). Once a unit has run on
+# a device, the rates measured in its stored histories replace these estimates.
+REFERENCE_RATES = {
+    "cuda": {"simclr": 61000, "byol": 40000, "simsiam": 45000, "dino": 13000, "mae": 20000,
+             "vicreg": 23000, "barlowtwins": 29000, "supervised": 80000},
+    "cpu": {"simclr": 113, "byol": 73, "simsiam": 83, "dino": 25, "mae": 8, "vicreg": 42,
+            "barlowtwins": 53, "supervised": 148},
+}
+BACKBONE_FACTOR = {  # throughput relative to the reference backbone of each table
+    "cuda": {"resnet18": 1.0, "resnet9": 2.0, "resnet34": 0.5, "resnet50": 0.35,
+             "vit_tiny": 1.0, "vit_small": 0.4},
+    "cpu": {"resnet9": 1.0, "resnet18": 0.35, "resnet34": 0.18, "resnet50": 0.12,
+            "vit_tiny": 1.0, "vit_small": 0.4},
+}
+INFERENCE_SPEEDUP = 4.0  # a frozen forward pass of one view vs a training step of one image
+
+
+@dataclass
+class Unit:
+    """One unit of work: runs ``work(results_only=False)``; stored when ``work(True)`` succeeds."""
+
+    name: str
+    chapters: list[str]
+    kind: str  # "pair" (f and g trained and scored) or "retrain"
+    exp: Experiment
+    work: Callable[[bool], object]
+    depends: list[str] = field(default_factory=list)
+    images: int = 0  # training images x epochs x encoders
+    scored: int = 0  # views pushed through frozen encoders
+
+    def stored(self) -> bool:
+        """All of the unit's results are in the store (computes nothing)."""
+        try:
+            self.work(True)
+        except MissingResult:
+            return False
+        return True
+
+    def run(self) -> float:
+        """Compute and store what is missing; returns the wall seconds."""
+        t0 = time.perf_counter()
+        with lock(self.exp.store_dir.parent / ".locks" / f"unit-{self.name}.lock"):
+            self.work(False)
+        return time.perf_counter() - t0
+
+    def estimate_s(self, rates: dict | None = None, kind: str | None = None) -> float:
+        """Estimated seconds on this machine's device, or on an H100 with ``kind='cuda'``
+        (rates measured in stored histories where available)."""
+        rate = _rate(self.exp, rates, kind)
+        return self.images / rate + self.scored / (rate * INFERENCE_SPEEDUP) + 10.0
+
+
+def _device_kind(exp: Experiment) -> str:
+    return "cuda" if exp.device.type == "cuda" else "cpu"
+
+
+def _rate(exp: Experiment, measured: dict | None, kind: str | None = None) -> float:
+    c = exp.cfg
+    here = kind is None or kind == _device_kind(exp)
+    for (device, method, backbone, size), rate in (measured or {}).items():
+        if (method, backbone, size) != (c.method, c.backbone, exp.train.image_size):
+            continue
+        if (here and device == device_name(exp.device)) or (not here and "H100" in str(device)):
+            return rate
+    kind = kind or _device_kind(exp)
+    rate = REFERENCE_RATES[kind].get(c.method, 50.0)
+    rate *= BACKBONE_FACTOR[kind].get(c.backbone, 1.0)
+    rate *= (32 / exp.train.image_size) ** 2
+    if kind == "cpu":
+        rate *= max(1, (os.cpu_count() or 2)) / 2
+    return rate
+
+
+def measured_rates(units: list[Unit]) -> dict:
+    """Training images/s per (device, method, backbone, size) from the stored histories."""
+    rates: dict = {}
+    for unit in units:
+        exp = unit.exp
+        for path in exp.store_dir.glob("history-*.csv.gz") if exp.store_dir.exists() else []:
+            try:
+                found = read_frame(path)
+            except SSLMemError:
+                continue
+            if found is None or found[0].empty:
+                continue
+            frame, meta = found
+            prov = meta.get("provenance", {})
+            cfg = prov.get("config") or {}
+            seconds = float(frame["seconds"].sum())
+            n = _train_size(exp, path.name)
+            if seconds > 0 and n:
+                key = (prov.get("device"), cfg.get("method"), cfg.get("backbone"),
+                       exp.train.image_size)
+                rates[key] = n * len(frame) / seconds
+    return rates
+
+
+def _train_size(exp: Experiment, name: str) -> int:
+    if name.startswith("history-f-"):
+        return len(exp.split.f_train)
+    if name.startswith("history-g-"):
+        return len(exp.split.g_train)
+    return len(exp.split.candidate)  # a retrain of chapter 4 (about the scored half)
+
+
+def _pair_cost(exp: Experiment, epoch_points: int | None = None) -> tuple[int, int]:
+    c, split = exp.cfg, exp.split
+    seeds = len(c.seeds)
+    images = c.epochs * seeds * (len(split.f_train) + len(split.g_train))
+    n_scored = sum(len(getattr(split, s)) for s in ("shared", "candidate", "independent",
+                                                     "extra"))
+    scored = n_scored * c.n_pairs * 2 * 2 * seeds
+    monitor = (min(len(split.f_train), 10_000) + len(exp.test)) * 2
+    snaps = len(snapshot_epochs(c.epochs))
+    scored += snaps * monitor
+    if epoch_points:
+        scored += snaps * 4 * min(epoch_points, n_scored) * c.n_pairs * 2 * 2
+    return images, scored
+
+
+def _pair_unit(name: str, chapter: str, exp: Experiment, products: list[Callable],
+               epoch_points: int | None = None) -> Unit:
+    def work(results_only: bool):
+        view = _view(exp, results_only)
+        for product in products:
+            product(view)
+
+    images, scored = _pair_cost(exp, epoch_points)
+    return Unit(name=name, chapters=[chapter], kind="pair", exp=exp, work=work, images=images,
+                scored=scored)
+
+
+_VIEWS: dict[tuple, Experiment] = {}
+
+
+def _view(exp: Experiment, results_only: bool) -> Experiment:
+    """The same experiment reading only the store (``results_only``) or computing."""
+    if exp.results_only == results_only:
+        return exp
+    key = (id(exp), results_only)
+    if key not in _VIEWS:
+        _VIEWS[key] = Experiment(exp.cfg.replace(results_only=results_only))
+    return _VIEWS[key]
+
+
+def _history(exp: Experiment) -> None:
+    for seed in exp.cfg.seeds:
+        exp.history("f", seed), exp.history("g", seed)
+
+
+def book_units(profile: str, **runtime) -> list[Unit]:
+    """Every unit the book's chapters need for ``profile``, in a sensible order.
+
+    ``runtime``: Config runtime fields for every experiment (device, data_root, runs_root,
+    results_root). Units shared by chapters (e.g. chapter 1's SimCLR pair is chapter 3's)
+    appear once, with all their products.
+    """
+    units: dict[str, Unit] = {}
+    by_key: dict[str, Unit] = {}
+
+    def add(unit: Unit, products: list[Callable]) -> None:
+        key = f"{unit.exp.store_dir}"
+        if key in by_key:  # the same experiment: merge the products into the first unit
+            first = by_key[key]
+            first.chapters = sorted(set(first.chapters) | set(unit.chapters))
+            old = first.work
+
+            def merged(results_only: bool, old=old, products=products, exp=unit.exp):
+                old(results_only)
+                view = _view(exp, results_only)
+                for product in products:
+                    product(view)
+
+            first.work = merged
+            return
+        units[unit.name] = by_key[key] = unit
+
+    # chapters 1-2
+    exp, s = chapters.definition(profile, **runtime)
+    products = [lambda e: e.scores(), _history,
+                lambda e, n=s["epoch_points"]: e.scores_over_epochs(max_points=n)]
+    add(_pair_unit(f"01-{exp.cfg.method}", "01", exp, products, s["epoch_points"]), products)
+    # chapter 3
+    ssl, sup = chapters.frameworks(profile, **runtime)
+    for name, e in ssl.items():
+        products = [lambda e: e.scores(), _history]
+        add(_pair_unit(f"03-{name}", "03", e, products), products)
+    products = [lambda e: e.label_memorization(), _history]
+    add(_pair_unit("03-supervised", "03", sup, products), products)
+    # chapter 4: the scored half, its retrains, the lambda sweep
+    g = chapters.generalization(profile, **runtime)
+    products = [lambda e: e.scores(), _history]
+    score_unit = _pair_unit("04-score", "04", g.scored, products)
+    add(score_unit, products)
+    n_half = len(g.scored.split.candidate)
+    for run in _run_names(g):
+        units[run["name"]] = _retrain_unit(run, g, score_unit.name, n_half)
+    for lam, e in g.lambdas.items():
+        if e is g.scored:
+            continue
+        products = [lambda e: e.scores(), _history, lambda e: e.probe("f")]
+        add(_pair_unit(f"04-lambda-{lam:g}", "04", e, products), products)
+    return list(units.values())
+
+
+def _run_names(g: chapters.Generalization) -> list[dict]:
+    """The retraining runs of chapter 4 without their positions (known once scores exist)."""
+    out = [dict(name="04-retrain-none", tag="removal-none")]
+    for k in g.removal_ks:
+        out.append(dict(name=f"04-retrain-top-{k}", tag=f"removal-top-{k}-d0"))
+        out += [dict(name=f"04-retrain-random-{k}-d{d}", tag=f"removal-ran-{k}-d{d}")
+                for d in range(g.random_draws)]
+    return out
+
+
+def _retrain_unit(run: dict, g: chapters.Generalization, depends: str, n_half: int) -> Unit:
+    def work(results_only: bool):
+        scored = _view(g.scored, results_only)
+        retrain = _view(g.retrain, results_only)
+        view = chapters.Generalization(**{**g.__dict__, "scored": scored, "retrain": retrain})
+        match = [r for r in view.runs() if r["tag"] == run["tag"]]
+        view.retrain_run(match[0])
+
+    cap = g.probe_max_train or 10**9
+    probes = sum(min(cap, 60_000) + 10_000 for _ in g.probe_sets[1:])
+    probes += min(cap, len(g.retrain.train)) + len(g.retrain.test)
+    return Unit(name=run["name"], chapters=["04"], kind="retrain", exp=g.retrain, work=work,
+                depends=[depends], images=g.retrain.cfg.epochs * n_half, scored=probes)
+
+
+def select(units: list[Unit], names) -> list[Unit]:
+    """The units named in ``names`` (comma-separated or a list), in plan order."""
+    if not names:
+        return units
+    if isinstance(names, str):
+        names = [n for n in names.split(",") if n]
+    known = {u.name: u for u in units}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SSLMemError(f"unknown unit(s) {', '.join(unknown)}; this profile's units: "
+                          + ", ".join(known))
+    return [u for u in units if u.name in names]
+
+
+def complete_profiles(**runtime) -> list[str]:
+    """The profiles whose every unit is stored, best first."""
+    from sslmem.config import PROFILES
+
+    done = []
+    root = results_root(runtime.get("results_root"))
+    for profile in PROFILES:
+        if not (root / profile).is_dir():
+            continue  # nothing stored: no need to load its datasets to know
+        try:
+            units = book_units(profile, **runtime)
+        except SSLMemError:
+            continue  # e.g. its dataset is not available here
+        if all(u.stored() for u in units):
+            done.append(profile)
+    return done
+
+
+# ---- the command line --------------------------------------------------------------------------
+
+def _table(units: list[Unit], stored: dict, rates: dict) -> str:
+    lines = [f"{'unit':28} {'chapters':9} {'kind':8} {'min here':>8} {'min H100':>8}  stored"]
+    for u in units:
+        lines.append(f"{u.name:28} {','.join(u.chapters):9} {u.kind:8} "
+                     f"{u.estimate_s(rates) / 60:8.1f} {u.estimate_s(rates, 'cuda') / 60:8.1f}"
+                     f"  {'yes' if stored[u.name] else 'no'}")
+    return "\n".join(lines)
+
+
+def _fresh_root(profile: str, root: Path) -> Path:
+    return root / f".fresh-{profile}"
+
+
+def _swap_in(profile: str, root: Path, staging: Path, log) -> None:
+    """Replace ``root/profile`` by the fresh store computed in ``staging`` (old one kept aside)."""
+    new, target = staging / profile, root / profile
+    old = root / f".previous-{profile}"
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(staging, ignore_errors=True)
+    log(f"fresh store of {profile} swapped in at {target} (the previous one is at {old} until "
+        "the next --fresh run)")
+
+
+def run_plan(profile: str, *, run: bool = False, budget_minutes: float | None = None,
+             names=None, emit: bool = False, fresh: bool = False, log=None,
+             **runtime) -> int:
+    """List (and with ``run``, execute) the units of ``profile``; returns an exit code."""
+    log = log or (lambda *a: print(*a, flush=True))
+    root = results_root(runtime.get("results_root"))
+    if fresh:
+        runtime["results_root"] = str(_fresh_root(profile, root))
+    units = book_units(profile, **runtime)
+    chosen = select(units, names)
+    rates = measured_rates(units)
+    stored = {u.name: u.stored() for u in chosen}
+    device = device_name(chosen[0].exp.device) if chosen else "?"
+    if emit:
+        missing = [u for u in chosen if not stored[u.name]]
+        extra = " --fresh" if fresh else ""
+        for stage, group in ((1, [u for u in missing if not u.depends]),
+                             (2, [u for u in missing if u.depends])):
+            if group:
+                log(f"# stage {stage}: {len(group)} independent unit(s)"
+                    + ("" if stage == 1 else " (each waits for its stage-1 dependency)"))
+            for u in group:
+                log(f"sslmem plan --profile {profile} --run --units {u.name}{extra}")
+        return 0
+    log(f"profile {profile}: {len(chosen)} unit(s), {sum(stored.values())} stored; estimates for "
+        f"{device}{' (fresh store: ' + runtime['results_root'] + ')' if fresh else ''}")
+    log(_table(chosen, stored, rates))
+    if not run:
+        missing = [u for u in chosen if not stored[u.name]]
+        total = sum(u.estimate_s(rates) for u in missing) / 60
+        log(f"missing: {len(missing)} unit(s), about {total:.0f} min here; run them with "
+            f"`sslmem plan --profile {profile} --run`")
+        return 0
+    budget = None if budget_minutes is None else budget_minutes * 60
+    spent = 0.0
+    left = []
+    for u in chosen:
+        if stored[u.name]:
+            continue
+        estimate = u.estimate_s(rates)
+        if budget is not None and (left or spent + estimate > budget):
+            left.append(u)
+            continue
+        log(f"running {u.name} (estimate {estimate / 60:.1f} min) ...")
+        seconds = u.run()
+        spent += seconds
+        log(f"  {u.name} stored in {seconds / 60:.1f} min")
+    if left:
+        log(f"budget reached after {spent / 60:.1f} min; left: "
+            + ", ".join(u.name for u in left))
+    else:
+        log(f"all {len(chosen)} unit(s) stored ({spent / 60:.1f} min this run)")
+        if fresh and names is None:
+            _swap_in(profile, root, Path(runtime["results_root"]), log)
+    return 0
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    from sslmem.config import PROFILES
+
+    parser = argparse.ArgumentParser(
+        prog="sslmem plan", description=__doc__.split("\n\n")[0].replace("\n", " "),
+        epilog="Results go to the store ($SSLMEM_RESULTS, default <repo>/results); encoders to "
+        "$SSLMEM_RUNS.")
+    parser.add_argument("--profile", required=True, choices=PROFILES)
+    parser.add_argument("--run", action="store_true", help="execute the missing units in order")
+    parser.add_argument("--budget-minutes", type=float, default=None,
+                        help="with --run: stop before the first unit that would not fit")
+    parser.add_argument("--units", default=None, help="comma-separated unit names (default: all)")
+    parser.add_argument("--emit-commands", action="store_true",
+                        help="print one independent command per missing unit (for a scheduler)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="recompute every unit into a fresh store, swapped in when complete")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--runs-root", default=None)
+    parser.add_argument("--results-root", default=None)
+    args = parser.parse_args(argv)
+    runtime = {k: v for k, v in dict(device=args.device, data_root=args.data_root,
+                                     runs_root=args.runs_root,
+                                     results_root=args.results_root).items() if v is not None}
+    try:
+        return run_plan(args.profile, run=args.run, budget_minutes=args.budget_minutes,
+                        names=args.units, emit=args.emit_commands, fresh=args.fresh, **runtime)
+    except SSLMemError as err:
+        print(f"sslmem plan: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sslmem plan: interrupted; rerun the same command to resume (finished units are "
+              "stored, the unit in progress resumes from its last checkpoint)", file=sys.stderr)
+        return 130
