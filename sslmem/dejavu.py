@@ -12,14 +12,19 @@ S_S ∪ S_I, so the attacked points are the candidates S_C (Déjà vu's unique s
 reference also runs the mirror direction (B attacks its unique set with A as reference) and
 averages the two; here that is a second call, ``dejavu_test(g, f, S_I, public)``.
 
-Choices below were checked against facebookresearch/DejaVu (``label_inference_attack.py``,
-``dejavu_utils/utils.py``, ``dejavu_utils/plot_utils.py``); each function says which.
-Nothing here is random: the same inputs give the same frames.
+Choices, checked against facebookresearch/DejaVu (``label_inference_attack.py``,
+``dejavu_utils/utils.py``, ``dejavu_utils/plot_utils.py``; each function says where): lower-left
+30 % corner crop, projector embedding, k = 100 Euclidean neighbours, confidence = negative
+entropy of the neighbour labels with each model ranked by its own, top-1 accuracy at the 5 %,
+20 % and 100 % most confident points. Our choice: the public set is the test split minus S_E
+(:func:`default_public`). Left out: periphery crops (they need bounding boxes), top-5 accuracy
+and RCDM reconstructions. Nothing here is random: the same inputs give the same frames.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,6 +37,8 @@ CORNERS = ("lower_left", "lower_right", "upper_left", "upper_right")
 EMBEDDINGS = ("projector", "backbone")
 METRICS = ("l2", "cosine")
 FRACTIONS = (0.05, 0.2, 1.0)
+# Déjà vu's per-point categories, by which of KNN_f (trained on the point) and KNN_g is correct.
+CATEGORIES = ("memorized", "correlated", "misrepresented", "unassociated")
 # The attribute holding each SSL method's projection head (BYOL, DINO: the student's, whose
 # backbone is ``method.encoder``).
 PROJECTORS = {"simclr": "projection", "byol": "projection", "simsiam": "projection",
@@ -183,3 +190,128 @@ def knn_label_inference(queries: torch.Tensor, bank: torch.Tensor, bank_labels, 
         preds.append(counts.argmax(1))
         confs.append(knn_confidence(counts))
     return torch.cat(preds), torch.cat(confs)
+
+
+# ---------------------------------------------------------------------------- the test --
+
+def most_confident(confidence, frac: float) -> np.ndarray:
+    """Positions of the ``frac`` most confident points, most confident first.
+
+    As the reference's ``attack_p_frac``: ``int(frac * n)`` points (here at least 1) with the
+    lowest neighbour-label entropy. Ties keep position order (a stable sort; the reference's
+    quicksort breaks them arbitrarily), so with many all-agree histograms the order of the
+    points matters: pass them in a meaningful order (e.g. by dataset index).
+    """
+    if not 0 < frac <= 1:
+        raise SSLMemError(f"confidence fraction must be in (0, 1]; got {frac}")
+    confidence = np.asarray(confidence, dtype=np.float64)
+    order = np.argsort(-confidence, kind="stable")
+    return order[:_side(frac, len(order))] if len(order) else order
+
+
+def categories(correct_f, correct_g) -> pd.Categorical:
+    """Déjà vu's sample-level partition: memorized (only KNN_f correct), correlated (both),
+    misrepresented (only KNN_g; the reference's plots call these 'forgotten'), unassociated
+    (neither)."""
+    f, g = np.asarray(correct_f, dtype=bool), np.asarray(correct_g, dtype=bool)
+    names = np.select([f & ~g, f & g, ~f & g], CATEGORIES[:3], CATEGORIES[3])
+    return pd.Categorical(names, categories=CATEGORIES)
+
+
+def dejavu_summary(frame: pd.DataFrame, fractions=FRACTIONS) -> pd.DataFrame:
+    """Accuracy of KNN_f and KNN_g on their most confident fractions, and the gap acc_f - acc_g.
+
+    Each model is ranked by its *own* confidence, as the reference does (``A_attk_A`` and
+    ``B_attk_A`` each call ``attack_p_frac`` on their own entropies), so the two accuracies at a
+    fraction may come from different points; at fraction 1 both cover every point.
+    """
+    rows = []
+    for frac in fractions:
+        top_f = most_confident(frame["conf_f"], frac)
+        top_g = most_confident(frame["conf_g"], frac)
+        acc_f = float(frame["correct_f"].to_numpy()[top_f].mean()) if len(top_f) else np.nan
+        acc_g = float(frame["correct_g"].to_numpy()[top_g].mean()) if len(top_g) else np.nan
+        rows.append({"fraction": float(frac), "n": len(top_f), "acc_f": acc_f, "acc_g": acc_g,
+                     "gap": acc_f - acc_g})
+    return pd.DataFrame(rows, columns=["fraction", "n", "acc_f", "acc_g", "gap"])
+
+
+def _labels(data, labels, what: str, n: int) -> torch.Tensor:
+    if labels is None:
+        labels = getattr(data, "labels", None)
+        if labels is None:
+            raise SSLMemError(f"{what} are a tensor without labels; pass {what}_labels=")
+    labels = torch.as_tensor(labels if isinstance(labels, torch.Tensor) else np.asarray(labels))
+    labels = labels.detach().to("cpu", torch.long).reshape(-1)
+    if len(labels) != n:
+        raise SSLMemError(f"{what}: {n} images but {len(labels)} labels")
+    return labels
+
+
+def default_public(test, split):
+    """The recommended public set: the test split minus S_E (an :class:`ImageData`).
+
+    Why: neither f nor g trained on the test split, so its labels carry no memorization; S_E is
+    left out so that it stays available as an unseen control for the attack (an S_E point
+    attacked against a public set that holds its own full image would simply find itself).
+    """
+    if len(test) != split.n_test:
+        raise SSLMemError(f"this split was made for {split.n_test} test images, got {len(test)}")
+    keep = np.setdiff1d(np.arange(len(test)), split.extra)
+    return test.subset(keep)
+
+
+def dejavu_test(f: nn.Module, g: nn.Module, candidates, public, *, candidates_labels=None,
+                public_labels=None, k: int = 100, frac: float = 0.3, corner: str = "lower_left",
+                embedding: str = "projector", metric: str = "l2", fractions=FRACTIONS,
+                batch_size: int = 1024, chunk_size: int | None = None, device=None,
+                amp: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Déjà vu memorization of the candidates by f (trained on them) against g (not).
+
+    Each candidate's corner crop (:func:`corner_crop`, resized to the public images' size) is
+    embedded by f and by g; KNN_f and KNN_g infer its label from the k nearest *full* public
+    images embedded by the same model (:func:`knn_label_inference`). Defaults are the
+    reference's (k = 100, 30 % lower-left crop, projector, Euclidean); see
+    :func:`default_public` for the public set. ``candidates``/``public`` are ImageData (labels
+    and ``index`` taken from them) or uint8/float (N, C, H, W) tensors with ``*_labels=``.
+
+    Returns:
+        (points, summary). ``points``: one row per candidate with position, index (when known),
+        label, pred_f, pred_g, conf_f, conf_g (negative entropy), correct_f, correct_g,
+        category (:func:`categories`). ``summary``: :func:`dejavu_summary` at ``fractions``;
+        ``gap`` is the Déjà vu memorization. Settings are in ``attrs`` of both.
+    """
+    images, index = unwrap_images(candidates)
+    pub_images, _ = unwrap_images(public)
+    if len(images) == 0:
+        raise SSLMemError("dejavu_test got no candidate images")
+    labels = _labels(candidates, candidates_labels, "candidates", len(images))
+    pub_labels = _labels(public, public_labels, "public", len(pub_images))
+    crops = corner_crop(images, frac, corner, size=tuple(pub_images.shape[-2:]))
+    num_classes = int(max(labels.max(), pub_labels.max())) + 1
+    result = {}
+    for name, model in (("f", f), ("g", g)):
+        net = embedding_network(model, embedding)
+        bank = extract_features(net, pub_images, batch_size, device, amp=amp)
+        queries = extract_features(net, crops, batch_size, device, amp=amp)
+        pred, conf = knn_label_inference(queries, bank, pub_labels, k, metric=metric,
+                                         num_classes=num_classes, chunk_size=chunk_size)
+        result[name] = pred.cpu().numpy(), conf.cpu().numpy()
+    y = labels.numpy()
+    points = pd.DataFrame({"position": np.arange(len(y))})
+    if index is not None:
+        points["index"] = index.cpu().numpy().astype(np.int64)
+    points["label"] = y
+    for name in ("f", "g"):
+        points[f"pred_{name}"] = result[name][0]
+    for name in ("f", "g"):
+        points[f"conf_{name}"] = result[name][1]
+    for name in ("f", "g"):
+        points[f"correct_{name}"] = result[name][0] == y
+    points["category"] = categories(points["correct_f"], points["correct_g"])
+    summary = dejavu_summary(points, fractions)
+    settings = dict(k=min(k, len(pub_images)), frac=frac, corner=corner, embedding=embedding,
+                    metric=metric, n_public=len(pub_images))
+    points.attrs.update(settings)
+    summary.attrs.update(settings)
+    return points, summary

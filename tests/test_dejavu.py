@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from sslmem.data import ImageData
 from sslmem.dejavu import (
+    CATEGORIES,
     corner_crop,
+    default_public,
+    dejavu_test,
     embed,
     embedding_network,
     knn_confidence,
     knn_label_inference,
+    most_confident,
     projector,
 )
 from sslmem.errors import SSLMemError
 from sslmem.methods import build_method
+from sslmem.splits import make_split
 
 H1 = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))  # entropy of a 3:1 histogram
+H5 = 1.5 * math.log(2)  # entropy of a 1:1:2 histogram
 
 
 def _method(name: str, backbone: str = "resnet9"):
@@ -171,3 +180,155 @@ def test_knn_exact_distance_ties_follow_bank_order_in_every_chunking():
     # two equidistant bank points: the earlier one is the neighbour
     bank = torch.tensor([[-1.0], [1.0], [-1.0]])
     assert knn_label_inference(torch.zeros(1, 1), bank, [2, 0, 1], k=1)[0].tolist() == [2]
+
+
+# ---------------------------------------------------------------------------- the test --
+# A hand-made world: 10x10 images; an encoder maps the colour of an image's centre pixel to a
+# one-hot "group". The public set has 6 groups of 4 uniform images (colour 20 + 10 * group) with
+# known label histograms; with k = 4 a query's neighbours are exactly its group. Candidate i is
+# colour 250 ("object") except its lower-left 3x3 corner (colour 100 + 10 * i), so only the
+# resized lower-left crop shows that colour at its centre. f and g send candidate colours to
+# different groups: f "remembers" more of the candidates' labels than g.
+
+GROUP_LABELS = [[0, 0, 0, 0], [1, 1, 1, 1], [0, 0, 0, 1], [1, 1, 0, 0], [2, 2, 2, 1],
+                [0, 1, 2, 2]]
+# group -> (prediction, entropy): G3 is a 2:2 tie -> the smaller label
+GROUP_ANSWER = [(0, 0.0), (1, 0.0), (0, H1), (0, math.log(2)), (2, H1), (2, H5)]
+CAND_LABELS = [0, 1, 2, 0, 1]
+F_GROUPS = [0, 1, 5, 4, 3]
+G_GROUPS = [2, 3, 2, 2, 0]
+
+
+class CentreColour(nn.Module):
+    """One-hot group of the colour (red channel) at the image centre, via a lookup table."""
+
+    def __init__(self, candidate_groups):
+        super().__init__()
+        table = torch.full((256,), 3, dtype=torch.long)  # the object colour 250 -> G3
+        for g in range(6):
+            table[20 + 10 * g] = g
+        for i, g in enumerate(candidate_groups):
+            table[100 + 10 * i] = g
+        self.register_buffer("table", table)
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        colour = (x[:, 0, h // 2, w // 2] * 255).round().long()
+        return F.one_hot(self.table[colour], 6).float()
+
+
+def _world():
+    pub = torch.cat([torch.full((4, 3, 10, 10), 20 + 10 * g, dtype=torch.uint8)
+                     for g in range(6)])
+    pub_labels = torch.tensor(sum(GROUP_LABELS, []))
+    cand = torch.full((5, 3, 10, 10), 250, dtype=torch.uint8)
+    for i in range(5):
+        cand[i, :, 7:, :3] = 100 + 10 * i
+    data = ImageData("toy", "train", cand, torch.tensor(CAND_LABELS), ("a", "b", "c"),
+                     torch.arange(40_000, 40_005), (0.5,) * 3, (0.25,) * 3)
+    return data, pub, pub_labels
+
+
+def _run(f_groups=F_GROUPS, g_groups=G_GROUPS, **kw):
+    data, pub, pub_labels = _world()
+    kw.setdefault("fractions", (0.2, 0.6, 1.0))
+    return dejavu_test(CentreColour(f_groups), CentreColour(g_groups), data, pub,
+                       public_labels=pub_labels, k=4, embedding="backbone", **kw)
+
+
+def test_dejavu_known_answer_per_point():
+    points, _ = _run()
+    assert points["index"].tolist() == [40_000 + i for i in range(5)]
+    assert points["position"].tolist() == list(range(5))
+    assert points["label"].tolist() == CAND_LABELS
+    for name, groups in (("f", F_GROUPS), ("g", G_GROUPS)):
+        assert points[f"pred_{name}"].tolist() == [GROUP_ANSWER[g][0] for g in groups]
+        assert points[f"conf_{name}"].to_numpy() == pytest.approx(
+            [-GROUP_ANSWER[g][1] for g in groups], abs=1e-12)
+    assert points["correct_f"].tolist() == [True, True, True, False, False]
+    assert points["correct_g"].tolist() == [True, False, False, True, False]
+    assert points["category"].tolist() == ["correlated", "memorized", "memorized",
+                                           "misrepresented", "unassociated"]
+    assert list(points["category"].cat.categories) == list(CATEGORIES)
+
+
+def test_dejavu_known_answer_summary_ranks_each_model_by_its_own_confidence():
+    _, summary = _run()
+    assert summary["fraction"].tolist() == [0.2, 0.6, 1.0]
+    assert summary["n"].tolist() == [1, 3, 5]
+    # f's order: c0, c1 (tied at entropy 0: position order), c3, c4, c2
+    assert summary["acc_f"].to_numpy() == pytest.approx([1.0, 2 / 3, 3 / 5])
+    # g's order: c4, c0, c2, c3 (tied at H1: position order), c1. Ranking both models by one
+    # model's confidence would give acc_f = 0 (by g) or acc_g = 1, 2/3 (by f) instead.
+    assert summary["acc_g"].to_numpy() == pytest.approx([0.0, 1 / 3, 2 / 5])
+    assert summary["gap"].to_numpy() == pytest.approx([1.0, 1 / 3, 0.2])
+    assert summary.attrs["k"] == 4 and summary.attrs["corner"] == "lower_left"
+
+
+def test_dejavu_swapping_f_and_g_mirrors_the_answer():
+    points, summary = _run(F_GROUPS, G_GROUPS)
+    back, back_summary = _run(G_GROUPS, F_GROUPS)
+    assert back_summary["gap"].iloc[-1] == pytest.approx(-summary["gap"].iloc[-1])
+    swap = {"memorized": "misrepresented", "misrepresented": "memorized"}
+    assert back["category"].tolist() == [swap.get(c, c) for c in points["category"]]
+
+
+def test_dejavu_reads_the_crop_not_the_whole_image():
+    # the upper-right corner is object colour: both models see G3 and predict 0 everywhere
+    points, summary = _run(corner="upper_right")
+    assert points["pred_f"].tolist() == [0] * 5 and points["pred_g"].tolist() == [0] * 5
+    assert summary["gap"].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_dejavu_tensors_need_labels_and_chunks_change_nothing():
+    data, pub, pub_labels = _world()
+    f, g = CentreColour(F_GROUPS), CentreColour(G_GROUPS)
+    with pytest.raises(SSLMemError, match="public_labels="):
+        dejavu_test(f, g, data, pub, k=4, embedding="backbone")
+    a = dejavu_test(f, g, data.images, pub, candidates_labels=data.labels.tolist(),
+                    public_labels=pub_labels, k=4, embedding="backbone", chunk_size=1,
+                    fractions=(0.2, 0.6, 1.0))
+    b = _run(chunk_size=None)
+    assert "index" not in a[0]
+    pd_cols = ["pred_f", "pred_g", "conf_f", "conf_g", "category"]
+    assert a[0][pd_cols].equals(b[0][pd_cols]) and a[1].equals(b[1])
+
+
+def test_most_confident_counts_and_order():
+    conf = np.array([0.0, -1.0, 0.0, -0.5, -2.0, -0.1, -0.3, -0.7, -0.9, -1.5])
+    assert most_confident(conf, 1.0).tolist() == [0, 2, 5, 6, 3, 7, 8, 1, 9, 4]
+    assert most_confident(conf, 0.3).tolist() == [0, 2, 5]  # int(0.3 * 10) = 3, not 2
+    assert most_confident(conf, 0.05).tolist() == [0]  # at least one point
+    assert len(most_confident(np.zeros(100), 0.05)) == 5
+    with pytest.raises(SSLMemError, match="fraction"):
+        most_confident(conf, 1.5)
+
+
+def test_default_public_is_test_minus_extra():
+    train_labels, test_labels = np.arange(100) % 5, np.arange(40) % 5
+    split = make_split(train_labels, test_labels, candidate=10, extra=8, seed=0)
+    test = ImageData("toy", "test", torch.zeros(40, 3, 4, 4, dtype=torch.uint8),
+                     torch.as_tensor(test_labels), tuple("abcde"), torch.arange(40) + 1000,
+                     (0.5,) * 3, (0.25,) * 3)
+    public = default_public(test, split)
+    assert len(public) == 32
+    assert set(public.index.tolist()) == set(range(1000, 1040)) - set((split.extra + 1000))
+    with pytest.raises(SSLMemError, match="test images"):
+        default_public(test.subset(range(30)), split)
+
+
+@pytest.mark.parametrize("embedding", ["projector", "backbone"])
+def test_dejavu_smoke_real_method(embedding):
+    method = _method("simclr")
+    gen = torch.Generator().manual_seed(0)
+    cand = torch.randint(0, 256, (12, 3, 16, 16), dtype=torch.uint8, generator=gen)
+    pub = torch.randint(0, 256, (20, 3, 16, 16), dtype=torch.uint8, generator=gen)
+    cand_y, pub_y = torch.arange(12) % 10, torch.arange(20) % 10
+    points, summary = dejavu_test(method, method, cand, pub, candidates_labels=cand_y,
+                                  public_labels=pub_y, k=5, embedding=embedding, batch_size=8)
+    assert len(points) == 12 and summary["n"].tolist() == [1, 2, 12]
+    assert (points["conf_f"] <= 0).all() and (points["conf_f"] >= -math.log(5) - 1e-9).all()
+    # f is g: identical predictions, so no gap and no memorized/misrepresented points
+    assert points["pred_f"].equals(points["pred_g"])
+    assert summary["gap"].tolist() == [0.0, 0.0, 0.0]
+    assert set(points["category"]) <= {"correlated", "unassociated"}
