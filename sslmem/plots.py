@@ -4,6 +4,9 @@ Why a module: the four notebooks draw the same kinds of figures (score distribut
 image grids ranked by memorization, agreement heatmaps, accuracy curves) and should look alike;
 keeping the styling here keeps the notebooks about the paper. Functions take the DataFrames that
 ``sslmem.experiment.Experiment`` returns and never compute results themselves.
+
+Every figure is at most ``WIDTH`` inches wide: the book's text column is ~740 px, and a wider
+figure is scaled down with its text (a 12-inch figure's 7-pt captions became unreadable).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+WIDTH = 7.2  # inches: 790 px at 110 dpi, about the book's text column
 SUBSET_ORDER = ("candidate", "shared", "extra", "independent")
 SUBSET_LABEL = {"candidate": "$S_C$ candidate (f only)", "shared": "$S_S$ shared (f and g)",
                 "extra": "$S_E$ extra (neither)", "independent": "$S_I$ independent (g only)"}
@@ -30,6 +34,12 @@ def style() -> None:
 style()
 
 
+def _num(value: float, fmt: str = ".2f") -> str:
+    """``format`` without the "-0.00" of a tiny negative number."""
+    text = format(value, fmt)
+    return text.replace("-", "", 1) if float(text) == 0 else text
+
+
 def _subsets(table: pd.DataFrame) -> list[str]:
     return [s for s in SUBSET_ORDER if s in set(table.subset)]
 
@@ -37,7 +47,7 @@ def _subsets(table: pd.DataFrame) -> list[str]:
 def score_histograms(table: pd.DataFrame, column: str = "score_raw",
                      threshold: float | None = None, title: str | None = None) -> plt.Figure:
     """Distribution of the memorization score per subset (S_C right of 0, S_I left of 0)."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.4), layout="constrained")
     bins = np.histogram_bin_edges(table[column].to_numpy(), bins=30)
     for subset in _subsets(table):
         values = table.loc[table.subset == subset, column]
@@ -92,7 +102,7 @@ def _epoch_axis(ax, epochs) -> None:
 def scores_over_epochs(frame: pd.DataFrame, history: pd.DataFrame | None = None) -> plt.Figure:
     """Mean score per subset at each snapshot epoch, next to the kNN monitor of f."""
     ncols = 2 if history is not None and "knn" in history else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(5.2 * ncols, 3.5), layout="constrained")
+    fig, axes = plt.subplots(1, ncols, figsize=(WIDTH / 2 * ncols, 3.6), layout="constrained")
     axes = np.atleast_1d(axes)
     ax = axes[0]
     for subset in [s for s in SUBSET_ORDER if s in set(frame.subset)]:
@@ -104,7 +114,8 @@ def scores_over_epochs(frame: pd.DataFrame, history: pd.DataFrame | None = None)
     ax.set_xlabel("training epoch of f and g (log scale)")
     ax.set_ylabel("mean m(x) ± s.e.m.")
     ax.set_title("memorization during training")
-    ax.legend(fontsize=7)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=8,
+               frameon=False)
     if ncols == 2:
         knn = history.dropna(subset=["knn"])
         axes[1].plot(knn.epoch, 100 * knn.knn, marker="o", color="black")
@@ -128,12 +139,12 @@ def _to_hwc(images) -> np.ndarray:
 
 
 def image_grid(images, titles=None, ncols: int = 10, title: str | None = None,
-               size: float = 1.05) -> plt.Figure:
+               size: float = WIDTH / 10) -> plt.Figure:
     """A grid of images with a short caption under each (e.g. its score and class)."""
     images = _to_hwc(images)
     n = len(images)
     nrows = max(1, int(np.ceil(n / ncols)))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.3) * nrows + 0.4),
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.32) * nrows + 0.4),
                              squeeze=False, layout="constrained")
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -144,7 +155,7 @@ def image_grid(images, titles=None, ncols: int = 10, title: str | None = None,
         if titles is not None:
             ax.set_title(str(titles[i]), fontsize=7)
     if title:
-        fig.suptitle(title, fontsize=11, fontweight="bold")
+        fig.suptitle(title, fontsize=10, fontweight="bold")
     return fig
 
 
@@ -157,7 +168,8 @@ def ranked_grid(table: pd.DataFrame, images, column: str = "score_raw", n: int =
     ranked = table.sort_values(column, ascending=False)
     rows = pd.concat([ranked.head(n), ranked.tail(n)])
     label = (lambda y: classes[int(y)]) if classes is not None else (lambda y: str(int(y)))
-    titles = [f"{label(r.label)}\n{getattr(r, column):+.3f}" for r in rows.itertuples()]
+    fmt = "+.3f" if rows[column].min() < 0 else ".3f"  # a sign only where scores have one
+    titles = [f"{label(r.label)}\n{_num(getattr(r, column), fmt)}" for r in rows.itertuples()]
     pos = rows.position.to_numpy()
     fig = image_grid(images[pos], titles, ncols=n,
                      title=title or f"top row: {n} most memorized; bottom row: {n} least")
@@ -176,7 +188,8 @@ def per_class_grid(table: pd.DataFrame, images, classes, column: str = "score_ra
     rows_per_block = int(np.ceil(len(labels) / blocks))
     ncols = blocks * 2 * n + (blocks - 1)  # a blank spacer column between blocks
     fig, axes = plt.subplots(rows_per_block, ncols, squeeze=False, layout="constrained",
-                             figsize=(0.82 * ncols + 0.6, 0.95 * rows_per_block + 0.5))
+                             figsize=(min(WIDTH, 0.52 * ncols + 0.5),
+                                      0.72 * rows_per_block + 0.5))
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -189,7 +202,7 @@ def per_class_grid(table: pd.DataFrame, images, classes, column: str = "score_ra
             ax = axes[row, col0 + j]
             img = images_hwc[item.position]
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
-            ax.set_title(f"{getattr(item, column):+.2f}", fontsize=6, pad=1)
+            ax.set_title(_num(getattr(item, column), "+.2f"), fontsize=6.5, pad=1)
             ax.set_frame_on(True)
             for spine in ax.spines.values():
                 spine.set_edgecolor("#d62728" if j < n else "#1f77b4")
@@ -203,12 +216,14 @@ def per_class_grid(table: pd.DataFrame, images, classes, column: str = "score_ra
 
 def score_vs(x, y, xlabel: str, ylabel: str, title: str, hue=None) -> plt.Figure:
     """Scatter of a per-point quantity against the memorization score, with a rank trend."""
-    fig, ax = plt.subplots(figsize=(5.4, 4.0), layout="constrained")
-    sns.scatterplot(x=np.asarray(x), y=np.asarray(y), hue=hue, s=14, alpha=0.7, ax=ax,
-                    palette="tab10" if hue is not None else None, edgecolor="none",
-                    legend="brief" if hue is not None else False)
-    if hue is not None and ax.get_legend() is not None:
-        ax.legend(fontsize=6, ncol=2, title="class", title_fontsize=7)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
+    order = sorted(set(hue)) if hue is not None else None
+    sns.scatterplot(x=np.asarray(x), y=np.asarray(y), hue=hue, hue_order=order, s=14,
+                    alpha=0.7, ax=ax, palette="tab10" if hue is not None else None,
+                    edgecolor="none", legend="brief" if hue is not None else False)
+    if hue is not None and ax.get_legend() is not None:  # beside the points, never on them
+        ax.legend(fontsize=7, title="class", title_fontsize=8, loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -220,14 +235,14 @@ def heatmaps(matrices: dict[str, pd.DataFrame], fmt: str = ".2f", vmin=None, vma
     """Annotated heatmaps of square method-by-method tables (overlap, tau, rho), two per row."""
     ncols = min(2, len(matrices))
     nrows = int(np.ceil(len(matrices) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 4.4 * nrows), squeeze=False,
+    fig, axes = plt.subplots(nrows, ncols, figsize=(WIDTH / 2 * ncols, 3.4 * nrows), squeeze=False,
                              layout="constrained")
     for ax, (name, m) in zip(axes.flat, matrices.items()):
         sns.heatmap(m.astype(float), annot=True, fmt=fmt, cmap=cmap, vmin=vmin, vmax=vmax,
-                    square=True, cbar=False, ax=ax, annot_kws={"fontsize": 10})
-        ax.set_title(name, fontsize=11)
-        ax.tick_params(axis="x", rotation=30, labelsize=9)
-        ax.tick_params(axis="y", rotation=0, labelsize=9)
+                    square=True, cbar=False, ax=ax, annot_kws={"fontsize": 8})
+        ax.set_title(name, fontsize=10)
+        ax.tick_params(axis="x", rotation=30, labelsize=8)
+        ax.tick_params(axis="y", rotation=0, labelsize=8)
     for ax in axes.flat[len(matrices):]:
         ax.set_visible(False)
     return fig
@@ -239,10 +254,14 @@ def removal_curves(frame: pd.DataFrame, metric: str = "linear") -> plt.Figure:
     ``frame`` columns: dataset, k, removal ('top-k memorized' | 'random' | 'none'), seed, metric.
     """
     datasets = list(dict.fromkeys(frame.dataset))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.5),
+    ncols = min(2, len(datasets))
+    nrows = int(np.ceil(len(datasets) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(WIDTH / 2 * ncols, 3.1 * nrows),
                              squeeze=False, layout="constrained")
     colors = {"top-k memorized": "#d62728", "random": "#1f77b4"}
-    for ax, name in zip(axes[0], datasets):
+    for ax in axes.flat[len(datasets):]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, datasets):
         part = frame[frame.dataset == name]
         base = part[part.removal == "none"][metric]
         if len(base):
@@ -253,16 +272,16 @@ def removal_curves(frame: pd.DataFrame, metric: str = "linear") -> plt.Figure:
                 err = 100 * sub["std"].fillna(0) / np.sqrt(sub["count"])
                 ax.errorbar(sub.index, 100 * sub["mean"], yerr=err, marker="o", capsize=3,
                             color=color, label=removal)
-        ax.set_title(f"probe on {name}")
-        ax.set_xlabel("k = points removed before pre-training")
-        ax.set_ylabel(f"{metric} probe accuracy (%)")
+        ax.set_title(f"probe on {name}", fontsize=10)
+        ax.set_xlabel("k = points removed before pre-training", fontsize=9)
+        ax.set_ylabel(f"{metric} probe accuracy (%)", fontsize=9)
         ax.legend(fontsize=7)
     return fig
 
 
 def regularizer_bars(frame: pd.DataFrame) -> plt.Figure:
     """Mean candidate memorization and probe accuracy for each alignment-regularizer weight."""
-    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.3), layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 3.2), layout="constrained")
     labels = [f"λ = {v:g}" for v in frame.align_lambda]
     axes[0].bar(labels, frame.mean_score_candidate, color="#d62728",
                 yerr=frame.get("sem_score_candidate"), capsize=3)
@@ -283,19 +302,20 @@ def toy_views(panels: list[dict]) -> plt.Figure:
     Each panel dict: title, train (N, 2), point (2,), views (K, 2), f_views (K, 2), g_views (K, 2),
     L_f, L_g.
     """
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 4.4),
+    fig, axes = plt.subplots(1, len(panels), figsize=(WIDTH / 2 * len(panels), 4.2),
                              layout="constrained")
     axes = np.atleast_1d(axes)
     for ax, p in zip(axes, panels):
         ax.scatter(*p["train"].T, s=8, color="#bbbbbb", label="training data of g (and f)")
         ax.scatter(*p["views"].T, s=10, color="black", alpha=0.5, label="views x′, x″ ~ Aug(x)")
         ax.scatter(*p["f_views"].T, s=12, color="#d62728", alpha=0.7,
-                   label=f"f(views), L_f = {p['L_f']:.2f}")
+                   label=f"f(views), L_f = {_num(p['L_f'])}")
         ax.scatter(*p["g_views"].T, s=12, color="#2ca02c", alpha=0.7, marker="x",
-                   label=f"g(views), L_g = {p['L_g']:.2f}")
+                   label=f"g(views), L_g = {_num(p['L_g'])}")
         ax.scatter(*p["point"], s=120, marker="*", color="gold", edgecolor="black", zorder=5,
                    label="x (in f's data only)")
-        ax.set_title(f"{p['title']}: m(x) = L_g − L_f = {p['L_g'] - p['L_f']:.2f}", fontsize=10)
+        ax.set_title(f"{p['title']}:\nm(x) = L_g − L_f = {_num(p['L_g'] - p['L_f'])}",
+                     fontsize=9)
         ax.set_aspect("equal")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=6.5, loc="lower right")
     return fig

@@ -1,4 +1,4 @@
-"""Shared fixtures: the read-only shared data root, private runs and results roots per test."""
+"""Shared fixtures: the shared data root, private runs and results roots per test, a book build."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +41,54 @@ def tmp_runs(tmp_path, monkeypatch) -> Path:
 def tmp_results(tmp_runs) -> Path:
     """The results store of this test (beside ``tmp_runs``)."""
     return tmp_runs.parent / "results"
+
+
+@pytest.fixture(scope="session")
+def build_book(tmp_path_factory, request):
+    """Build a temporary copy of the book; returns ``build(extra=None) -> path of its html``.
+
+    The copy is the checkout's ``_config.yml``, ``_toc.yml``, ``_static/`` and ``book/`` (so the
+    checkout's ``_build`` is never touched), rendered with warnings as errors. The executed
+    notebooks are the checkout's ``book/*.ipynb`` (what a commit ships); where those are missing,
+    they are executed here with the tiny profile (which needs the shared data). ``extra`` maps a
+    page name to a notebook (nbformat) added to the copy and to the end of its table of contents.
+    """
+    import shutil
+    import subprocess
+    import sys
+
+    import nbformat
+    import yaml
+
+    from sslmem import reproduce as rp
+
+    def build(extra: dict | None = None) -> Path:
+        src = tmp_path_factory.mktemp("book-src")
+        shutil.copy(REPO / "_config.yml", src)
+        if (REPO / "_static").is_dir():
+            shutil.copytree(REPO / "_static", src / "_static")
+        shutil.copytree(REPO / "book", src / "book",
+                        ignore=shutil.ignore_patterns("_build", ".*.tmp"))
+        toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+        for name, notebook in (extra or {}).items():
+            nbformat.write(notebook, src / "book" / f"{name}.ipynb")
+            chapters = toc["parts"][-1]["chapters"] if "parts" in toc else toc["chapters"]
+            chapters.append({"file": f"book/{name}"})
+        (src / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+        missing = [n for n in rp.NOTEBOOKS if not (src / "book" / f"{n}.ipynb").exists()]
+        if missing:
+            data = request.getfixturevalue("shared_data")
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("SSLMEM_DATA", str(data))
+                patch.setenv("SSLMEM_RUNS", str(tmp_path_factory.mktemp("book-runs")))
+                rp.reproduce("tiny", only=",".join(missing), out=src / "book",
+                             log=lambda *_: None)
+        out = tmp_path_factory.mktemp("book-out")
+        jb = Path(sys.executable).with_name("jupyter-book")
+        done = subprocess.run([str(jb), "build", str(src), "-W", "-n", "--keep-going",
+                               "--path-output", str(out)], capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+        return out / "_build" / "html"
+
+    return build

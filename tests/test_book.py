@@ -1,16 +1,12 @@
 """The rendered book: it builds with warnings as errors, every section shows figures and numbers.
 
-Builds a temporary copy of the book (``_config.yml``, ``_toc.yml``, ``book/``) so the checkout's
-``_build`` is never touched. The executed notebooks are the checkout's ``book/*.ipynb`` (what a
-commit ships); where those are missing, the notebooks are executed here with the tiny profile.
+The build is a temporary copy (the ``build_book`` fixture of conftest.py): the checkout's
+``_build`` is never touched; notebooks missing from ``book/`` are executed with the tiny profile.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,29 +14,11 @@ import pytest
 from sslmem import reproduce as rp
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
-JB = Path(sys.executable).with_name("jupyter-book")
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, shared_data) -> Path:
-    src = tmp_path_factory.mktemp("book-src")
-    shutil.copy(REPO / "_config.yml", src)
-    shutil.copy(REPO / "_toc.yml", src)
-    shutil.copytree(REPO / "book", src / "book",
-                    ignore=shutil.ignore_patterns("_build", ".*.tmp"))
-    missing = [n for n in rp.NOTEBOOKS if not (src / "book" / f"{n}.ipynb").exists()]
-    if missing:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("SSLMEM_DATA", str(shared_data))
-            patch.setenv("SSLMEM_RUNS", str(tmp_path_factory.mktemp("book-runs")))
-            rp.reproduce("tiny", only=",".join(missing), out=src / "book", log=lambda *_: None)
-    out = tmp_path_factory.mktemp("book-out")
-    done = subprocess.run([str(JB), "build", str(src), "-W", "-n", "--keep-going",
-                           "--path-output", str(out)], capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    return out / "_build" / "html"
+def site(build_book) -> Path:
+    return build_book()
 
 
 def test_front_pages_exist(site):
