@@ -39,6 +39,8 @@ SETTINGS = {
         "retrain_epochs": 100,
         "probe_max_train": None,
         "align_lambdas": [0.0, 0.1, 0.5],
+        "dejavu_methods": ["simclr", "byol", "vicreg", "mae"],
+        "dejavu_k": 100,
     },
     "tiny": {
         "epoch_points": 150,
@@ -53,6 +55,8 @@ SETTINGS = {
         "retrain_epochs": None,  # the profile's epochs
         "probe_max_train": 2000,
         "align_lambdas": [0.0, 0.5],
+        "dejavu_methods": ["simclr", "byol", "mae"],
+        "dejavu_k": 20,
     },
 }
 DOWNSTREAM = ("mnist", "fashionmnist", "cifar100")
@@ -197,3 +201,32 @@ def generalization(profile: str, *, method: str = "simclr", epochs=None, retrain
                           probe_max_train=(probe_max_train if probe_max_train is not None
                                            else s["probe_max_train"]),
                           lambdas=lambdas)
+
+
+# ---- chapter 5: SSLMem beside Déjà vu ----------------------------------------------------------
+
+def has_projector(exp: Experiment) -> bool:
+    """Whether the method has an SSL projection head (Déjà vu's default embedding)."""
+    from sslmem.dejavu import projector
+
+    try:
+        projector(exp.build(0))
+    except SSLMemError:
+        return False
+    return True
+
+
+def dejavu(profile: str, *, methods=None, k=None, crop_frac: float = 0.3, **fields):
+    """Chapter 5: the chapter-3 experiments of ``methods`` and the Déjà vu settings.
+
+    Returns ``(experiments, tests)`` where ``tests[name]`` lists the (embedding, kwargs) pairs
+    computed per method: the projector (Déjà vu's default) where the method has one, and the
+    backbone (what SSLMem scores) always.
+    """
+    s = settings(profile)
+    methods = list(methods or s["dejavu_methods"])
+    experiments, _ = frameworks(profile, methods=methods, **fields)
+    kwargs = dict(k=int(k or s["dejavu_k"]), frac=float(crop_frac))
+    tests = {name: ([("projector", kwargs)] if has_projector(e) else []) + [("backbone", kwargs)]
+             for name, e in experiments.items()}
+    return experiments, tests

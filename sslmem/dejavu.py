@@ -147,7 +147,7 @@ def knn_confidence(counts: torch.Tensor) -> torch.Tensor:
 
 def knn_label_inference(queries: torch.Tensor, bank: torch.Tensor, bank_labels, k: int = 100, *,
                         metric: str = "l2", num_classes: int | None = None,
-                        chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                        chunk_size: int | None = None, return_counts: bool = False) -> tuple:
     """Déjà vu's KNN attack: the labels of each query's k nearest bank points vote.
 
     ``metric="l2"`` (default) is the reference's: Euclidean distance on *un-normalized*
@@ -160,7 +160,8 @@ def knn_label_inference(queries: torch.Tensor, bank: torch.Tensor, bank_labels, 
     clipped to N.
 
     Returns:
-        (predictions int64 (M,), confidences float64 (M,)) on the bank's device.
+        (predictions int64 (M,), confidences float64 (M,)) on the bank's device, and with
+        ``return_counts`` the neighbour-label histograms float64 (M, classes).
     """
     if metric not in METRICS:
         raise unknown_choice("metric", metric, METRICS)
@@ -177,6 +178,7 @@ def knn_label_inference(queries: torch.Tensor, bank: torch.Tensor, bank_labels, 
     chunk = chunk_size or max(1, (1 << 24) // len(bank))
     preds = [torch.empty(0, dtype=torch.long, device=device)]
     confs = [torch.empty(0, dtype=torch.float64, device=device)]
+    hists = [torch.empty(0, num_classes, dtype=torch.float64, device=device)]
     for a in range(0, len(queries), chunk):
         q = queries[a:a + chunk].float().to(device)
         if metric == "cosine":
@@ -189,6 +191,10 @@ def knn_label_inference(queries: torch.Tensor, bank: torch.Tensor, bank_labels, 
                                                        device=device))
         preds.append(counts.argmax(1))
         confs.append(knn_confidence(counts))
+        if return_counts:
+            hists.append(counts)
+    if return_counts:
+        return torch.cat(preds), torch.cat(confs), torch.cat(hists)
     return torch.cat(preds), torch.cat(confs)
 
 
@@ -278,8 +284,10 @@ def dejavu_test(f: nn.Module, g: nn.Module, candidates, public, *, candidates_la
     Returns:
         (points, summary). ``points``: one row per candidate with position, index (when known),
         label, pred_f, pred_g, conf_f, conf_g (negative entropy), correct_f, correct_g,
-        category (:func:`categories`). ``summary``: :func:`dejavu_summary` at ``fractions``;
-        ``gap`` is the Déjà vu memorization. Settings are in ``attrs`` of both.
+        p_true_f, p_true_g (share of the k neighbours with the true label; their difference is
+        a graded, per-point Déjà vu margin), category (:func:`categories`). ``summary``:
+        :func:`dejavu_summary` at ``fractions``; ``gap`` is the Déjà vu memorization. Settings
+        are in ``attrs`` of both.
     """
     images, index = unwrap_images(candidates)
     pub_images, _ = unwrap_images(public)
@@ -294,9 +302,11 @@ def dejavu_test(f: nn.Module, g: nn.Module, candidates, public, *, candidates_la
         net = embedding_network(model, embedding)
         bank = extract_features(net, pub_images, batch_size, device, amp=amp)
         queries = extract_features(net, crops, batch_size, device, amp=amp)
-        pred, conf = knn_label_inference(queries, bank, pub_labels, k, metric=metric,
-                                         num_classes=num_classes, chunk_size=chunk_size)
-        result[name] = pred.cpu().numpy(), conf.cpu().numpy()
+        pred, conf, counts = knn_label_inference(queries, bank, pub_labels, k, metric=metric,
+                                                 num_classes=num_classes, chunk_size=chunk_size,
+                                                 return_counts=True)
+        votes = counts.cpu()[torch.arange(len(labels)), labels] / counts.sum(1).cpu()
+        result[name] = pred.cpu().numpy(), conf.cpu().numpy(), votes.numpy()
     y = labels.numpy()
     points = pd.DataFrame({"position": np.arange(len(y))})
     if index is not None:
@@ -308,6 +318,8 @@ def dejavu_test(f: nn.Module, g: nn.Module, candidates, public, *, candidates_la
         points[f"conf_{name}"] = result[name][1]
     for name in ("f", "g"):
         points[f"correct_{name}"] = result[name][0] == y
+    for name in ("f", "g"):  # the share of the k neighbours with the true label: a graded vote
+        points[f"p_true_{name}"] = result[name][2]
     points["category"] = categories(points["correct_f"], points["correct_g"])
     summary = dejavu_summary(points, fractions)
     settings = dict(k=min(k, len(pub_images)), frac=frac, corner=corner, embedding=embedding,

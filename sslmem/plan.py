@@ -26,7 +26,7 @@ from sslmem import chapters
 from sslmem.errors import SSLMemError
 from sslmem.experiment import Experiment, snapshot_epochs
 from sslmem.io import device_name
-from sslmem.store import MissingResult, lock, read_frame, results_root
+from sslmem.store import MissingResult, lock, read_frame, read_record, results_root, write_record
 
 # Training throughput in images per second (one image = all of its views through the method),
 # at 32 px, before anything was measured here. ``cuda``: an H100 (NOTES.md: SimCLR ResNet-18
@@ -70,11 +70,29 @@ class Unit:
         return True
 
     def run(self) -> float:
-        """Compute and store what is missing; returns the wall seconds."""
+        """Compute and store what is missing; returns the wall seconds (also stored)."""
         t0 = time.perf_counter()
         with lock(self.exp.store_dir.parent / ".locks" / f"unit-{self.name}.lock"):
             self.work(False)
-        return time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+        write_record(self.record_path, {"unit": self.name, "seconds": seconds},
+                     self.exp.provenance())
+        return seconds
+
+    @property
+    def record_path(self) -> Path:
+        """Where the wall time of the unit's last run is kept (the profile's units/ folder)."""
+        return self.exp.store_dir.parent.parent / "units" / f"{self.name}.json"
+
+    def last_run(self) -> tuple[float, str] | None:
+        """(minutes, device) of the last run of this unit, if recorded."""
+        try:
+            found = read_record(self.record_path)
+        except SSLMemError:
+            return None
+        if found is None:
+            return None
+        return found[0]["seconds"] / 60, str(found[1].get("device", "?"))
 
     def estimate_s(self, rates: dict | None = None, kind: str | None = None) -> float:
         """Estimated seconds on this machine's device, or on an H100 with ``kind='cuda'``
@@ -105,11 +123,15 @@ def _rate(exp: Experiment, measured: dict | None, kind: str | None = None) -> fl
 
 
 def measured_rates(units: list[Unit]) -> dict:
-    """Training images/s per (device, method, backbone, size) from the stored histories."""
-    rates: dict = {}
+    """Training images/s per (device, method, backbone, size), pooled over stored histories."""
+    totals: dict = {}
+    seen = set()
     for unit in units:
         exp = unit.exp
-        for path in exp.store_dir.glob("history-*.csv.gz") if exp.store_dir.exists() else []:
+        if exp.store_dir in seen or not exp.store_dir.exists():
+            continue
+        seen.add(exp.store_dir)
+        for path in exp.store_dir.glob("history-*.csv.gz"):
             try:
                 found = read_frame(path)
             except SSLMemError:
@@ -119,13 +141,12 @@ def measured_rates(units: list[Unit]) -> dict:
             frame, meta = found
             prov = meta.get("provenance", {})
             cfg = prov.get("config") or {}
-            seconds = float(frame["seconds"].sum())
-            n = _train_size(exp, path.name)
-            if seconds > 0 and n:
-                key = (prov.get("device"), cfg.get("method"), cfg.get("backbone"),
-                       exp.train.image_size)
-                rates[key] = n * len(frame) / seconds
-    return rates
+            key = (prov.get("device"), cfg.get("method"), cfg.get("backbone"),
+                   exp.train.image_size)
+            images, seconds = totals.get(key, (0.0, 0.0))
+            totals[key] = (images + _train_size(exp, path.name) * len(frame),
+                           seconds + float(frame["seconds"].sum()))
+    return {k: n / s for k, (n, s) in totals.items() if s > 0}
 
 
 def _train_size(exp: Experiment, name: str) -> int:
@@ -220,6 +241,11 @@ def book_units(profile: str, **runtime) -> list[Unit]:
         add(_pair_unit(f"03-{name}", "03", e, products), products)
     products = [lambda e: e.label_memorization(), _history]
     add(_pair_unit("03-supervised", "03", sup, products), products)
+    # chapter 5: Deja vu on some of chapter 3's pairs (merged into their units)
+    experiments, tests = chapters.dejavu(profile, **runtime)
+    for name, e in experiments.items():
+        products = [lambda e, t=tuple(tests[name]): [e.dejavu(emb, **kw) for emb, kw in t]]
+        add(_pair_unit(f"05-{name}", "05", e, products), products)
     # chapter 4: the scored half, its retrains, the lambda sweep
     g = chapters.generalization(profile, **runtime)
     products = [lambda e: e.scores(), _history]
@@ -228,9 +254,7 @@ def book_units(profile: str, **runtime) -> list[Unit]:
     n_half = len(g.scored.split.candidate)
     for run in _run_names(g):
         units[run["name"]] = _retrain_unit(run, g, score_unit.name, n_half)
-    for lam, e in g.lambdas.items():
-        if e is g.scored:
-            continue
+    for lam, e in g.lambdas.items():  # lambda = 0 is the scored half itself: merged into it
         products = [lambda e: e.scores(), _history, lambda e: e.probe("f")]
         add(_pair_unit(f"04-lambda-{lam:g}", "04", e, products), products)
     return list(units.values())
@@ -296,11 +320,14 @@ def complete_profiles(**runtime) -> list[str]:
 # ---- the command line --------------------------------------------------------------------------
 
 def _table(units: list[Unit], stored: dict, rates: dict) -> str:
-    lines = [f"{'unit':28} {'chapters':9} {'kind':8} {'min here':>8} {'min H100':>8}  stored"]
+    lines = [f"{'unit':28} {'chapters':9} {'kind':8} {'est. min':>8} {'on H100':>8}  stored  "
+             "last run"]
     for u in units:
+        last = u.last_run()
+        when = f"{last[0]:.1f} min on {last[1]}" if last else ""
         lines.append(f"{u.name:28} {','.join(u.chapters):9} {u.kind:8} "
                      f"{u.estimate_s(rates) / 60:8.1f} {u.estimate_s(rates, 'cuda') / 60:8.1f}"
-                     f"  {'yes' if stored[u.name] else 'no'}")
+                     f"  {'yes' if stored[u.name] else 'no ':6}  {when}")
     return "\n".join(lines)
 
 
@@ -352,8 +379,11 @@ def run_plan(profile: str, *, run: bool = False, budget_minutes: float | None = 
     if not run:
         missing = [u for u in chosen if not stored[u.name]]
         total = sum(u.estimate_s(rates) for u in missing) / 60
-        log(f"missing: {len(missing)} unit(s), about {total:.0f} min here; run them with "
-            f"`sslmem plan --profile {profile} --run`")
+        if missing:
+            log(f"missing: {len(missing)} unit(s), about {total:.0f} min here; run them with "
+                f"`sslmem plan --profile {profile} --run`")
+        else:
+            log("every unit is stored: `make book` renders the book from them")
         return 0
     budget = None if budget_minutes is None else budget_minutes * 60
     spent = 0.0

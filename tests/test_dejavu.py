@@ -250,6 +250,10 @@ def test_dejavu_known_answer_per_point():
     assert points["category"].tolist() == ["correlated", "memorized", "memorized",
                                            "misrepresented", "unassociated"]
     assert list(points["category"].cat.categories) == list(CATEGORIES)
+    # graded votes: the share of each candidate's 4 neighbours (its group) with its true label
+    for name, groups in (("f", F_GROUPS), ("g", G_GROUPS)):
+        expected = [GROUP_LABELS[g].count(y) / 4 for g, y in zip(groups, CAND_LABELS)]
+        assert points[f"p_true_{name}"].tolist() == pytest.approx(expected)
 
 
 def test_dejavu_known_answer_summary_ranks_each_model_by_its_own_confidence():
