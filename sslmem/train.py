@@ -186,6 +186,8 @@ def fit(method: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: Tra
         fingerprint: identifies the configuration; a checkpoint with another one is refused.
         on_epoch: optional callback ``(epoch, method) -> dict`` whose values join the history
             (e.g. a kNN monitor); it runs on rank 0 after each epoch.
+
+    With ``spec.dp_epsilon`` set (finite), trains with DP-SGD (``sslmem.privacy``).
     """
     device = resolve_device(device)
     rank, world = _world()
@@ -206,7 +208,7 @@ def fit(method: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: Tra
     peak_lr = spec.lr * spec.batch_size / 256
     optimizer = make_optimizer(method, spec.optimizer, peak_lr, spec.weight_decay)
     dp = None
-    if spec.dp_epsilon is not None:
+    if spec.dp_epsilon is not None and spec.dp_epsilon != math.inf:  # ε = ∞: no privacy
         if world > 1:
             raise SSLMemError("DP training runs in one process; launch it without torchrun")
         dp = DPSGD(method, optimizer, example=images[:1], n=n, batch_size=spec.batch_size,

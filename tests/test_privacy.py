@@ -237,6 +237,9 @@ def test_dp_is_refused_for_batch_coupled_methods_in_one_line(digits):
         fit(make("simclr", digits, "resnet9"), digits.images[:16], digits.labels[:16],
             spec("simclr"), device="cpu")
     assert _one_line(err) == msg
+    # ε = ∞ is ordinary training, for fit as for Config
+    fit(make("simclr", digits, "resnet9"), digits.images[:16], digits.labels[:16],
+        spec("simclr", epochs=1, dp_epsilon=math.inf), device="cpu")
     for name in ("byol", "simsiam", "dino", "vicreg", "barlowtwins"):
         with pytest.raises(SSLMemError, match=f"cannot train {name}: its "):
             Config.paper(method=name, dp_epsilon=8)
