@@ -13,6 +13,7 @@ Modules, one concept each:
   backbones   ResNet / ViT encoders
   methods     one module per SSL method + supervised
   train       the single training loop (checkpoints, resume, DDP)
+  privacy     DP-SGD for per-sample losses (Opacus clipping/noise, RDP accountant)
   evaluate    frozen features, linear probe, weighted kNN
   memorization  alignment loss, SSLMem, label memorization
   experiment  cached experiments keyed by config

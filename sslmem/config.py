@@ -19,6 +19,7 @@ CONFIG_VERSION = 2  # bump when the meaning of a field or the run-directory layo
 RUNTIME_FIELDS = ("device", "compile", "progress", "data_root", "runs_root", "checkpoint_every",
                   "profile", "results_root", "results_only")
 PROFILES = ("paper", "tiny")  # best first: the book shows the best profile the store holds
+DP_FIELDS = {"dp_epsilon": None, "dp_delta": None, "dp_max_grad_norm": 1.0}  # name: default (off)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class Config:
     seeds: tuple[int, ...] = (0,)
     align_lambda: float = 0.0  # the alignment-limiting regularizer (0 = off)
     align_start_epoch: int = 0
+    # differential privacy: DP-SGD when dp_epsilon is set (sslmem.privacy); None or inf = off
+    dp_epsilon: float | None = None  # target epsilon over the whole training run
+    dp_delta: float | None = None  # None = the largest power of ten below 1/N (N = train set)
+    dp_max_grad_norm: float = 1.0  # per-sample gradient clipping bound C
     # scoring (spec.md §1.8)
     n_pairs: int = 10
     score_variant: str = "pairs"  # pairs = d(f(x'), f(x'')); clean = d(f(x), f(aug(x)))
@@ -83,6 +88,32 @@ class Config:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise SSLMemError(f"{name} must be >= 1, got {value}")
+        self._check_privacy()
+
+    def _check_privacy(self) -> None:
+        """Validate the DP fields; without DP, reset δ and C so the run shares the plain cache.
+
+        ε = ∞ is no privacy at all, so it is stored as ``None``: a sweep over ε ∈ {∞, 20, 8}
+        reuses the ordinary (non-private) encoders for its ∞ point.
+        """
+        from sslmem.privacy import check_method_name, check_settings
+
+        values = {name: getattr(self, name) for name in DP_FIELDS}
+        for name, value in values.items():
+            if value is not None and not isinstance(value, bool):
+                try:
+                    values[name] = float(value)  # the CLI passes "inf" as a string
+                except (TypeError, ValueError):
+                    pass  # check_settings names the field and what it accepts
+        if values["dp_epsilon"] == float("inf"):
+            values["dp_epsilon"] = None
+        if values["dp_epsilon"] is None:
+            values.update(dp_delta=None, dp_max_grad_norm=DP_FIELDS["dp_max_grad_norm"])
+        check_settings(**values)
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+        if values["dp_epsilon"] is not None:
+            check_method_name(self.method, self.backbone)
 
     # ---- profiles -------------------------------------------------------------------------
     @classmethod
@@ -143,11 +174,13 @@ class Config:
         """A short hash of the named fields (default: all but runtime ones) plus ``extra``."""
         d = self.resolved().to_dict()
         names = names or tuple(k for k in d if k not in RUNTIME_FIELDS)
-        payload = {k: d[k] for k in names} | extra | {"version": CONFIG_VERSION}
+        # DP fields at their defaults (no DP) stay out, so non-private keys predate them
+        payload = {k: d[k] for k in names if k not in DP_FIELDS or d[k] != DP_FIELDS[k]}
+        payload |= extra | {"version": CONFIG_VERSION}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 TRAIN_FIELDS = ("dataset", "image_size", "split_protocol", "shared", "candidate", "independent",
                 "extra", "split_seed", "method", "backbone", "patch_size", "epochs", "batch_size",
                 "optimizer", "lr", "weight_decay", "warmup_epochs", "align_lambda",
-                "align_start_epoch")
+                "align_start_epoch", *DP_FIELDS)

@@ -13,6 +13,12 @@ Why these choices:
   * checkpoints are written atomically and loaded with ``weights_only=True``.
 Multi-GPU: launched by ``torchrun``, the method is wrapped in DistributedDataParallel and each
 rank takes its slice of every global batch.
+
+Differential privacy (``spec.dp_epsilon`` set; ``sslmem.privacy``): the same loop, checkpoints,
+NaN guard and resume, with Poisson-sampled batches (``N // B`` per epoch, their size varies),
+per-sample clipping and noise from Opacus, and the accountant's state in the checkpoint; the
+history gains ``epsilon``, ``delta`` and ``noise_multiplier`` columns. Its per-sample gradients
+(``torch.func.vmap``) run eagerly (no ``torch.compile``) in one process (no DDP).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from torch import nn
 
 from sslmem.errors import SSLMemError, unknown_choice
 from sslmem.io import atomic_path
+from sslmem.privacy import DPSGD
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "lars")
 
@@ -49,6 +56,9 @@ class TrainSpec:
     checkpoint_every: int = 10
     compile: str = "auto"  # auto (CUDA only) | on | off
     progress: bool = True
+    dp_epsilon: float | None = None  # DP-SGD to this ε (None = no DP)
+    dp_delta: float | None = None  # None = sslmem.privacy.default_delta(N)
+    dp_max_grad_norm: float = 1.0
 
     @classmethod
     def from_config(cls, cfg, seed: int) -> TrainSpec:
@@ -56,7 +66,9 @@ class TrainSpec:
         return cls(epochs=r.epochs, batch_size=r.batch_size, optimizer=r.optimizer, lr=r.lr,
                    weight_decay=r.weight_decay, warmup_epochs=r.warmup_epochs, seed=seed,
                    align_lambda=r.align_lambda, align_start_epoch=r.align_start_epoch,
-                   checkpoint_every=r.checkpoint_every, compile=r.compile, progress=r.progress)
+                   checkpoint_every=r.checkpoint_every, compile=r.compile, progress=r.progress,
+                   dp_epsilon=r.dp_epsilon, dp_delta=r.dp_delta,
+                   dp_max_grad_norm=r.dp_max_grad_norm)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -111,10 +123,12 @@ def _world() -> tuple[int, int]:
 
 
 def save_checkpoint(path: Path, method: nn.Module, optimizer, epoch: int, history: list,
-                    fingerprint: str) -> None:
-    """Atomically write model + optimizer state after ``epoch`` completed epochs."""
+                    fingerprint: str, privacy: dict | None = None) -> None:
+    """Atomically write model + optimizer (+ DP accountant) state after ``epoch`` epochs."""
     state = {"fingerprint": fingerprint, "epoch": epoch, "model": method.state_dict(),
              "optimizer": optimizer.state_dict(), "history": history}
+    if privacy is not None:
+        state["privacy"] = privacy
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
@@ -172,6 +186,8 @@ def fit(method: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: Tra
         fingerprint: identifies the configuration; a checkpoint with another one is refused.
         on_epoch: optional callback ``(epoch, method) -> dict`` whose values join the history
             (e.g. a kNN monitor); it runs on rank 0 after each epoch.
+
+    With ``spec.dp_epsilon`` set (finite), trains with DP-SGD (``sslmem.privacy``).
     """
     device = resolve_device(device)
     rank, world = _world()
@@ -191,15 +207,27 @@ def fit(method: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: Tra
     warmup_steps = steps_per_epoch * spec.warmup_epochs
     peak_lr = spec.lr * spec.batch_size / 256
     optimizer = make_optimizer(method, spec.optimizer, peak_lr, spec.weight_decay)
+    dp = None
+    if spec.dp_epsilon is not None and spec.dp_epsilon != math.inf:  # ε = ∞: no privacy
+        if world > 1:
+            raise SSLMemError("DP training runs in one process; launch it without torchrun")
+        dp = DPSGD(method, optimizer, example=images[:1], n=n, batch_size=spec.batch_size,
+                   steps=total_steps, epsilon=spec.dp_epsilon, delta=spec.dp_delta,
+                   max_grad_norm=spec.dp_max_grad_norm)
+        optimizer = dp.optimizer
 
     start, history = 0, []
     path = Path(checkpoint) if checkpoint else None
     if path is not None and path.exists():
         state = load_checkpoint(path, fingerprint, map_location=device)
+        if dp is not None:  # before the weights: a checkpoint without DP state is refused
+            dp.load_state_dict(state.get("privacy"), f"checkpoint {path}")
         method.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start, history = state["epoch"], list(state["history"])
     if start >= spec.epochs:
+        if dp is not None:
+            dp.close()
         return history
 
     model = method
@@ -209,7 +237,11 @@ def fit(method: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: Tra
             nn.SyncBatchNorm.convert_sync_batchnorm(method)
         model = nn.parallel.DistributedDataParallel(
             method, device_ids=[device.index] if cuda else None)
-    if spec.compile == "on" or (spec.compile == "auto" and cuda):
+    if dp is not None:
+        if spec.compile == "on":
+            warnings.warn("compile='on' is ignored with DP: per-sample gradients run eagerly",
+                          stacklevel=2)
+    elif spec.compile == "on" or (spec.compile == "auto" and cuda):
         compile_backbone(method.encoder, images[:local_batch], device)
 
     from tqdm import tqdm  # plain bars: tqdm.auto needs ipywidgets inside notebooks
@@ -223,6 +255,10 @@ def fit(method: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: Tra
         aug_gen = _generator(device, spec.seed, epoch, rank)
         align = spec.align_lambda if epoch >= spec.align_start_epoch else 0.0
         loss_sum = torch.zeros((), device=device)
+        if dp is not None:  # Poisson batches and the noise, seeded like everything else
+            sample_gen = _generator(torch.device("cpu"), spec.seed, epoch, -1)
+            dp.optimizer.generator = _generator(device, spec.seed, epoch, -2)
+            seen = 0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{spec.epochs}",
                    disable=not spec.progress or rank != 0, leave=False)
         for step in bar:
@@ -230,6 +266,12 @@ def fit(method: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: Tra
             lr = learning_rate(global_step, total_steps, warmup_steps, peak_lr)
             for group in optimizer.param_groups:
                 group["lr"] = lr
+            if dp is not None:
+                idx = dp.sample(sample_gen).to(device)
+                loss_sum += dp.step(images[idx], labels[idx], aug_gen, align, autocast=cuda)
+                seen += len(idx)
+                method.on_step((global_step + 1) / total_steps)
+                continue
             idx = order[step * spec.batch_size + rank * local_batch:][:local_batch]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
                 loss = model(images[idx], labels[idx], aug_gen, align)
@@ -238,7 +280,8 @@ def fit(method: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: Tra
             optimizer.step()
             method.on_step((global_step + 1) / total_steps)
             loss_sum += loss.detach().float()
-        mean_loss = (loss_sum / steps_per_epoch).item()
+        # DP: the mean per-sample loss of the points drawn this epoch
+        mean_loss = (loss_sum / (steps_per_epoch if dp is None else max(1, seen))).item()
         if not math.isfinite(mean_loss):
             kept = "" if path is None else f" ({path})"
             raise SSLMemError(
@@ -247,15 +290,23 @@ def fit(method: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: Tra
                 f"the data. The last good checkpoint{kept} was kept.")
         record = {"epoch": epoch + 1, "loss": mean_loss, "lr": lr,
                   "seconds": time.perf_counter() - t0}
+        if dp is not None:
+            record.update(dp.report())
         if on_epoch is not None and rank == 0:
             record.update(on_epoch(epoch + 1, method) or {})
         history.append(record)
         done = epoch + 1 == spec.epochs
         if path is not None and rank == 0 and (done or (epoch + 1) % spec.checkpoint_every == 0):
-            save_checkpoint(path, method, optimizer, epoch + 1, history, fingerprint)
+            if dp is None:
+                save_checkpoint(path, method, optimizer, epoch + 1, history, fingerprint)
+            else:
+                save_checkpoint(path, method, optimizer, epoch + 1, history, fingerprint,
+                                privacy=dp.state_dict())
     if world > 1:  # BatchNorm running statistics are per rank: take rank 0's everywhere
         for buffer in method.buffers():
             dist.broadcast(buffer, 0)
+    if dp is not None:
+        dp.close()
     method.eval()
     return history
 

@@ -11,6 +11,7 @@ from sslmem.methods.base import Defaults, Method
 class BarlowTwins(Method):
     name = "barlowtwins"
     recipe_name = "barlowtwins"
+    batch_coupling = "its cross-correlation matrix is computed over the batch"
     defaults = Defaults(
         backbone="resnet18", epochs=1000, batch_size=512, optimizer="lars", lr=0.3,
         weight_decay=1e-4, warmup_epochs=10,

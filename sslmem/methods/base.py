@@ -38,6 +38,11 @@ class Method(nn.Module):
     name = "base"
     recipe_name = "simclr"
     defaults: Defaults
+    # DP-SGD (sslmem.privacy) clips each sample's gradient, which bounds a sample's influence only
+    # if the loss is a mean of per-sample terms; methods that are say so and implement
+    # sample_inputs/inputs_loss, the others say what couples the samples of a batch
+    per_sample_loss: bool = False
+    batch_coupling: str = "its loss couples the samples of a batch"
 
     def __init__(self, backbone: str, image_size: int, channels: int, mean, std,
                  num_classes: int, patch_size: int = 0, **options):
@@ -62,6 +67,19 @@ class Method(nn.Module):
     def views_loss(self, views: list[torch.Tensor], labels: torch.Tensor):
         """Loss for one batch of views; also the backbone features of two views (or None)."""
         raise NotImplementedError
+
+    def sample_inputs(self, views: list[torch.Tensor],
+                      labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Per-sample tensors (leading dim B) that fix every random draw of the loss (e.g. masks).
+
+        Only for ``per_sample_loss`` methods: DP-SGD evaluates ``inputs_loss`` on one sample at a
+        time (``torch.func.vmap``), where nothing may be drawn at random.
+        """
+        raise NotImplementedError(f"{self.name} has no per-sample loss ({self.batch_coupling})")
+
+    def inputs_loss(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The batch loss, the mean of per-sample terms, from ``sample_inputs``' tensors."""
+        raise NotImplementedError(f"{self.name} has no per-sample loss ({self.batch_coupling})")
 
     def alignment_penalty(self, h1, h2, images, generator) -> torch.Tensor:
         """Mean cosine similarity of two views' backbone features (spec.md §3.1 item 6).

@@ -14,6 +14,7 @@ from sslmem.methods.base import Defaults, Method, momentum_schedule
 class BYOL(Method):
     name = "byol"
     recipe_name = "byol"
+    batch_coupling = "its projector and predictor normalize with BatchNorm batch statistics"
     defaults = Defaults(
         backbone="resnet18", epochs=500, batch_size=512, optimizer="lars", lr=1.0,
         weight_decay=1e-5, warmup_epochs=10,

@@ -16,6 +16,7 @@ from sslmem.methods.base import Defaults, Method, momentum_schedule
 class DINO(Method):
     name = "dino"
     recipe_name = "dino"
+    batch_coupling = "its teacher outputs are centred with a running mean of whole batches"
     defaults = Defaults(
         backbone="resnet18", epochs=600, batch_size=512, optimizer="adamw", lr=5e-4,
         weight_decay=0.04, warmup_epochs=10,

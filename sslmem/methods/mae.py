@@ -18,6 +18,8 @@ from sslmem.methods.base import Defaults, Method
 class MAE(Method):
     name = "mae"
     recipe_name = "mae"
+    per_sample_loss = True  # each image is masked and reconstructed on its own
+    batch_coupling = ""
     defaults = Defaults(
         backbone="vit_tiny", epochs=800, batch_size=2048, optimizer="adamw", lr=1.5e-4,
         weight_decay=0.05, warmup_epochs=120,
@@ -41,16 +43,25 @@ class MAE(Method):
         self.mask_token = torch.nn.Parameter(torch.zeros(1, 1, 192))
 
     def views_loss(self, views, labels):
-        images = self.encoder.normalize(views[0])
+        return self.inputs_loss(*self.sample_inputs(views, labels)), None, None
+
+    def sample_inputs(self, views, labels):
+        """The view and its kept/masked token indices (the only random draws of the loss)."""
+        n = self.encoder.backbone.vit.sequence_length
+        # random_token_mask draws from torch's global RNG, which the training loop seeds per epoch
+        idx_keep, idx_mask = utils.random_token_mask(
+            size=(views[0].shape[0], n), mask_ratio=self.mask_ratio, device=views[0].device)
+        return views[0], idx_keep, idx_mask
+
+    def inputs_loss(self, view, idx_keep, idx_mask):
+        """MSE on the masked patches: the mean of equal-sized per-sample terms (same mask ratio)."""
+        images = self.encoder.normalize(view)
         vit = self.encoder.backbone.vit
         b, n = images.shape[0], vit.sequence_length
-        # random_token_mask draws from torch's global RNG, which the training loop seeds per epoch
-        idx_keep, idx_mask = utils.random_token_mask(size=(b, n), mask_ratio=self.mask_ratio,
-                                                     device=images.device)
         encoded = self.decoder.embed(vit.encode(images, idx_keep=idx_keep))
         tokens = utils.repeat_token(self.mask_token, (b, n))
         tokens = utils.set_at_index(tokens, idx_keep, encoded.type_as(tokens))
         pred = self.decoder.predict(utils.get_at_index(self.decoder.decode(tokens), idx_mask))
         # idx_mask counts the class token at position 0; patches do not have it
         target = utils.get_at_index(utils.patchify(images, self.patch_size), idx_mask - 1)
-        return torch.nn.functional.mse_loss(pred.float(), target.float()), None, None
+        return torch.nn.functional.mse_loss(pred.float(), target.float())

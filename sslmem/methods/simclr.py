@@ -11,6 +11,7 @@ from sslmem.methods.base import Defaults, Method
 class SimCLR(Method):
     name = "simclr"
     recipe_name = "simclr"
+    batch_coupling = "NT-Xent contrasts each view with the other samples of the batch as negatives"
     defaults = Defaults(
         backbone="resnet18", epochs=500, batch_size=512, optimizer="adam", lr=1e-3 / 2,
         weight_decay=1e-6, warmup_epochs=10,

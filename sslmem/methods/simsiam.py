@@ -11,6 +11,7 @@ from sslmem.methods.base import Defaults, Method
 class SimSiam(Method):
     name = "simsiam"
     recipe_name = "simsiam"
+    batch_coupling = "its projector and predictor normalize with BatchNorm batch statistics"
     defaults = Defaults(
         backbone="resnet18", epochs=200, batch_size=512, optimizer="sgd", lr=0.05,
         weight_decay=5e-4, warmup_epochs=24,

@@ -25,6 +25,8 @@ class Classifier(nn.Module):
 class Supervised(Method):
     name = "supervised"
     recipe_name = "supervised"
+    per_sample_loss = True  # cross-entropy averaged over the batch (BatchNorm backbones aside)
+    batch_coupling = ""
     defaults = Defaults(
         backbone="resnet18", epochs=200, batch_size=512, optimizer="sgd", lr=0.1,
         weight_decay=5e-4, warmup_epochs=5,
@@ -38,4 +40,10 @@ class Supervised(Method):
         self.criterion = nn.CrossEntropyLoss()
 
     def views_loss(self, views, labels):
-        return self.criterion(self.classifier(views[0]).float(), labels), None, None
+        return self.inputs_loss(*self.sample_inputs(views, labels)), None, None
+
+    def sample_inputs(self, views, labels):
+        return views[0], labels
+
+    def inputs_loss(self, view, labels):
+        return self.criterion(self.classifier(view).float(), labels)

@@ -11,6 +11,7 @@ from sslmem.methods.base import Defaults, Method
 class VICReg(Method):
     name = "vicreg"
     recipe_name = "vicreg"
+    batch_coupling = "its variance and covariance terms are statistics over the batch"
     defaults = Defaults(
         backbone="resnet18", epochs=1000, batch_size=512, optimizer="lars", lr=0.2,
         weight_decay=1e-6, warmup_epochs=10,
