@@ -216,12 +216,13 @@ class Experiment:
             with lock(self.store_dir.parent / ".locks" / f"{self.store_dir.name}-{name}.lock"):
                 found = self._read(reader, path)  # another process may have finished it
                 if found is None:
+                    before, t0 = dict(self.wall), time.perf_counter()
                     value = compute()
+                    wall = {k: v for k, v in self.wall.items() if before.get(k) != v}
+                    prov = self.provenance(wall={**wall, "total": time.perf_counter() - t0})
                     self._check_dir(self.store_dir)
                     writer = write_frame if table else write_record
-                    found = (_write_or_explain(path, lambda p: writer(p, value,
-                                                                      self.provenance())),
-                             self.provenance())
+                    found = (_write_or_explain(path, lambda p: writer(p, value, prov)), prov)
         self.sources[name] = found[1].get("provenance", found[1]) if table else found[1]
         return found[0]
 
@@ -508,8 +509,11 @@ class Experiment:
         return self._cached(f"labelmem-{self.key('seeds')}", "the label memorization", compute,
                             table=True)
 
-    def provenance(self) -> dict:
-        return provenance(self.cfg.to_dict(), self.device, wall_s=dict(self.wall),
+    def provenance(self, wall: dict | None = None) -> dict:
+        """Config, commit, versions, device and wall seconds (``wall``: of one result, whose
+        ``total`` includes any training it needed; default: everything this object did)."""
+        return provenance(self.cfg.to_dict(), self.device,
+                          wall_s=dict(self.wall) if wall is None else wall,
                           run_dir=str(self.run_dir), profile=self.cfg.profile,
                           data_fingerprint=self.data_fingerprint,
                           split_fingerprint=self.split.fingerprint())

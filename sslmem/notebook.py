@@ -158,15 +158,25 @@ def training_minutes(*experiments) -> float:
     return sum(exp.training_seconds() for exp in experiments) / 60.0
 
 
-def scoring_minutes(*experiments) -> float:
-    """Wall-clock minutes spent scoring, from the stored results' provenance (0 if unknown)."""
+def compute_minutes(*experiments, results=("scores-", "epochs-")) -> float:
+    """Minutes spent computing the served results named ``results*`` (training excluded).
+
+    From the stored provenance: each result records the wall time of its own computation
+    (``total``) and of any encoder it had to train on the way (``train ...``).
+    """
     seconds = 0.0
     for exp in experiments:
         for name, prov in exp.sources.items():
-            if name.startswith(("scores-", "epochs-")):
+            if name.startswith(tuple(results)):
                 wall = prov.get("wall_s") or {}
-                seconds += sum(float(v) for k, v in wall.items() if k.startswith("score"))
+                training = sum(float(v) for k, v in wall.items() if k.startswith("train "))
+                seconds += max(0.0, float(wall.get("total", 0.0)) - training)
     return seconds / 60.0
+
+
+def scoring_minutes(*experiments) -> float:
+    """Minutes spent scoring (the score tables and the score-vs-epoch curves)."""
+    return compute_minutes(*experiments)
 
 
 class Timer:

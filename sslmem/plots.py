@@ -319,3 +319,49 @@ def toy_views(panels: list[dict]) -> plt.Figure:
         ax.set_aspect("equal")
         ax.legend(fontsize=6.5, loc="lower right")
     return fig
+
+
+def dejavu_curves(summaries: dict[str, pd.DataFrame]) -> plt.Figure:
+    """Déjà vu: label-inference accuracy of KNN_f and KNN_g on their most confident fractions.
+
+    ``summaries`` maps a panel title (e.g. a method) to ``sslmem.dejavu.dejavu_summary`` output
+    over many fractions. The vertical gap between the curves is the Déjà vu memorization.
+    """
+    ncols = min(2, len(summaries))
+    nrows = int(np.ceil(len(summaries) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(WIDTH / 2 * ncols, 2.9 * nrows),
+                             squeeze=False, layout="constrained", sharey=True)
+    for ax in axes.flat[len(summaries):]:
+        ax.set_visible(False)
+    for ax, (name, s) in zip(axes.flat, summaries.items()):
+        ax.plot(100 * s.fraction, 100 * s.acc_f, marker="o", markersize=3, color="#d62728",
+                label="KNN$_f$ (trained on $S_C$)")
+        ax.plot(100 * s.fraction, 100 * s.acc_g, marker="s", markersize=3, color="#2ca02c",
+                label="KNN$_g$ (never saw $S_C$)")
+        ax.fill_between(100 * s.fraction, 100 * s.acc_g, 100 * s.acc_f, color="#d62728",
+                        alpha=0.12)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("most confident crops kept (%)", fontsize=9)
+        ax.set_ylabel("label inferred correctly (%)", fontsize=9)
+        ax.legend(fontsize=7)
+    return fig
+
+
+def paired_bars(frame: pd.DataFrame, columns: dict[str, str], title: str) -> plt.Figure:
+    """One bar group per row of ``frame`` (index = labels), one bar per column, with 0 marked.
+
+    ``columns`` maps a column of ``frame`` to its legend label; a column ``<name>_err`` adds
+    error bars.
+    """
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.0), layout="constrained")
+    n = len(columns)
+    x = np.arange(len(frame))
+    for i, (col, label) in enumerate(columns.items()):
+        err = frame.get(f"{col}_err")
+        ax.bar(x + (i - (n - 1) / 2) * 0.8 / n, frame[col], width=0.8 / n, label=label,
+               yerr=err, capsize=3)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(x, [str(i) for i in frame.index], fontsize=9)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
