@@ -41,6 +41,9 @@ SETTINGS = {
         "align_lambdas": [0.0, 0.1, 0.5],
         "dejavu_methods": ["simclr", "byol", "vicreg", "mae"],
         "dejavu_k": 100,
+        "privacy_method": "mae",
+        "privacy_epochs": 30,  # DP-SGD's per-sample gradients cost ~5x a normal step
+        "epsilons": [None, 20.0, 8.0],  # None = no DP (epsilon = infinity)
     },
     "tiny": {
         "epoch_points": 150,
@@ -57,6 +60,9 @@ SETTINGS = {
         "align_lambdas": [0.0, 0.5],
         "dejavu_methods": ["simclr", "byol", "mae"],
         "dejavu_k": 20,
+        "privacy_method": "mae",
+        "privacy_epochs": None,  # chapter 3's
+        "epsilons": [None, 20.0, 8.0],
     },
 }
 DOWNSTREAM = ("mnist", "fashionmnist", "cifar100")
@@ -230,3 +236,28 @@ def dejavu(profile: str, *, methods=None, k=None, crop_frac: float = 0.3, **fiel
     tests = {name: ([("projector", kwargs)] if has_projector(e) else []) + [("backbone", kwargs)]
              for name, e in experiments.items()}
     return experiments, tests
+
+
+# ---- chapter 6: differential privacy ----------------------------------------------------------
+
+def eps_label(epsilon) -> str:
+    """'∞' for no DP, else the number."""
+    return "∞" if epsilon is None or epsilon == float("inf") else f"{float(epsilon):g}"
+
+
+def privacy(profile: str, *, epsilons=None, method=None, epochs=None, dp_max_grad_norm=None,
+            **fields) -> dict:
+    """Chapter 6: one f/g pair per privacy level ε (None = no DP), same split and recipe."""
+    s = settings(profile)
+    method = method or s["privacy_method"]
+    base, _ = frameworks(profile, methods=[method], epochs=epochs or s["privacy_epochs"],
+                         **fields)
+    exp = base[method]
+    out = {}
+    for eps in (epsilons if epsilons is not None else s["epsilons"]):
+        eps = None if eps is None or float(eps) == float("inf") else float(eps)
+        extra = {} if dp_max_grad_norm is None or eps is None else {
+            "dp_max_grad_norm": float(dp_max_grad_norm)}
+        out[eps] = (exp if eps is None and not extra
+                    else Experiment(exp.cfg.replace(dp_epsilon=eps, **extra)))
+    return out

@@ -26,7 +26,7 @@ from sslmem import chapters
 from sslmem.errors import SSLMemError
 from sslmem.experiment import Experiment, snapshot_epochs
 from sslmem.io import device_name
-from sslmem.store import MissingResult, lock, read_frame, read_record, results_root, write_record
+from sslmem.store import MissingResult, lock, read_frame, results_root
 
 # Training throughput in images per second (one image = all of its views through the method),
 # at 32 px, before anything was measured here. ``cuda``: an H100 (NOTES.md: SimCLR ResNet-18
@@ -60,39 +60,40 @@ class Unit:
     depends: list[str] = field(default_factory=list)
     images: int = 0  # training images x epochs x encoders
     scored: int = 0  # views pushed through frozen encoders
+    counts: tuple[str, ...] = ()  # result-name prefixes that are this unit's own (() = all)
 
     def stored(self) -> bool:
         """All of the unit's results are in the store (computes nothing)."""
+        return self.measured() is not None
+
+    def measured(self) -> tuple[float, str] | None:
+        """(minutes, device) its stored results took to compute, or None if any is missing.
+
+        From the results' own provenance (each records its wall time, training included), so
+        it is the real cost on the machine that ran the unit, however many runs it took.
+        """
+        views = _views_of(self)
+        for view in views:
+            view.sources.clear()
         try:
             self.work(True)
         except MissingResult:
-            return False
-        return True
+            return None
+        seconds, devices = 0.0, set()
+        for view in views:
+            for name, prov in view.sources.items():
+                if self.counts and not name.startswith(self.counts):
+                    continue
+                seconds += float((prov.get("wall_s") or {}).get("total", 0.0))
+                devices.add(str(prov.get("device", "?")))
+        return seconds / 60, ", ".join(sorted(devices))
 
     def run(self) -> float:
-        """Compute and store what is missing; returns the wall seconds (also stored)."""
+        """Compute and store what is missing; returns the wall seconds."""
         t0 = time.perf_counter()
         with lock(self.exp.store_dir.parent / ".locks" / f"unit-{self.name}.lock"):
             self.work(False)
-        seconds = time.perf_counter() - t0
-        write_record(self.record_path, {"unit": self.name, "seconds": seconds},
-                     self.exp.provenance())
-        return seconds
-
-    @property
-    def record_path(self) -> Path:
-        """Where the wall time of the unit's last run is kept (the profile's units/ folder)."""
-        return self.exp.store_dir.parent.parent / "units" / f"{self.name}.json"
-
-    def last_run(self) -> tuple[float, str] | None:
-        """(minutes, device) of the last run of this unit, if recorded."""
-        try:
-            found = read_record(self.record_path)
-        except SSLMemError:
-            return None
-        if found is None:
-            return None
-        return found[0]["seconds"] / 60, str(found[1].get("device", "?"))
+        return time.perf_counter() - t0
 
     def estimate_s(self, rates: dict | None = None, kind: str | None = None) -> float:
         """Estimated seconds on this machine's device, or on an H100 with ``kind='cuda'``
@@ -185,6 +186,11 @@ def _pair_unit(name: str, chapter: str, exp: Experiment, products: list[Callable
 
 
 _VIEWS: dict[tuple, Experiment] = {}
+_UNIT_EXPS: dict[str, list[Experiment]] = {}  # unit name -> the experiments its work reads
+
+
+def _views_of(unit: Unit) -> list[Experiment]:
+    return [_view(e, True) for e in _UNIT_EXPS.get(unit.name, [unit.exp])]
 
 
 def _view(exp: Experiment, results_only: bool) -> Experiment:
@@ -246,6 +252,11 @@ def book_units(profile: str, **runtime) -> list[Unit]:
     for name, e in experiments.items():
         products = [lambda e, t=tuple(tests[name]): [e.dejavu(emb, **kw) for emb, kw in t]]
         add(_pair_unit(f"05-{name}", "05", e, products), products)
+    # chapter 6: one pair per privacy level (the no-DP one may be chapter 3's)
+    for eps, e in chapters.privacy(profile, **runtime).items():
+        products = [lambda e: e.scores(), _history, lambda e: e.probe("f")]
+        add(_pair_unit(f"06-eps-{chapters.eps_label(eps).replace('∞', 'inf')}", "06", e,
+                       products), products)
     # chapter 4: the scored half, its retrains, the lambda sweep
     g = chapters.generalization(profile, **runtime)
     products = [lambda e: e.scores(), _history]
@@ -282,7 +293,8 @@ def _retrain_unit(run: dict, g: chapters.Generalization, depends: str, n_half: i
     probes = sum(min(cap, 60_000) + 10_000 for _ in g.probe_sets[1:])
     probes += min(cap, len(g.retrain.train)) + len(g.retrain.test)
     return Unit(name=run["name"], chapters=["04"], kind="retrain", exp=g.retrain, work=work,
-                depends=[depends], images=g.retrain.cfg.epochs * n_half, scored=probes)
+                depends=[depends], images=g.retrain.cfg.epochs * n_half, scored=probes,
+                counts=("retrain-",))
 
 
 def select(units: list[Unit], names) -> list[Unit]:
@@ -321,9 +333,9 @@ def complete_profiles(**runtime) -> list[str]:
 
 def _table(units: list[Unit], stored: dict, rates: dict) -> str:
     lines = [f"{'unit':28} {'chapters':9} {'kind':8} {'est. min':>8} {'on H100':>8}  stored  "
-             "last run"]
+             "measured"]
     for u in units:
-        last = u.last_run()
+        last = u.measured() if stored[u.name] else None
         when = f"{last[0]:.1f} min on {last[1]}" if last else ""
         lines.append(f"{u.name:28} {','.join(u.chapters):9} {u.kind:8} "
                      f"{u.estimate_s(rates) / 60:8.1f} {u.estimate_s(rates, 'cuda') / 60:8.1f}"

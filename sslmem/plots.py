@@ -365,3 +365,49 @@ def paired_bars(frame: pd.DataFrame, columns: dict[str, str], title: str) -> plt
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     return fig
+
+
+def scores_by_level(tables: dict[str, pd.DataFrame], column: str = "score_raw",
+                    title: str | None = None) -> plt.Figure:
+    """The candidates' score distribution at each level of a setting (e.g. privacy ε).
+
+    Each level's dashed line is its threshold: the 99th percentile of its unseen points S_E.
+    """
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.8), layout="constrained")
+    cands = {name: t.loc[t.subset == "candidate", column] for name, t in tables.items()}
+    bins = np.histogram_bin_edges(np.concatenate([c.to_numpy() for c in cands.values()]), 30)
+    colors = sns.color_palette("rocket_r", len(tables))
+    for color, (name, t) in zip(colors, tables.items()):
+        ax.hist(cands[name], bins=bins, histtype="step", linewidth=1.8, density=True,
+                color=color, label=f"{name}: mean {cands[name].mean():+.3g}")
+        extra = t.loc[t.subset == "extra", column]
+        if len(extra) > 1:
+            ax.axvline(np.quantile(extra, 0.99), color=color, linestyle="--", linewidth=1)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("memorization score m(x) of the candidates $S_C$")
+    ax.set_ylabel("density")
+    ax.set_title(title or "candidates' scores per level", fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def privacy_tradeoff(frame: pd.DataFrame) -> plt.Figure:
+    """Memorization of S_C (mean and Frac. Mem.) and probe accuracy per privacy level (index)."""
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 3.0), layout="constrained")
+    labels = [f"ε = {i}" for i in frame.index]
+    axes[0].bar(labels, frame["mean m(S_C)"], color="#d62728")
+    axes[0].axhline(0, color="black", linewidth=0.8)
+    axes[0].set_ylabel("mean m(x) on $S_C$")
+    axes[0].set_title("memorization", fontsize=10)
+    twin = axes[0].twinx()
+    twin.plot(labels, frame["Frac. Mem."], color="black", marker="o", label="Frac. Mem.")
+    twin.set_ylabel("fraction above threshold")
+    twin.grid(False)
+    twin.set_ylim(0, max(0.05, 1.2 * float(frame["Frac. Mem."].max())))
+    twin.legend(fontsize=7, loc="upper right")
+    axes[1].bar(labels, 100 * frame["linear probe"], color="#1f77b4")
+    axes[1].set_ylabel("linear probe accuracy (%)")
+    axes[1].set_title("utility", fontsize=10)
+    lo = 100 * float(frame["linear probe"].min())
+    axes[1].set_ylim(max(0.0, lo - 10), min(100.0, 100 * float(frame["linear probe"].max()) + 5))
+    return fig

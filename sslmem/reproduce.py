@@ -36,7 +36,7 @@ from sslmem.config import PROFILES
 from sslmem.errors import SSLMemError
 
 NOTEBOOKS = ("01_definition", "02_atypical_examples", "03_ssl_vs_supervised",
-             "04_generalization", "05_dejavu")
+             "04_generalization", "05_dejavu", "06_privacy")
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 BOOK_DIR = NOTEBOOK_DIR.parent / "book"
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
