@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from sslmem import chapters, plots
-from sslmem.memorization import rank_agreement, topk_overlap
+from sslmem.memorization import bootstrap_agreement, rank_agreement, topk_overlap
 from sslmem.notebook import (
     Timer,
     banner,
@@ -158,10 +158,47 @@ show_table(pair_table, {"overlap": "{:.2f}", "τ": "{:+.3f}", "p(τ)": "{:.2g}",
                         "p(ρ)": "{:.2g}"})
 
 # %% [markdown]
+# ## Is the difference more than noise?
+#
+# The claim compares two averages over pairs of rankings: SSL with SSL, and SSL with supervised.
+# Resampling the candidates with replacement ({glue:text}`n_boot` bootstrap samples) gives each
+# average an interval, and the difference too; the chance levels are $k/n$ for the overlap
+# and 0 for Kendall's $\tau$.
+
+# %%
+boot = bootstrap_agreement(
+    frame, {"SSL–SSL": pairs, "SSL–supervised": [(a, "supervised") for a in ssl_names]},
+    k=k, n_boot=500)
+glue_number("n_boot", 500)
+for row in boot.itertuples():
+    key = {"SSL–SSL": "ssl", "SSL–supervised": "sup"}.get(row.comparison, "diff")
+    for metric in ("overlap", "tau"):
+        glue_number(f"{key}_{metric}_lo", getattr(row, f"{metric}_lo"))
+        glue_number(f"{key}_{metric}_hi", getattr(row, f"{metric}_hi"))
+diff = boot.iloc[-1]
+glue_number("diff_overlap", diff.overlap)
+glue_number("diff_tau", diff.tau)
+glue_text("diff_verdict", "above zero" if diff.tau_lo > 0 and diff.overlap_lo > 0 else
+          "not clearly above zero")
+shown = boot.rename(columns={"overlap": f"top-{k} overlap", "tau": "Kendall τ"})
+shown["overlap 95 % CI"] = [f"[{a:.2f}, {b:.2f}]" for a, b in zip(boot.overlap_lo,
+                                                                    boot.overlap_hi)]
+shown["τ 95 % CI"] = [f"[{a:+.3f}, {b:+.3f}]" for a, b in zip(boot.tau_lo, boot.tau_hi)]
+show_table(shown[["comparison", f"top-{k} overlap", "overlap 95 % CI", "overlap_chance",
+                  "Kendall τ", "τ 95 % CI"]].rename(columns={"overlap_chance": "chance"}),
+           {f"top-{k} overlap": "{:.2f}", "chance": "{:.2f}", "Kendall τ": "{:+.3f}"})
+fig = plots.agreement_intervals(boot, k=k)
+
+# %% [markdown]
 # Averaged over the pairs of SSL frameworks, the top-{glue:text}`top_k` overlap is
-# {glue:text}`ssl_overlap:.2f` and Kendall's $\tau$ {glue:text}`ssl_tau:.3f`; between the SSL
-# frameworks and supervised label memorization they are {glue:text}`sup_overlap:.2f` and
-# {glue:text}`sup_tau:.3f`.
+# {glue:text}`ssl_overlap:.2f` (95 % interval {glue:text}`ssl_overlap_lo:.2f`–{glue:text}`ssl_overlap_hi:.2f`)
+# and Kendall's $\tau$ {glue:text}`ssl_tau:.3f` ({glue:text}`ssl_tau_lo:.3f`–{glue:text}`ssl_tau_hi:.3f`);
+# between the SSL frameworks and supervised label memorization they are
+# {glue:text}`sup_overlap:.2f` ({glue:text}`sup_overlap_lo:.2f`–{glue:text}`sup_overlap_hi:.2f`)
+# and {glue:text}`sup_tau:.3f` ({glue:text}`sup_tau_lo:.3f`–{glue:text}`sup_tau_hi:.3f`),
+# against a chance overlap of {glue:text}`chance:.2f`. The SSL–SSL minus SSL–supervised
+# difference ($\tau$: {glue:text}`diff_tau:+.3f`, 95 % interval
+# {glue:text}`diff_tau_lo:+.3f`–{glue:text}`diff_tau_hi:+.3f`) is {glue:text}`diff_verdict`.
 #
 # ## Where SSL and supervised learning disagree
 #
@@ -187,11 +224,15 @@ fig = plots.ranked_grid(view, first.train.images.cpu(), column="ssl_minus_superv
 compare = pd.DataFrame([
     ("SSL frameworks memorize a similar set of points",
      "stated (Sec. 4; summary); metric and values UNVERIFIED",
-     f"mean top-{k} overlap {ssl_overlap:.2f}, mean τ {ssl_tau:+.3f}",
+     f"mean top-{k} overlap {ssl_overlap:.2f} [{boot.overlap_lo[0]:.2f}, "
+     f"{boot.overlap_hi[0]:.2f}], mean τ {ssl_tau:+.3f} [{boot.tau_lo[0]:+.3f}, "
+     f"{boot.tau_hi[0]:+.3f}]",
      "short training and few points make ranks noisy"),
     ("supervised learning memorizes different points",
      "stated; values UNVERIFIED",
-     f"mean top-{k} overlap {sup_overlap:.2f}, mean τ {sup_tau:+.3f}",
+     f"mean top-{k} overlap {sup_overlap:.2f} [{boot.overlap_lo[1]:.2f}, "
+     f"{boot.overlap_hi[1]:.2f}], mean τ {sup_tau:+.3f} [{boot.tau_lo[1]:+.3f}, "
+     f"{boot.tau_hi[1]:+.3f}]",
      "label memorization with one seed is coarse (-1/0/1)"),
     ("reference scale for the metrics",
      "[LM] Table 3 (ResNet9 layers): 94 % overlap, τ = 0.837 (adjacent); 16 %, τ = 0.104 (far)",
@@ -206,6 +247,8 @@ show_table(compare)
 #   mean Kendall's $\tau$ {glue:text}`ssl_tau:.3f`.
 # - Between SSL and supervised label memorization: overlap {glue:text}`sup_overlap:.2f`,
 #   $\tau$ {glue:text}`sup_tau:.3f` (chance overlap {glue:text}`chance:.2f`).
+# - The difference in $\tau$, {glue:text}`diff_tau:+.3f` (95 % bootstrap interval
+#   {glue:text}`diff_tau_lo:+.3f`–{glue:text}`diff_tau_hi:+.3f`), is {glue:text}`diff_verdict`.
 # - The image grid shows the candidates on which the two paradigms disagree most.
 #
 # The results were computed on {glue:text}`device` (training {glue:text}`train_minutes:.1f` min);

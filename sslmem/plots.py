@@ -411,3 +411,24 @@ def privacy_tradeoff(frame: pd.DataFrame) -> plt.Figure:
     lo = 100 * float(frame["linear probe"].min())
     axes[1].set_ylim(max(0.0, lo - 10), min(100.0, 100 * float(frame["linear probe"].max()) + 5))
     return fig
+
+
+def agreement_intervals(frame: pd.DataFrame, k: int) -> plt.Figure:
+    """Mean overlap and Kendall's tau per comparison with bootstrap intervals and chance level.
+
+    ``frame``: ``sslmem.memorization.bootstrap_agreement`` output (the difference row is drawn
+    against 0).
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 2.8), layout="constrained")
+    y = np.arange(len(frame))[::-1]
+    for ax, metric, label in ((axes[0], "overlap", f"top-{k} overlap"),
+                              (axes[1], "tau", "Kendall's τ")):
+        est = frame[metric].to_numpy()
+        err = np.vstack([est - frame[f"{metric}_lo"], frame[f"{metric}_hi"] - est])
+        ax.errorbar(est, y, xerr=err, fmt="o", color="black", capsize=4)
+        for yi, chance in zip(y, frame[f"{metric}_chance"]):
+            ax.plot([chance, chance], [yi - 0.3, yi + 0.3], color="#d62728", linewidth=2)
+        ax.set_yticks(y, frame.comparison, fontsize=8)
+        ax.set_xlabel(f"{label} (red: chance)", fontsize=9)
+        ax.axvline(0, color="grey", linewidth=0.6)
+    return fig

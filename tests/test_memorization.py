@@ -422,3 +422,20 @@ def test_real_data_split_and_backbone(shared_data):
     with pytest.raises(SSLMemError, match="another split"):
         M.memorization_table(f, g, train, test, split, 2,
                              f_meta={"split_fingerprint": other.fingerprint()})
+
+
+def test_bootstrap_agreement_known_answers():
+    from sslmem.memorization import bootstrap_agreement
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=400)
+    frame = pd.DataFrame({"a": base, "b": base + 1e-3 * rng.normal(size=400),
+                          "c": rng.normal(size=400), "d": rng.normal(size=400)})
+    out = bootstrap_agreement(frame, {"same": [("a", "b")], "independent": [("c", "d")]},
+                              k=40, n_boot=100).set_index("comparison")
+    same, indep = out.loc["same"], out.loc["independent"]
+    assert same.overlap > 0.9 and same.tau > 0.95 and same.overlap_lo > 0.8
+    assert indep.overlap_lo <= 0.1 <= indep.overlap_hi  # chance k/n = 0.1 inside the interval
+    assert indep.tau_lo < 0 < indep.tau_hi and indep.overlap_chance == pytest.approx(0.1)
+    diff = out.loc["same − independent"]
+    assert diff.tau_lo > 0.8 and diff.overlap == pytest.approx(same.overlap - indep.overlap)

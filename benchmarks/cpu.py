@@ -1,0 +1,146 @@
+"""CPU training throughput: which settings speed up a training step on a laptop-class CPU.
+
+Claim checked (issue: the laptop profile): on 2 CPU cores, sslmem's training step (uint8 images
+in memory, per-sample batched augmentation, the model under the settings ``sslmem.train.fit``
+picks) is at least 1.5x faster than the usual pipeline, in the same run: PIL images augmented by
+torchvision transforms in a ``DataLoader`` (one worker per core) feeding the same model in eager
+fp32. Rows, each the same SimCLR step (two views, forward, backward, optimizer) on the same
+images, timed over --steps steps after --warmup:
+
+    (b)  the usual pipeline: PIL + torchvision.transforms + DataLoader, eager fp32
+    (a0) ours, fp32 eager (what ``fit`` did on a CPU before this benchmark)
+    (a1) ours, channels_last
+    (a2) ours, bf16 autocast
+    (a3) ours, bf16 autocast + channels_last
+    (a4) ours, bf16 autocast + channels_last + torch.compile
+    (a5) ours, bf16 autocast + channels_last, 1 intra-op thread
+    (fit) ``sslmem.train.fit`` itself (its own timer of epoch 2 of 2), whatever it picks here
+
+bf16 pays only where the CPU has it natively (AVX512-BF16 or AMX); elsewhere it is emulated.
+``fit`` therefore uses bf16 + channels_last exactly when ``sslmem.train.bf16_autocast`` says the
+CPU has native bf16 (``$SSLMEM_CPU_BF16`` overrides), and never compiles on a CPU.
+
+Measured (2026-11-23, 2 cores of an Intel Xeon with AMX, load average ~2 from other jobs;
+ResNet-9, 32 px, batch 128): see README.md and ``results/benchmarks/cpu-*.json``.
+
+    .venv/bin/python benchmarks/cpu.py --out results/benchmarks/cpu.json    # ~3 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import torch
+from common import load_images
+from train import build, time_dataloader, time_fit
+
+from sslmem.io import device_name, provenance, write_json
+from sslmem.train import bf16_autocast, cpu_has_native_bf16, make_optimizer
+
+
+def time_ours(method, images, labels, batch: int, *, bf16: bool, channels_last: bool,
+              compile_: bool, warmup: int, steps: int) -> float:
+    """Seconds per training step of ``method`` on uint8 ``images`` with the given settings."""
+    if channels_last:
+        method = method.to(memory_format=torch.channels_last)
+    if compile_:
+        method.encoder.backbone.compile(dynamic=False)
+    d = method.defaults
+    optimizer = make_optimizer(method, d.optimizer, d.lr * batch / 256, d.weight_decay)
+    generator = torch.Generator().manual_seed(0)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    method.train()
+
+    def step(i: int) -> None:
+        idx = order[(i * batch) % (len(images) - batch + 1):][:batch]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = method(images[idx], labels[idx], generator, 0.0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for i in range(warmup):
+        step(i)
+    t0 = time.perf_counter()
+    for i in range(warmup, warmup + steps):
+        step(i)
+    return (time.perf_counter() - t0) / steps
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default="cifar10")
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--method", default="simclr")
+    ap.add_argument("--backbone", default="resnet9")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=os.cpu_count())
+    ap.add_argument("--out", default=None, help="also write the results as JSON here")
+    args = ap.parse_args(argv)
+    t_start, load = time.perf_counter(), os.getloadavg()
+    threads = torch.get_num_threads()
+    images, labels, mean, std, source = load_images(args.data, args.data_root, 4096)
+    print(f"images: {tuple(images.shape)} from {source}; {threads} threads; native bf16: "
+          f"{cpu_has_native_bf16()}", flush=True)
+
+    def fresh():
+        torch.manual_seed(0)
+        return build(args.method, args.backbone, mean, std)
+
+    rows = []
+
+    def add(name: str, seconds: float, **extra) -> None:
+        rows.append({"pipeline": name, "s_per_step": seconds,
+                     "images_per_s": args.batch / seconds, **extra})
+        print(f"{name}: {args.batch / seconds:,.0f} images/s", flush=True)
+
+    s_b, wait, _, _ = time_dataloader(fresh(), images, labels, mean, std, args.batch,
+                                      torch.device("cpu"), warmup=args.warmup, steps=args.steps,
+                                      workers=args.workers, compile_=False)
+    add(f"(b) PIL + torchvision.transforms, DataLoader({args.workers} workers), eager fp32", s_b,
+        loader_wait_fraction=wait)
+    variants = [("(a0) ours, fp32 eager", dict(bf16=False, channels_last=False, compile_=False)),
+                ("(a1) ours, channels_last", dict(bf16=False, channels_last=True, compile_=False)),
+                ("(a2) ours, bf16 autocast", dict(bf16=True, channels_last=False, compile_=False)),
+                ("(a3) ours, bf16 + channels_last",
+                 dict(bf16=True, channels_last=True, compile_=False)),
+                ("(a4) ours, bf16 + channels_last + torch.compile",
+                 dict(bf16=True, channels_last=True, compile_=True))]
+    for name, kw in variants:
+        add(name, time_ours(fresh(), images, labels, args.batch, warmup=args.warmup,
+                            steps=args.steps, **kw), **kw)
+    torch.set_num_threads(1)
+    add("(a5) ours, bf16 + channels_last, 1 thread",
+        time_ours(fresh(), images, labels, args.batch, bf16=True, channels_last=True,
+                  compile_=False, warmup=args.warmup, steps=args.steps), threads=1)
+    torch.set_num_threads(threads)
+    fit_bf16 = bf16_autocast(torch.device("cpu"))
+    add(f"(fit) sslmem.train.fit (bf16 + channels_last: {fit_bf16})",
+        time_fit(fresh(), images, labels, args.batch, args.steps, torch.device("cpu"), False))
+    base = rows[0]["images_per_s"]
+    for r in rows:
+        r["vs_b"] = r["images_per_s"] / base
+    machine = (f"{device_name('cpu')}, {platform.processor() or platform.machine()}, torch "
+               f"{torch.__version__}, {threads} threads, native bf16 {cpu_has_native_bf16()}, "
+               f"load average before the run {load[0]:.2f}")
+    print(f"\n{machine}; {args.method} {args.backbone} batch {args.batch}, 32 px, "
+          f"{args.steps} timed steps\n")
+    print("| pipeline | images/s | vs (b) |\n|---|---:|---:|")
+    for r in rows:
+        print(f"| {r['pipeline']} | {r['images_per_s']:,.0f} | {r['vs_b']:.2f}x |")
+    result = {"claim": __doc__.split("\n\n")[1], "machine": machine, "images_source": source,
+              "results": rows}
+    if args.out:
+        result["provenance"] = provenance(vars(args), "cpu", time.perf_counter() - t_start)
+        write_json(args.out, result)
+        print(f"\nwrote {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
