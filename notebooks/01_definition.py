@@ -6,6 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -33,6 +34,7 @@ import pandas as pd
 from scipy.sparse.csgraph import connected_components
 
 from sslmem import chapters, plots
+from sslmem.explorer import explore
 from sslmem.memorization import extra_threshold, frac_memorized
 from sslmem.notebook import (
     Timer,
@@ -157,9 +159,11 @@ for title, x in (("(a) unseen typical point", np.array([0.4, -0.3])),
     L_f, L_g, v, fv, gv = toy_score(x)
     panels.append(dict(title=title, train=train_points, point=x, views=v, f_views=fv,
                        g_views=gv, L_f=L_f, L_g=L_g))
+fig = plots.toy_views(panels)
+
+# %% tags=["remove-cell"]
 glue_number("toy_m_typical", panels[0]["L_g"] - panels[0]["L_f"])
 glue_number("toy_m_outlier", panels[1]["L_g"] - panels[1]["L_f"])
-fig = plots.toy_views(panels)
 
 # %% [markdown]
 # In this toy the typical point scores $m =$ {glue:text}`toy_m_typical:.2f` and the outlier
@@ -182,6 +186,9 @@ sizes_table = pd.DataFrame({
     "points": [len(split.shared), len(split.candidate), len(split.independent),
                len(split.extra)],
     "trained on by": ["f and g", "f only", "g only", "neither (test split)"]})
+show_table(sizes_table)
+
+# %% tags=["remove-cell"]
 glue_text("dataset", exp.cfg.dataset)
 glue_text("method_name", exp.cfg.method)
 glue_text("backbone", exp.cfg.backbone)
@@ -189,10 +196,11 @@ glue_number("epochs", exp.cfg.epochs)
 glue_number("n_seeds", len(exp.cfg.seeds))
 glue_number("n_pairs", exp.cfg.n_pairs)
 glue_number("n_candidates", len(split.candidate))
-show_table(sizes_table)
 
 # %%
 means = table.groupby("subset").score_raw.mean()
+
+# %% tags=["remove-cell"]
 for subset in ("candidate", "shared", "independent", "extra"):
     glue_number(f"mean_{subset}", means[subset])
 
@@ -217,12 +225,14 @@ fig = plots.score_histograms(
 
 # %%
 sig = exp.significance()
+show_table(sig[["hypothesis", "alternative", "mean_a", "mean_b", "n_a", "n_b", "t", "p"]],
+           {"mean_a": "{:+.4f}", "mean_b": "{:+.4f}", "t": "{:.2f}", "p": "{:.2g}"})
+
+# %% tags=["remove-cell"]
 for row in sig.itertuples():
     key = row.hypothesis.replace(" ", "").replace("<", "lt").replace(">", "gt").replace("!=", "ne")
     glue_number(f"t_{key}", row.t)
     glue_number(f"p_{key}", row.p)
-show_table(sig[["hypothesis", "alternative", "mean_a", "mean_b", "n_a", "n_b", "t", "p"]],
-           {"mean_a": "{:+.4f}", "mean_b": "{:+.4f}", "t": "{:.2f}", "p": "{:.2g}"})
 
 # %% [markdown]
 # ## Alignment of f against alignment of g
@@ -232,6 +242,16 @@ show_table(sig[["hypothesis", "alternative", "mean_a", "mean_b", "n_a", "n_b", "
 
 # %%
 fig = plots.alignment_scatter(table)
+
+# %% [markdown]
+# **Explore the points.** Hover over (or click) a point to see its image, class, subset,
+# $L_f$, $L_g$ and $m$; tick subsets and classes to filter, and pick other axes (e.g. the
+# score against atypicality, chapter 2).
+
+# %%
+explore(table, exp.train, exp.test, fields=("atypicality",),
+        labels={"atypicality": "atypicality (distance to g's training images)"},
+        title=f"every scored point of {exp.cfg.dataset}: L_f against L_g")
 
 # %% [markdown]
 # ## How many candidates are memorized ("Frac. Mem.")
@@ -244,14 +264,16 @@ fig = plots.alignment_scatter(table)
 # independent {glue:text}`frac_independent:.3f`, extra {glue:text}`frac_extra:.3f`).
 
 # %%
-glue_number("threshold", threshold)
 fractions = {s: frac_memorized(table.loc[table.subset == s, "score_raw"], threshold)
              for s in ("candidate", "shared", "independent", "extra")}
-for subset, value in fractions.items():
-    glue_number(f"frac_{subset}", value)
 show_table(pd.DataFrame({"subset": list(fractions),
                          "fraction above threshold": list(fractions.values())}),
            {"fraction above threshold": "{:.3f}"})
+
+# %% tags=["remove-cell"]
+glue_number("threshold", threshold)
+for subset, value in fractions.items():
+    glue_number(f"frac_{subset}", value)
 
 # %% [markdown]
 # ## Memorization during training
@@ -268,12 +290,14 @@ show_table(pd.DataFrame({"subset": list(fractions),
 over_epochs = exp.scores_over_epochs(max_points=chapter["epoch_points"])
 history = exp.history("f")
 cand = over_epochs[over_epochs.subset == "candidate"].sort_values("epoch")
+fig = plots.scores_over_epochs(over_epochs, history)
+
+# %% tags=["remove-cell"]
 glue_number("epoch_first", int(cand.epoch.iloc[0]))
 glue_number("epoch_last", int(cand.epoch.iloc[-1]))
 glue_number("epoch_first_candidate", cand.score_raw.iloc[0])
 glue_number("epoch_last_candidate", cand.score_raw.iloc[-1])
 glue_number("knn_last", history.dropna(subset=["knn"]).knn.iloc[-1])
-fig = plots.scores_over_epochs(over_epochs, history)
 
 # %% [markdown]
 # ## Paper vs this run

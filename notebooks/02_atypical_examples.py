@@ -6,6 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -33,6 +34,7 @@ import pandas as pd
 from scipy import stats
 
 from sslmem import chapters, plots
+from sslmem.explorer import explore
 from sslmem.experiment import ATYPICALITY_K
 from sslmem.notebook import (
     Timer,
@@ -88,9 +90,11 @@ glue_text("dataset", exp.cfg.dataset)
 cands = table[table.subset == "candidate"].reset_index(drop=True)
 images = exp.train.images.cpu()
 classes = list(exp.train.classes)
-glue_number("n_candidates", len(cands))
 fig = plots.ranked_grid(cands, images, n=n_show, classes=classes,
                         title=f"{n_show} most (top) and least (bottom) memorized candidates")
+
+# %% tags=["remove-cell"]
+glue_number("n_candidates", len(cands))
 
 # %% [markdown]
 # Per class, the most memorized candidates (red frames) next to the least memorized ones (blue
@@ -111,22 +115,33 @@ fig = plots.per_class_grid(cands, images, classes, n=per_class)
 
 # %%
 cands["knn_distance"] = cands.atypicality
-glue_number("k_neighbors", ATYPICALITY_K)
 
 rho = stats.spearmanr(cands.score_raw, cands.knn_distance)
-glue_number("rho", rho.statistic)
-glue_number("rho_p", rho.pvalue)
 decile = max(1, len(cands) // 10)
 ranked = cands.sort_values("score_raw", ascending=False)
-glue_number("dist_top", ranked.knn_distance.head(decile).mean())
-glue_number("dist_bottom", ranked.knn_distance.tail(decile).mean())
-glue_number("decile", decile)
 fig = plots.score_vs(cands.knn_distance, cands.score_raw,
                      xlabel=f"atypicality: mean distance to {ATYPICALITY_K} nearest training "
                             "images (g's features)",
                      ylabel="memorization score m(x)",
                      title=f"Spearman ρ = {rho.statistic:.2f} (p = {rho.pvalue:.2g})",
                      hue=[classes[int(y)] for y in cands.label])
+
+# %% tags=["remove-cell"]
+glue_number("k_neighbors", ATYPICALITY_K)
+glue_number("rho", rho.statistic)
+glue_number("rho_p", rho.pvalue)
+glue_number("dist_top", ranked.knn_distance.head(decile).mean())
+glue_number("dist_bottom", ranked.knn_distance.tail(decile).mean())
+glue_number("decile", decile)
+
+# %% [markdown]
+# Hover over a candidate to see which image it is; the axes can be switched to $L_f$ and $L_g$.
+
+# %%
+explore(cands, exp.train, x="knn_distance", y="score_raw",
+        labels={"knn_distance": "atypicality (distance to g's training images)",
+                "score_raw": "memorization m(x)"},
+        title="candidates: memorization against atypicality")
 
 # %% [markdown]
 # Spearman's $\rho$ between the score and the atypicality is {glue:text}`rho:.3f`

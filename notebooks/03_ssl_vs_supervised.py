@@ -6,6 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -124,9 +125,6 @@ show_table(overview, {"mean score of S_C": "{:+.4f}", "p (S_C > S_S)": "{:.2g}",
 frame = pd.DataFrame(scores)
 names = list(frame.columns)
 k = chapters.top_k(profile, len(frame), top_k)
-glue_number("top_k", k)
-glue_number("n_candidates", len(frame))
-glue_number("chance", k / len(frame))
 overlap = pd.DataFrame(index=names, columns=names, dtype=float)
 tau = overlap.copy()
 rho = overlap.copy()
@@ -138,6 +136,11 @@ for a in names:
 fig = plots.heatmaps({f"top-{k} overlap": overlap, "Kendall's τ": tau, "Spearman's ρ": rho},
                      vmin=-1, vmax=1, cmap="RdBu_r")
 
+# %% tags=["remove-cell"]
+glue_number("top_k", k)
+glue_number("n_candidates", len(frame))
+glue_number("chance", k / len(frame))
+
 # %%
 ssl_names = [n for n in names if n != "supervised"]
 pairs = [(a, b) for i, a in enumerate(ssl_names) for b in ssl_names[i + 1:]]
@@ -145,10 +148,6 @@ ssl_overlap = float(np.mean([overlap.loc[a, b] for a, b in pairs])) if pairs els
 ssl_tau = float(np.mean([tau.loc[a, b] for a, b in pairs])) if pairs else np.nan
 sup_overlap = float(np.mean([overlap.loc[a, "supervised"] for a in ssl_names]))
 sup_tau = float(np.mean([tau.loc[a, "supervised"] for a in ssl_names]))
-glue_number("ssl_overlap", ssl_overlap)
-glue_number("ssl_tau", ssl_tau)
-glue_number("sup_overlap", sup_overlap)
-glue_number("sup_tau", sup_tau)
 short = {"kendall_tau": "τ", "kendall_p": "p(τ)", "spearman_rho": "ρ", "spearman_p": "p(ρ)"}
 pair_table = pd.DataFrame([
     {"pair": f"{a} / {b}", "overlap": overlap.loc[a, b],
@@ -156,6 +155,12 @@ pair_table = pd.DataFrame([
     for i, a in enumerate(names) for b in names[i + 1:]])
 show_table(pair_table, {"overlap": "{:.2f}", "τ": "{:+.3f}", "p(τ)": "{:.2g}", "ρ": "{:+.3f}",
                         "p(ρ)": "{:.2g}"})
+
+# %% tags=["remove-cell"]
+glue_number("ssl_overlap", ssl_overlap)
+glue_number("ssl_tau", ssl_tau)
+glue_number("sup_overlap", sup_overlap)
+glue_number("sup_tau", sup_tau)
 
 # %% [markdown]
 # ## Is the difference more than noise?
@@ -169,17 +174,7 @@ show_table(pair_table, {"overlap": "{:.2f}", "τ": "{:+.3f}", "p(τ)": "{:.2g}",
 boot = bootstrap_agreement(
     frame, {"SSL–SSL": pairs, "SSL–supervised": [(a, "supervised") for a in ssl_names]},
     k=k, n_boot=500)
-glue_number("n_boot", 500)
-for row in boot.itertuples():
-    key = {"SSL–SSL": "ssl", "SSL–supervised": "sup"}.get(row.comparison, "diff")
-    for metric in ("overlap", "tau"):
-        glue_number(f"{key}_{metric}_lo", getattr(row, f"{metric}_lo"))
-        glue_number(f"{key}_{metric}_hi", getattr(row, f"{metric}_hi"))
 diff = boot.iloc[-1]
-glue_number("diff_overlap", diff.overlap)
-glue_number("diff_tau", diff.tau)
-glue_text("diff_verdict", "above zero" if diff.tau_lo > 0 and diff.overlap_lo > 0 else
-          "not clearly above zero")
 shown = boot.rename(columns={"overlap": f"top-{k} overlap", "tau": "Kendall τ"})
 shown["overlap 95 % CI"] = [f"[{a:.2f}, {b:.2f}]" for a, b in zip(boot.overlap_lo,
                                                                     boot.overlap_hi)]
@@ -188,6 +183,18 @@ show_table(shown[["comparison", f"top-{k} overlap", "overlap 95 % CI", "overlap_
                   "Kendall τ", "τ 95 % CI"]].rename(columns={"overlap_chance": "chance"}),
            {f"top-{k} overlap": "{:.2f}", "chance": "{:.2f}", "Kendall τ": "{:+.3f}"})
 fig = plots.agreement_intervals(boot, k=k)
+
+# %% tags=["remove-cell"]
+glue_number("n_boot", 500)
+for row in boot.itertuples():
+    key = {"SSL–SSL": "ssl", "SSL–supervised": "sup"}.get(row.comparison, "diff")
+    for metric in ("overlap", "tau"):
+        glue_number(f"{key}_{metric}_lo", getattr(row, f"{metric}_lo"))
+        glue_number(f"{key}_{metric}_hi", getattr(row, f"{metric}_hi"))
+glue_number("diff_overlap", diff.overlap)
+glue_number("diff_tau", diff.tau)
+glue_text("diff_verdict", "above zero" if diff.tau_lo > 0 and diff.overlap_lo > 0 else
+          "not clearly above zero")
 
 # %% [markdown]
 # Averaged over the pairs of SSL frameworks, the top-{glue:text}`top_k` overlap is

@@ -6,6 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -94,9 +95,11 @@ glue_number("n_scored", n_scored)
 
 # %%
 scored = table[table.subset == "candidate"].sort_values("score_raw", ascending=False)
-glue_number("mean_scored", scored.score_raw.mean())
 fig = plots.score_histograms(table[table.subset.isin(["candidate", "independent", "extra"])],
                              title="scores of the pre-training half (S_C) and the controls")
+
+# %% tags=["remove-cell"]
+glue_number("mean_scored", scored.score_raw.mean())
 
 # %% [markdown]
 # ## Removing the most memorized points vs random points
@@ -108,11 +111,13 @@ fig = plots.score_histograms(table[table.subset.isin(["candidate", "independent"
 # on other datasets at the same resolution.
 
 # %%
-glue_number("random_draws", setup.random_draws)
-glue_number("retrain_epochs", retrain.cfg.epochs)
 for name, why in setup.skipped:
     print(f"skipped downstream dataset {name}: {why}")
 print("probing on:", ", ".join(setup.probe_sets))
+
+# %% tags=["remove-cell"]
+glue_number("random_draws", setup.random_draws)
+glue_number("retrain_epochs", retrain.cfg.epochs)
 
 # %%
 results, retrain_seconds = [], 0.0
@@ -137,11 +142,13 @@ gaps = pd.concat([gap, knn_gap], axis=1).reset_index()
 show_table(gaps, {"linear: top-k minus random": "{:+.3f}",
                  "kNN: top-k minus random": "{:+.3f}"})
 own = gaps[gaps.dataset == exp.cfg.dataset]
+base = results[(results.removal == "none") & (results.dataset == exp.cfg.dataset)].linear
+
+# %% tags=["remove-cell"]
 glue_number("gap_own_mean", own["linear: top-k minus random"].mean())
 glue_number("gap_all_mean", gaps["linear: top-k minus random"].mean())
 glue_number("n_negative", int((gaps["linear: top-k minus random"] < 0).sum()))
 glue_number("n_gaps", len(gaps))
-base = results[(results.removal == "none") & (results.dataset == exp.cfg.dataset)].linear
 glue_number("acc_none", base.mean())
 glue_number("k_max", max(setup.removal_ks))
 
@@ -166,7 +173,7 @@ rows = []
 for lam, e in setup.lambdas.items():
     t = e.scores()
     cand = t[t.subset == "candidate"].score_raw
-    probe = e.probe("f")
+    probe = e.probe("f", max_train=setup.probe_max_train, max_test=setup.probe_max_test)
     rows.append({"align_lambda": lam, "mean_score_candidate": float(cand.mean()),
                  "sem_score_candidate": float(cand.sem()), "linear": probe["linear"],
                  "knn": probe["knn"]})
@@ -174,6 +181,8 @@ reg = pd.DataFrame(rows)
 fig = plots.regularizer_bars(reg)
 show_table(reg, {"mean_score_candidate": "{:+.4f}", "sem_score_candidate": "{:.4f}",
                  "linear": "{:.3f}", "knn": "{:.3f}"})
+
+# %% tags=["remove-cell"]
 glue_number("reg_lambda_max", reg.align_lambda.iloc[-1])
 glue_number("reg_mem_0", reg.mean_score_candidate.iloc[0])
 glue_number("reg_mem_max", reg.mean_score_candidate.iloc[-1])

@@ -6,6 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -109,10 +110,12 @@ for name, exp in experiments.items():
                      "correlated": float((pts.category == "correlated").mean())})
 main = {name: tests[name][0][0] for name in methods}  # the projector when there is one
 gaps = pd.DataFrame(rows)
+show_table(gaps, {c: "{:.3f}" for c in gaps.columns if c not in ("method", "embedding")})
+
+# %% tags=["remove-cell"]
 glue_number("k", tests[methods[0]][0][1]["k"])
 glue_number("crop_pct", round(100 * crop_frac))
 glue_number("n_candidates", len(points[(methods[0], main[methods[0]])]))
-show_table(gaps, {c: "{:.3f}" for c in gaps.columns if c not in ("method", "embedding")})
 
 # %% [markdown]
 # ## Accuracy against confidence
@@ -126,12 +129,14 @@ fractions = np.linspace(0.05, 1.0, 20)
 curves = {f"{name} ({main[name]})": dejavu_summary(points[(name, main[name])], fractions)
           for name in methods}
 fig = plots.dejavu_curves(curves)
+best = max(methods, key=lambda n: gaps[(gaps.method == n) & (gaps.embedding == main[n])]
+           ["gap @5%"].iloc[0])
+
+# %% tags=["remove-cell"]
 for name in methods:
     s = dejavu_summary(points[(name, main[name])], (0.05, 0.2, 1.0)).set_index("fraction")
     glue_number(f"gap5_{name}", s.gap[0.05])
     glue_number(f"gap100_{name}", s.gap[1.0])
-best = max(methods, key=lambda n: gaps[(gaps.method == n) & (gaps.embedding == main[n])]
-           ["gap @5%"].iloc[0])
 glue_text("best_method", best)
 glue_number("best_gap5", gaps[(gaps.method == best) & (gaps.embedding == main[best])]
             ["gap @5%"].iloc[0])
@@ -175,14 +180,16 @@ show_table(agreement, {"Kendall τ": "{:+.3f}", "p(τ)": "{:.2g}", "chance": "{:
                        "SSLMem pct. of DV-memorized": "{:.2f}",
                        **{c: "{:.2f}" for c in agreement.columns if c.startswith("top-k")}})
 taus = agreement["Kendall τ"].to_numpy()
+fig = plots.paired_bars(agreement.set_index("method"),
+                        {"Kendall τ": "Kendall's τ (SSLMem vs Déjà vu margin)"},
+                        "agreement between the two tests, per method")
+
+# %% tags=["remove-cell"]
 glue_number("tau_mean", float(np.nanmean(taus)))
 glue_number("n_tau_positive", int((taus > 0).sum()))
 glue_number("n_methods", len(methods))
 glue_number("n_tau_significant",
             int(((agreement["p(τ)"] < 0.05) & (agreement["Kendall τ"] > 0)).sum()))
-fig = plots.paired_bars(agreement.set_index("method"),
-                        {"Kendall τ": "Kendall's τ (SSLMem vs Déjà vu margin)"},
-                        "agreement between the two tests, per method")
 
 # %% [markdown]
 # Kendall's $\tau$ between the two per-point measures averages {glue:text}`tau_mean:+.3f` over
@@ -199,7 +206,6 @@ fig = plots.paired_bars(agreement.set_index("method"),
 
 # %%
 name = methods[0]
-glue_text("first_method", name)
 table = experiments[name].scores()
 cand = table[table.subset == "candidate"].set_index("position")
 pts = points[(name, main[name])].set_index("position").reindex(cand.index)
@@ -209,8 +215,6 @@ only_dejavu = cand[(pct < 0.5) & (pts.category == "memorized")].sort_values("sco
 classes = list(first.train.classes)
 n_show = 8
 rows = [*only_sslmem.head(n_show).itertuples(), *only_dejavu.head(n_show).itertuples()]
-glue_number("n_only_sslmem", len(only_sslmem))
-glue_number("n_only_dejavu", len(only_dejavu))
 if rows:
     images = first.train.images.cpu()[[r.Index for r in rows]]
     titles = [f"{classes[int(r.label)]}\nm={r.score_raw:+.3f}" for r in rows]
@@ -219,6 +223,11 @@ if rows:
                                  f"then Déjà vu only ({len(only_dejavu)})")
 else:
     print("no candidate is memorized by one test and not the other")
+
+# %% tags=["remove-cell"]
+glue_text("first_method", name)
+glue_number("n_only_sslmem", len(only_sslmem))
+glue_number("n_only_dejavu", len(only_dejavu))
 
 # %% [markdown]
 # {glue:text}`n_only_sslmem` candidates are in SSLMem's top tenth without Déjà vu inferring

@@ -6,6 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -141,7 +142,7 @@ for eps, exp in experiments.items():
     sig = exp.significance().set_index("hypothesis")
     threshold = extra_threshold(t.loc[t.subset == "extra", "score_raw"], 0.99)
     cand = t[t.subset == "candidate"].score_raw
-    probe = exp.probe("f")
+    probe = exp.probe("f", **chapters.probe_caps(profile))
     rows.append({"ε": chapters.eps_label(eps), "mean m(S_C)": float(cand.mean()),
                  "mean m(S_I)": float(t[t.subset == "independent"].score_raw.mean()),
                  "p S_C>S_S": sig.loc["S_C > S_S", "p"], "p S_C>S_E": sig.loc["S_C > S_E", "p"],
@@ -152,12 +153,14 @@ levels = pd.DataFrame(rows)
 show_table(levels, {"mean m(S_C)": "{:+.4f}", "mean m(S_I)": "{:+.4f}", "p S_C>S_S": "{:.2g}",
                     "p S_C>S_E": "{:.2g}", "p S_I<S_S": "{:.2g}", "p S_I<S_E": "{:.2g}",
                     "Frac. Mem.": "{:.3f}", "linear probe": "{:.3f}", "kNN probe": "{:.3f}"})
+strongest = levels.iloc[-1]
+
+# %% tags=["remove-cell"]
 for _, row in levels.iterrows():
     tag = row["ε"].replace("∞", "inf")
     glue_number(f"mem_{tag}", row["mean m(S_C)"])
     glue_number(f"frac_{tag}", row["Frac. Mem."])
     glue_number(f"acc_{tag}", row["linear probe"])
-strongest = levels.iloc[-1]
 glue_text("eps_low", strongest["ε"])
 glue_number("mem_none", levels["mean m(S_C)"].iloc[0])
 glue_number("mem_low", strongest["mean m(S_C)"])

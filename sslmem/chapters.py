@@ -5,8 +5,9 @@ a chapter will ask for, so both build their experiments with these functions. A 
 parameters are this module's keyword arguments; ``None`` means "the profile's value".
 
 Profiles (best first): ``paper`` (the authors' CIFAR-10 setup on a GPU, with epochs cut so that
-one f/g pair trains and scores inside one 10-minute command of an H100) and ``tiny`` (a CPU smoke
-run of the plumbing).
+one f/g pair trains and scores inside one 10-minute command of an H100), ``laptop`` (real
+CIFAR-10 photographs, sized from measurements to show every effect on 2 CPU cores) and ``tiny``
+(a CPU smoke run of the plumbing).
 """
 
 from __future__ import annotations
@@ -38,12 +39,33 @@ SETTINGS = {
         "random_draws": 3,
         "retrain_epochs": 100,
         "probe_max_train": None,
+        "probe_max_test": None,
         "align_lambdas": [0.0, 0.1, 0.5],
         "dejavu_methods": ["simclr", "byol", "vicreg", "mae"],
         "dejavu_k": 100,
         "privacy_method": "mae",
         "privacy_epochs": 30,  # DP-SGD's per-sample gradients cost ~5x a normal step
         "epsilons": [None, 20.0, 8.0],  # None = no DP (epsilon = infinity)
+    },
+    "laptop": {
+        "epoch_points": 200,
+        "methods": ["simclr", "byol", "simsiam", "mae"],
+        "backbones": {"mae": "vit_tiny"},
+        "patch_sizes": {"mae": 4},
+        "method_epochs": {"mae": 50},
+        "top_k": 40,  # a fifth of the 200 candidates
+        "removal_sizes": dict(shared=0, candidate=400, independent=400, extra=200),
+        "removal_ks": [40, 120],  # 10 % and 30 % of the scored half
+        "random_draws": 3,
+        "retrain_epochs": None,  # the profile's
+        "probe_max_train": 5000,
+        "probe_max_test": 5000,
+        "align_lambdas": [0.0, 0.5],
+        "dejavu_methods": ["simclr", "byol", "mae"],
+        "dejavu_k": 100,
+        "privacy_method": "mae",
+        "privacy_epochs": None,  # chapter 3's
+        "epsilons": [None, 20.0, 8.0],
     },
     "tiny": {
         "epoch_points": 150,
@@ -57,6 +79,7 @@ SETTINGS = {
         "random_draws": 1,
         "retrain_epochs": None,  # the profile's epochs
         "probe_max_train": 2000,
+        "probe_max_test": 2000,
         "align_lambdas": [0.0, 0.5],
         "dejavu_methods": ["simclr", "byol", "mae"],
         "dejavu_k": 20,
@@ -74,6 +97,12 @@ def settings(profile: str) -> dict:
         raise SSLMemError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
     return {k: (v.copy() if isinstance(v, (dict, list)) else v)
             for k, v in SETTINGS[profile].items()}
+
+
+def probe_caps(profile: str) -> dict:
+    """The profile's caps on probe images (``Experiment.probe`` keywords)."""
+    s = settings(profile)
+    return {"max_train": s["probe_max_train"], "max_test": s["probe_max_test"]}
 
 
 def config(profile: str, *, sizes: dict | None = None, **fields) -> Config:
@@ -135,6 +164,7 @@ class Generalization:
     probe_sets: list[str]
     skipped: list[tuple[str, str]]
     probe_max_train: int | None
+    probe_max_test: int | None = None
     lambdas: dict[float, Experiment] = field(default_factory=dict)
 
     def runs(self, scores=None) -> list[dict]:
@@ -159,7 +189,7 @@ class Generalization:
         """One run's stored (or computed) probes."""
         return self.retrain.retrain(run["keep"], seed=run["draw"], tag=run["tag"],
                                     probe_sets=self.probe_sets,
-                                    max_train=self.probe_max_train)
+                                    max_train=self.probe_max_train, max_test=self.probe_max_test)
 
 
 def available(name: str, data_root=None) -> str | None:
@@ -176,7 +206,8 @@ def available(name: str, data_root=None) -> str | None:
 
 def generalization(profile: str, *, method: str = "simclr", epochs=None, retrain_epochs=None,
                    sizes=None, removal_ks=None, random_draws=None, downstream=None,
-                   probe_max_train=None, align_lambdas=None, **fields) -> Generalization:
+                   probe_max_train=None, probe_max_test=None, align_lambdas=None,
+                   **fields) -> Generalization:
     """Chapter 4: score one random half (f on it, g on the other), then retrain and probe."""
     s = settings(profile)
     fields = {**fields, "split_protocol": "random"}
@@ -206,6 +237,8 @@ def generalization(profile: str, *, method: str = "simclr", epochs=None, retrain
                           probe_sets=probe_sets, skipped=skipped,
                           probe_max_train=(probe_max_train if probe_max_train is not None
                                            else s["probe_max_train"]),
+                          probe_max_test=(probe_max_test if probe_max_test is not None
+                                          else s["probe_max_test"]),
                           lambdas=lambdas)
 
 

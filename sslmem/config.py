@@ -18,8 +18,11 @@ from sslmem.errors import SSLMemError
 CONFIG_VERSION = 2  # bump when the meaning of a field or the run-directory layout changes
 RUNTIME_FIELDS = ("device", "compile", "progress", "data_root", "runs_root", "checkpoint_every",
                   "profile", "results_root", "results_only")
-PROFILES = ("paper", "tiny")  # best first: the book shows the best profile the store holds
+PROFILES = ("paper", "laptop", "tiny")  # best first: the book shows the best profile stored
 DP_FIELDS = {"dp_epsilon": None, "dp_delta": None, "dp_max_grad_norm": 1.0}  # name: default (off)
+# Fields added after stores were written: at these defaults they stay out of the key, so
+# existing results keep their keys.
+KEY_DEFAULTS = {**DP_FIELDS, "monitor_points": 10000}
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Config:
     seeds: tuple[int, ...] = (0,)
     align_lambda: float = 0.0  # the alignment-limiting regularizer (0 = off)
     align_start_epoch: int = 0
+    monitor_points: int = 10000  # train and test images of the kNN monitor at snapshot epochs
     # differential privacy: DP-SGD when dp_epsilon is set (sslmem.privacy); None or inf = off
     dp_epsilon: float | None = None  # target epsilon over the whole training run
     dp_delta: float | None = None  # None = the largest power of ten below 1/N (N = train set)
@@ -84,7 +88,7 @@ class Config:
         if self.score_augment not in ("train", "score"):
             raise SSLMemError("score_augment must be 'train' or 'score', got "
                               f"{self.score_augment!r}")
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "monitor_points"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise SSLMemError(f"{name} must be >= 1, got {value}")
@@ -120,6 +124,17 @@ class Config:
     def paper(cls, **overrides) -> Config:
         """The paper's CIFAR-10 setup (spec.md §6): index split, ResNet-18, method defaults."""
         return cls.from_dict({"profile": "paper", **overrides})
+
+    @classmethod
+    def laptop(cls, **overrides) -> Config:
+        """Real photographs on 2 CPU cores: CIFAR-10 at its native 32 px, a random split of
+        200 points per subset, ResNet-9 for 100 epochs (the design and its measurements:
+        ``book/reproduce.md``, "The laptop profile")."""
+        base = dict(dataset="cifar10", split_protocol="random", shared=200, candidate=200,
+                    independent=200, extra=200, backbone="resnet9", epochs=100,
+                    warmup_epochs=5, batch_size=128, n_pairs=16, checkpoint_every=10,
+                    monitor_points=2000, profile="laptop")
+        return cls.from_dict({**base, **overrides})
 
     @classmethod
     def tiny(cls, **overrides) -> Config:
@@ -175,7 +190,7 @@ class Config:
         d = self.resolved().to_dict()
         names = names or tuple(k for k in d if k not in RUNTIME_FIELDS)
         # DP fields at their defaults (no DP) stay out, so non-private keys predate them
-        payload = {k: d[k] for k in names if k not in DP_FIELDS or d[k] != DP_FIELDS[k]}
+        payload = {k: d[k] for k in names if k not in KEY_DEFAULTS or d[k] != KEY_DEFAULTS[k]}
         payload |= extra | {"version": CONFIG_VERSION}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -183,4 +198,4 @@ class Config:
 TRAIN_FIELDS = ("dataset", "image_size", "split_protocol", "shared", "candidate", "independent",
                 "extra", "split_seed", "method", "backbone", "patch_size", "epochs", "batch_size",
                 "optimizer", "lr", "weight_decay", "warmup_epochs", "align_lambda",
-                "align_start_epoch", *DP_FIELDS)
+                "align_start_epoch", *DP_FIELDS, "monitor_points")

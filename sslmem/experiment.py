@@ -275,7 +275,9 @@ class Experiment:
         idx = torch.as_tensor(positions, device=self.train.images.device)
         images, labels = self.train.images[idx], self.train.labels[idx]
         keep = set(snapshot_epochs(spec.epochs))
-        monitor_train = self.train.subset(positions[: min(len(positions), 10_000)])
+        n = self.cfg.monitor_points
+        monitor_train = self.train.subset(positions[: min(len(positions), n)])
+        monitor_test = self.test.subset(np.arange(min(len(self.test), n)))
 
         def on_epoch(epoch: int, m: Method) -> dict:
             if epoch not in keep:
@@ -283,8 +285,8 @@ class Experiment:
             with atomic_path(folder / "snapshots" / f"epoch-{epoch:04d}.pt") as tmp:
                 torch.save(m.encoder.state_dict(), tmp)
             ftr = extract_features(m.encoder, monitor_train.images)
-            fte = extract_features(m.encoder, self.test.images)
-            return {"knn": knn_accuracy(ftr, monitor_train.labels, fte, self.test.labels)}
+            fte = extract_features(m.encoder, monitor_test.images)
+            return {"knn": knn_accuracy(ftr, monitor_train.labels, fte, monitor_test.labels)}
 
         t0 = time.perf_counter()
         history = fit(method, images, labels, spec, checkpoint=folder / "checkpoint.pt",
@@ -413,7 +415,7 @@ class Experiment:
 
     # ---- probes and label memorization --------------------------------------------------------
     def probe(self, which: str = "f", seed: int | None = None, dataset: str | None = None,
-              max_train: int | None = None) -> dict:
+              max_train: int | None = None, max_test: int | None = None) -> dict:
         """Linear-probe and kNN accuracy of a frozen encoder on a downstream dataset.
 
         ``dataset=None`` probes on this experiment's dataset (train -> test); another name loads
@@ -421,13 +423,20 @@ class Experiment:
         """
         seed = self.cfg.seeds[0] if seed is None else seed
         name = dataset or self.cfg.dataset
-        key = self.key(which=which, seed=seed, probe=name, max_train=max_train)
+        caps = {"max_train": max_train} | ({"max_test": max_test} if max_test else {})
+        key = self.key(which=which, seed=seed, probe=name, **caps)
         return self._cached(f"probe-{key}", f"the probe of {which} on {name}",
                             lambda: self.probe_encoder(self.encoder(which, seed).encoder, name,
-                                                       max_train=max_train), table=False)
+                                                       max_train=max_train, max_test=max_test),
+                            table=False)
 
-    def probe_encoder(self, encoder, dataset: str, *, max_train: int | None = None) -> dict:
-        """Probe any encoder on ``dataset`` (train split -> test split); not stored."""
+    def probe_encoder(self, encoder, dataset: str, *, max_train: int | None = None,
+                      max_test: int | None = None) -> dict:
+        """Probe any encoder on ``dataset`` (train split -> test split); not stored.
+
+        ``max_train``/``max_test`` cap the images used (a seeded random subset), which is what
+        makes a probe per retrained encoder affordable on a CPU.
+        """
         if dataset == self.cfg.dataset:
             tr, te = self.train, self.test
         else:
@@ -436,12 +445,15 @@ class Experiment:
             tr, te = _load(dataset, "train", **kw), _load(dataset, "test", **kw)
         if max_train is not None and len(tr) > max_train:
             tr = tr.subset(np.random.default_rng(0).permutation(len(tr))[:max_train])
+        if max_test is not None and len(te) > max_test:
+            te = te.subset(np.random.default_rng(1).permutation(len(te))[:max_test])
         ftr, fte = extract_features(encoder, tr.images), extract_features(encoder, te.images)
         return {"dataset": dataset, "n_train": len(tr), "n_test": len(te),
                 "linear": linear_probe(ftr, tr.labels, fte, te.labels)["accuracy"],
                 "knn": knn_accuracy(ftr, tr.labels, fte, te.labels)}
 
-    def retrain(self, keep, *, seed: int, tag: str, probe_sets, max_train=None) -> dict:
+    def retrain(self, keep, *, seed: int, tag: str, probe_sets, max_train=None,
+                max_test=None) -> dict:
         """Pre-train one encoder on ``train[keep]`` and probe it on each of ``probe_sets``.
 
         Chapter 4's removal experiments: the stored record holds the probes and the size of the
@@ -449,15 +461,17 @@ class Experiment:
         """
         keep = np.sort(np.asarray(keep, dtype=np.int64))
         probe_sets = list(probe_sets)
+        caps = {"max_train": max_train} | ({"max_test": max_test} if max_test else {})
         key = self.key(positions=_hash_positions(keep), seed=seed, probe_sets=probe_sets,
-                       max_train=max_train)
+                       **caps)
 
         def compute():
             encoder = self.train_on(keep, seed=seed, tag=tag).encoder
             history = read_frame(self.store_dir / f"{self._history_name(tag, seed, keep)}.csv.gz")
             return {"tag": tag, "seed": seed, "n_pretrain": len(keep),
                     "train_seconds": float(history[0]["seconds"].sum()),
-                    "probes": {name: self.probe_encoder(encoder, name, max_train=max_train)
+                    "probes": {name: self.probe_encoder(encoder, name, max_train=max_train,
+                                                        max_test=max_test)
                                for name in probe_sets}}
 
         return self._cached(f"retrain-{key}", f"the retrained encoder {tag}", compute,

@@ -253,8 +253,9 @@ def book_units(profile: str, **runtime) -> list[Unit]:
         products = [lambda e, t=tuple(tests[name]): [e.dejavu(emb, **kw) for emb, kw in t]]
         add(_pair_unit(f"05-{name}", "05", e, products), products)
     # chapter 6: one pair per privacy level (the no-DP one may be chapter 3's)
+    caps = chapters.probe_caps(profile)
     for eps, e in chapters.privacy(profile, **runtime).items():
-        products = [lambda e: e.scores(), _history, lambda e: e.probe("f")]
+        products = [lambda e: e.scores(), _history, lambda e: e.probe("f", **caps)]
         add(_pair_unit(f"06-eps-{chapters.eps_label(eps).replace('∞', 'inf')}", "06", e,
                        products), products)
     # chapter 4: the scored half, its retrains, the lambda sweep
@@ -266,7 +267,7 @@ def book_units(profile: str, **runtime) -> list[Unit]:
     for run in _run_names(g):
         units[run["name"]] = _retrain_unit(run, g, score_unit.name, n_half)
     for lam, e in g.lambdas.items():  # lambda = 0 is the scored half itself: merged into it
-        products = [lambda e: e.scores(), _history, lambda e: e.probe("f")]
+        products = [lambda e: e.scores(), _history, lambda e: e.probe("f", **caps)]
         add(_pair_unit(f"04-lambda-{lam:g}", "04", e, products), products)
     return list(units.values())
 
@@ -362,7 +363,7 @@ def _swap_in(profile: str, root: Path, staging: Path, log) -> None:
 
 
 def run_plan(profile: str, *, run: bool = False, budget_minutes: float | None = None,
-             names=None, emit: bool = False, fresh: bool = False, log=None,
+             names=None, emit: bool = False, fresh: bool = False, jobs: int = 1, log=None,
              **runtime) -> int:
     """List (and with ``run``, execute) the units of ``profile``; returns an exit code."""
     log = log or (lambda *a: print(*a, flush=True))
@@ -400,7 +401,10 @@ def run_plan(profile: str, *, run: bool = False, budget_minutes: float | None = 
     budget = None if budget_minutes is None else budget_minutes * 60
     spent = 0.0
     left = []
-    for u in chosen:
+    if jobs > 1:
+        missing = [u for u in chosen if not stored[u.name]]
+        spent = _run_parallel(profile, missing, jobs, runtime, log)
+    for u in chosen if jobs <= 1 else []:
         if stored[u.name]:
             continue
         estimate = u.estimate_s(rates)
@@ -421,6 +425,52 @@ def run_plan(profile: str, *, run: bool = False, budget_minutes: float | None = 
     return 0
 
 
+def _run_parallel(profile: str, units: list[Unit], jobs: int, runtime: dict, log) -> float:
+    """Run ``units`` in ``jobs`` processes of ``sslmem plan --run --units NAME`` each.
+
+    Why processes: on a CPU, two single-threaded trainings use two cores better than one
+    two-threaded one (no synchronisation between threads), and they share the store and run
+    cache safely (locks, atomic writes). Each process gets ``cores // jobs`` threads; a unit
+    that depends on another (a chapter-4 retrain) waits on its lock. Returns wall seconds.
+    """
+    import subprocess
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    order = [u for u in units if not u.depends] + [u for u in units if u.depends]
+    t0, running, failed = time.perf_counter(), [], []
+    extra = ["--device", str(runtime["device"])] if runtime.get("device") else []
+    for key in ("data_root", "runs_root", "results_root"):
+        if runtime.get(key) is not None:
+            extra += [f"--{key.replace('_', '-')}", str(runtime[key])]
+    log(f"running {len(order)} unit(s) in {jobs} processes of {threads} thread(s) each")
+    queue = list(order)
+    while queue or running:
+        while queue and len(running) < jobs:
+            u = queue.pop(0)
+            cmd = [sys.executable, "-m", "sslmem", "plan", "--profile", profile, "--run",
+                   "--units", u.name, *extra]
+            running.append((u, time.perf_counter(), subprocess.Popen(
+                cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
+            log(f"started {u.name}")
+        time.sleep(1.0)
+        for item in list(running):
+            u, start, proc = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            err = proc.stderr.read().strip().splitlines() if proc.stderr else []
+            if proc.returncode == 0:
+                log(f"  {u.name} stored in {(time.perf_counter() - start) / 60:.1f} min")
+            else:
+                failed.append(u.name)
+                log(f"  {u.name} failed: {err[-1] if err else proc.returncode}")
+    if failed:
+        raise SSLMemError(f"unit(s) {', '.join(failed)} failed; rerun the same command to "
+                          "retry them (finished units are stored)")
+    return time.perf_counter() - t0
+
+
 def main(argv=None) -> int:
     import argparse
 
@@ -437,6 +487,9 @@ def main(argv=None) -> int:
     parser.add_argument("--units", default=None, help="comma-separated unit names (default: all)")
     parser.add_argument("--emit-commands", action="store_true",
                         help="print one independent command per missing unit (for a scheduler)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="with --run: units run in this many processes at once (each with "
+                        "cores/jobs threads; on a CPU, --jobs 2 uses two cores best)")
     parser.add_argument("--fresh", action="store_true",
                         help="recompute every unit into a fresh store, swapped in when complete")
     parser.add_argument("--device", default="auto")
@@ -449,7 +502,8 @@ def main(argv=None) -> int:
                                      results_root=args.results_root).items() if v is not None}
     try:
         return run_plan(args.profile, run=args.run, budget_minutes=args.budget_minutes,
-                        names=args.units, emit=args.emit_commands, fresh=args.fresh, **runtime)
+                        names=args.units, emit=args.emit_commands, fresh=args.fresh,
+                        jobs=args.jobs, **runtime)
     except SSLMemError as err:
         print(f"sslmem plan: error: {err}", file=sys.stderr)
         return 2

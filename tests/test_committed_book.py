@@ -1,0 +1,88 @@
+"""The committed book against the committed results store: what `make book` renders, in CI.
+
+Every page in ``book/`` must re-execute from ``results/`` alone (no checkpoint, nothing trained),
+pass nbval, and give the numbers it shows; and it must come from the best profile the store
+holds completely.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from sslmem import reproduce as rp
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+VOLATILE = {"minutes"}  # glued values that measure this execution, not the results
+
+
+@pytest.fixture(scope="module")
+def store_env(tmp_path_factory, shared_data):
+    runs = tmp_path_factory.mktemp("no-checkpoints")
+    env = {"SSLMEM_RESULTS": str(REPO / "results"), "SSLMEM_RESULTS_ONLY": "1",
+           "SSLMEM_RUNS": str(runs), "SSLMEM_DATA": str(shared_data), "TQDM_DISABLE": "1"}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        yield env, runs
+
+
+def _glued(nb) -> dict:
+    out = {}
+    for cell in nb.cells:
+        for o in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            record = o.get("metadata", {}).get("scrapbook", {})
+            if record.get("name"):
+                out[record["name"]] = o["data"][record["mime_prefix"] + "text/plain"]
+    return out
+
+
+def _pages() -> list[Path]:
+    return [REPO / "book" / f"{name}.ipynb" for name in rp.NOTEBOOKS]
+
+
+def test_committed_pages_come_from_the_best_complete_profile(store_env):
+    from sslmem.plan import complete_profiles
+
+    profiles = {rp.page_profile(page) for page in _pages()}
+    assert len(profiles) == 1, profiles
+    complete = complete_profiles(results_root=str(REPO / "results"))
+    assert complete and profiles.pop() == complete[0], complete
+
+
+def test_committed_pages_pass_nbval_without_any_checkpoint(store_env, tmp_path):
+    env, runs = store_env
+    copies = []
+    for page in _pages():
+        shutil.copy(page, tmp_path / page.name)
+        copies.append(str(tmp_path / page.name))
+    ini = tmp_path / "pytest.ini"
+    ini.write_text("[pytest]\n")
+    cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",
+           "-c", str(ini), "--rootdir", str(tmp_path), *copies]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=1800,
+                          env={**os.environ, **env, "MPLBACKEND": rp.INLINE_BACKEND})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert f"{len(copies)} passed" in done.stdout
+    assert not list(runs.rglob("*.pt")), "a checkpoint was written: something trained"
+
+
+def test_reexecuted_pages_show_the_committed_numbers(store_env, tmp_path):
+    env, runs = store_env
+    profile = rp.page_profile(_pages()[0])
+    rp.reproduce(profile, out=tmp_path, results_only=True, force=True, log=lambda *_: None)
+    for page in _pages():
+        committed = _glued(nbformat.read(page, as_version=4))
+        again = _glued(nbformat.read(tmp_path / page.name, as_version=4))
+        assert committed.keys() == again.keys(), page.name
+        differ = {k: (committed[k], again[k]) for k in committed
+                  if k not in VOLATILE and committed[k] != again[k]}
+        assert not differ, f"{page.name}: {differ}"
+    assert not list(runs.rglob("*.pt"))
