@@ -45,8 +45,10 @@ book: install
 # then execute the book against it. Encoders cached in runs/ are reused: `make clean-runs` first
 # to retrain them too.
 PROFILE ?= tiny
+# units in parallel processes: on a CPU two single-threaded trainings use 2 cores best
+JOBS ?= $(if $(filter paper,$(PROFILE)),1,2)
 reproduce: install
-	$(BIN)/sslmem plan --profile $(PROFILE) --run --fresh
+	$(BIN)/sslmem plan --profile $(PROFILE) --run --fresh --jobs $(JOBS)
 	$(BIN)/python -m sslmem.reproduce --profile $(PROFILE) --results-only
 	$(MAKE) html
 

@@ -34,6 +34,7 @@ SETTINGS = {
         "patch_sizes": {},
         "method_epochs": PAPER_BOOK_EPOCHS,
         "top_k": 100,
+        "removal_epochs": None,  # the method's book epochs
         "removal_sizes": dict(shared=0, candidate=25000, independent=25000, extra=5000),
         "removal_ks": [2000, 4000, 8000],
         "random_draws": 3,
@@ -44,16 +45,18 @@ SETTINGS = {
         "dejavu_methods": ["simclr", "byol", "vicreg", "mae"],
         "dejavu_k": 100,
         "privacy_method": "mae",
-        "privacy_epochs": 30,  # DP-SGD's per-sample gradients cost ~5x a normal step
+        "privacy_epochs": 15,  # DP-SGD's per-sample gradients cost ~5x a normal step
+        "privacy_sizes": None,  # the profile's split
         "epsilons": [None, 20.0, 8.0],  # None = no DP (epsilon = infinity)
     },
     "laptop": {
-        "epoch_points": 200,
+        "epoch_points": 100,
         "methods": ["simclr", "byol", "simsiam", "mae"],
         "backbones": {"mae": "vit_tiny"},
         "patch_sizes": {"mae": 4},
-        "method_epochs": {"mae": 50},
+        "method_epochs": {"byol": 100, "simsiam": 100, "mae": 50, "supervised": 100},
         "top_k": 40,  # a fifth of the 200 candidates
+        "removal_epochs": 100,
         "removal_sizes": dict(shared=0, candidate=400, independent=400, extra=200),
         "removal_ks": [40, 120],  # 10 % and 30 % of the scored half
         "random_draws": 3,
@@ -64,7 +67,8 @@ SETTINGS = {
         "dejavu_methods": ["simclr", "byol", "mae"],
         "dejavu_k": 100,
         "privacy_method": "mae",
-        "privacy_epochs": None,  # chapter 3's
+        "privacy_epochs": 30,  # DP-SGD's per-sample gradients cost ~2.5x on a CPU
+        "privacy_sizes": dict(shared=100, candidate=100, independent=100, extra=100),
         "epsilons": [None, 20.0, 8.0],
     },
     "tiny": {
@@ -74,6 +78,7 @@ SETTINGS = {
         "patch_sizes": {"mae": 4},
         "method_epochs": {"dino": 2, "mae": 2},
         "top_k": None,  # a fifth of the candidates
+        "removal_epochs": None,
         "removal_sizes": dict(shared=0, candidate=0.3, independent=0.3),
         "removal_ks": [0.1, 0.3],  # fractions of the scored half
         "random_draws": 1,
@@ -85,6 +90,7 @@ SETTINGS = {
         "dejavu_k": 20,
         "privacy_method": "mae",
         "privacy_epochs": None,  # chapter 3's
+        "privacy_sizes": None,
         "epsilons": [None, 20.0, 8.0],
     },
 }
@@ -211,7 +217,7 @@ def generalization(profile: str, *, method: str = "simclr", epochs=None, retrain
     """Chapter 4: score one random half (f on it, g on the other), then retrain and probe."""
     s = settings(profile)
     fields = {**fields, "split_protocol": "random"}
-    scored = Experiment(config(profile, method=method, epochs=epochs,
+    scored = Experiment(config(profile, method=method, epochs=epochs or s["removal_epochs"],
                                sizes=sizes or s["removal_sizes"], **fields))
     retrain_epochs = retrain_epochs or s["retrain_epochs"]
     retrain = (scored if retrain_epochs in (None, scored.cfg.epochs)
@@ -283,6 +289,8 @@ def privacy(profile: str, *, epsilons=None, method=None, epochs=None, dp_max_gra
     """Chapter 6: one f/g pair per privacy level ε (None = no DP), same split and recipe."""
     s = settings(profile)
     method = method or s["privacy_method"]
+    if fields.get("sizes") is None and s["privacy_sizes"]:
+        fields = {**fields, "sizes": s["privacy_sizes"]}
     base, _ = frameworks(profile, methods=[method], epochs=epochs or s["privacy_epochs"],
                          **fields)
     exp = base[method]

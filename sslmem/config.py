@@ -128,10 +128,10 @@ class Config:
     @classmethod
     def laptop(cls, **overrides) -> Config:
         """Real photographs on 2 CPU cores: CIFAR-10 at its native 32 px, a random split of
-        200 points per subset, ResNet-9 for 100 epochs (the design and its measurements:
+        200 points per subset, ResNet-9 for 150 epochs (the design and its measurements:
         ``book/reproduce.md``, "The laptop profile")."""
         base = dict(dataset="cifar10", split_protocol="random", shared=200, candidate=200,
-                    independent=200, extra=200, backbone="resnet9", epochs=100,
+                    independent=200, extra=200, backbone="resnet9", epochs=150,
                     warmup_epochs=5, batch_size=128, n_pairs=16, checkpoint_every=10,
                     monitor_points=2000, profile="laptop")
         return cls.from_dict({**base, **overrides})

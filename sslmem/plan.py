@@ -29,15 +29,17 @@ from sslmem.io import device_name
 from sslmem.store import MissingResult, lock, read_frame, results_root
 
 # Training throughput in images per second (one image = all of its views through the method),
-# at 32 px, before anything was measured here. ``cuda``: an H100 (NOTES.md: SimCLR ResNet-18
-# bf16 + channels_last + compile 61k img/s; the other methods scaled by their CPU ratios).
-# ``cpu``: 2 cores (benchmarks/train.py, ResNet-9 at 32 px, batch 64). Once a unit has run on
-# a device, the rates measured in its stored histories replace these estimates.
+# at 32 px, before anything was measured on this machine. ``cuda``: an H100 (NOTES.md: SimCLR
+# ResNet-18 bf16 + channels_last + compile 61k img/s; the other methods scaled by their CPU
+# ratios). ``cpu``: per core, measured with one thread per process on an Intel Xeon with native
+# bf16 (2026-11-23, ResNet-9, batch 128; MAE on ViT-Tiny with 64 patches); without native bf16
+# a CPU step is ~0.55x that (benchmarks/cpu.py). Once a unit has run on a device, the rates
+# measured in its stored histories replace these estimates.
 REFERENCE_RATES = {
     "cuda": {"simclr": 61000, "byol": 40000, "simsiam": 45000, "dino": 13000, "mae": 20000,
              "vicreg": 23000, "barlowtwins": 29000, "supervised": 80000},
-    "cpu": {"simclr": 113, "byol": 73, "simsiam": 83, "dino": 25, "mae": 8, "vicreg": 42,
-            "barlowtwins": 53, "supervised": 148},
+    "cpu": {"simclr": 238, "byol": 162, "simsiam": 181, "dino": 55, "mae": 84, "vicreg": 90,
+            "barlowtwins": 115, "supervised": 460},
 }
 BACKBONE_FACTOR = {  # throughput relative to the reference backbone of each table
     "cuda": {"resnet18": 1.0, "resnet9": 2.0, "resnet34": 0.5, "resnet50": 0.35,
@@ -45,7 +47,9 @@ BACKBONE_FACTOR = {  # throughput relative to the reference backbone of each tab
     "cpu": {"resnet9": 1.0, "resnet18": 0.35, "resnet34": 0.18, "resnet50": 0.12,
             "vit_tiny": 1.0, "vit_small": 0.4},
 }
-INFERENCE_SPEEDUP = 4.0  # a frozen forward pass of one view vs a training step of one image
+REFERENCE_TOKENS = {"cuda": 256, "cpu": 64}  # ViT patches of each table's MAE rate
+DP_SLOWDOWN = {"cuda": 5.0, "cpu": 2.5}  # DP-SGD's per-sample gradients (tests/test_privacy)
+INFERENCE_SPEEDUP = 6.0  # frozen one-view forwards per training step of one image (2 views x 3)
 
 
 @dataclass
@@ -99,14 +103,18 @@ class Unit:
         """Estimated seconds on this machine's device, or on an H100 with ``kind='cuda'``
         (rates measured in stored histories where available)."""
         rate = _rate(self.exp, rates, kind)
-        return self.images / rate + self.scored / (rate * INFERENCE_SPEEDUP) + 10.0
+        frozen = _rate(self.exp, rates, kind, dp=False) * INFERENCE_SPEEDUP
+        return self.images / rate + self.scored / frozen + 10.0
 
 
 def _device_kind(exp: Experiment) -> str:
     return "cuda" if exp.device.type == "cuda" else "cpu"
 
 
-def _rate(exp: Experiment, measured: dict | None, kind: str | None = None) -> float:
+def _rate(exp: Experiment, measured: dict | None, kind: str | None = None,
+          dp: bool = True) -> float:
+    """Training images/s of ``exp`` here (or on ``kind``); ``dp=False``: as if without DP-SGD
+    (the speed of its frozen forward passes)."""
     c = exp.cfg
     here = kind is None or kind == _device_kind(exp)
     for (device, method, backbone, size), rate in (measured or {}).items():
@@ -117,9 +125,20 @@ def _rate(exp: Experiment, measured: dict | None, kind: str | None = None) -> fl
     kind = kind or _device_kind(exp)
     rate = REFERENCE_RATES[kind].get(c.method, 50.0)
     rate *= BACKBONE_FACTOR[kind].get(c.backbone, 1.0)
-    rate *= (32 / exp.train.image_size) ** 2
+    if c.backbone.startswith("vit"):
+        from sslmem.backbones import default_patch_size
+
+        size = exp.train.image_size
+        tokens = (size // (c.patch_size or default_patch_size(size))) ** 2
+        rate *= REFERENCE_TOKENS[kind] / tokens
+    else:
+        rate *= (32 / exp.train.image_size) ** 2
+    if dp and c.dp_epsilon is not None:
+        rate /= DP_SLOWDOWN[kind]
     if kind == "cpu":
-        rate *= max(1, (os.cpu_count() or 2)) / 2
+        from sslmem.train import bf16_autocast
+
+        rate *= 1.0 if bf16_autocast(exp.device) else 0.55
     return rate
 
 
