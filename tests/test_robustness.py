@@ -240,7 +240,7 @@ BAD_RUNNER = [
     (["--params", "{yml}", "'01':\n  seeds: [a]\n"], "seeds"),
     (["--params", "{yml}", "'01':\n  sizes: {candidate: 2.0}\n"], "candidate"),
     (["--params", "{yml}", "'01':\n  n_pairz: 3\n"], "n_pairz"),
-    (["--params", "{yml}", "05:\n  epochs: 1\n"], "05"),
+    (["--params", "{yml}", "09:\n  epochs: 1\n"], "09"),
     (["--params", "{yml}", "device: 7\n"], "device"),
     (["--out", "{file}"], "not a folder"),
 ]
