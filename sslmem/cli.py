@@ -1,8 +1,10 @@
 """``sslmem`` command line: train, score, probe, or run a whole experiment.
 
 Every option maps onto a field of :class:`sslmem.config.Config`; ``--profile`` picks the paper
-default or the CPU ``tiny`` profile, and ``--set FIELD=VALUE`` reaches any other field. Errors a
-user can fix print one line and exit with status 2.
+default or the CPU ``tiny`` profile, and ``--set FIELD=VALUE`` reaches any other field. Values are
+checked once, by ``Config`` (``sslmem.config.FIELDS``), before any data is loaded. Errors a user
+can fix print one line and exit with status 2; Ctrl-C exits with 130 and SIGTERM with 143, after
+one line (a rerun resumes from the last checkpoint).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import json
 import os
 import sys
 
-from sslmem.config import Config
-from sslmem.errors import SSLMemError
+from sslmem.config import FIELDS, Config
+from sslmem.errors import SSLMemError, command_line
+from sslmem.validate import OneLineParser, seed_list
 
 COMMON = {  # option -> (Config field, type, help)
     "--dataset": ("dataset", str, "dataset name or folder:PATH (default: profile's)"),
@@ -23,7 +26,7 @@ COMMON = {  # option -> (Config field, type, help)
     "--backbone": ("backbone", str, "backbone (default: the method's)"),
     "--epochs": ("epochs", int, "training epochs (default: the method's paper value)"),
     "--batch-size": ("batch_size", int, "batch size (default: the method's paper value)"),
-    "--seeds": ("seeds", lambda s: tuple(int(x) for x in s.split(",")), "comma-separated seeds"),
+    "--seeds": ("seeds", seed_list, "comma-separated seeds"),
     "--n-pairs": ("n_pairs", int, "augmentation pairs per point for the score"),
     "--device": ("device", str, "auto, cpu or cuda[:N]"),
     "--data-root": ("data_root", str, "offline data root (default: $SSLMEM_DATA)"),
@@ -31,10 +34,18 @@ COMMON = {  # option -> (Config field, type, help)
 }
 
 
+_WORDS = {"true": True, "false": False, "none": None, "null": None, "inf": float("inf")}
+
+
 def _parse_value(text: str):
+    """A Python literal (``3``, ``0.1``, ``[0, 1]``, ``'x'``), a word (true, false, none, inf)
+    or else the text itself; ``Config`` then checks the type."""
+    word = text.strip().lower()
+    if word in _WORDS:
+        return _WORDS[word]
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return text
 
 
@@ -53,7 +64,7 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="sslmem", description="SSLMem: memorization scores for self-supervised encoders "
         "(Wang et al., ICLR 2024). Results are cached under $SSLMEM_RUNS.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -99,46 +110,53 @@ def _init_distributed(cfg: Config) -> Config:
     return cfg.replace(device="cpu")
 
 
+RESUME = "rerun the same command to resume (stored results are kept; training resumes from " \
+         "its last checkpoint)"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "plan":
         from sslmem.plan import main as plan_main
 
-        return plan_main(argv[1:])
+        with command_line("sslmem plan", RESUME) as status:
+            status.code = plan_main(argv[1:])
+        return status.code
     args = _parser().parse_args(argv)
-    try:
-        from sslmem.experiment import Experiment
+    with command_line("sslmem", RESUME) as status:
+        status.code = _run(args)
+    return status.code
 
-        cfg = build_config(args)
-        if args.command == "train":
-            cfg = _init_distributed(cfg)
-        exp = Experiment(cfg)
-        if args.command == "train":
-            for seed in exp.cfg.seeds:
-                for which in ("f", "g"):
-                    exp.encoder(which, seed)
-            if int(os.environ.get("RANK", "0")) == 0:
-                print(f"encoders: {exp.run_dir}")
-        elif args.command in ("score", "run"):
-            table = exp.scores()
-            print(table.groupby("subset")[["L_f", "L_g", "score_raw", "score_ratio"]]
-                  .mean().to_string(float_format="%.4f"))
-            print()
-            print(exp.significance()[["hypothesis", "t", "p", "mean_a", "mean_b"]]
-                  .to_string(index=False, float_format="%.4g"))
-            if args.command == "run":
-                print(json.dumps({"probe": exp.probe()}, indent=1))
-            print(f"\nresults: {exp.store_dir}")
-        elif args.command == "probe":
-            print(json.dumps(exp.probe(dataset=args.downstream), indent=1))
-            print(f"results: {exp.store_dir}")
-    except SSLMemError as err:
-        print(f"sslmem: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("sslmem: interrupted; rerun the same command to resume from the last checkpoint",
-              file=sys.stderr)
-        return 130
+
+def _run(args: argparse.Namespace) -> int:
+    """Build the config (every value checked) and run the command."""
+    from sslmem.experiment import Experiment
+
+    cfg = build_config(args)
+    if getattr(args, "downstream", None) is not None:  # checked before anything is trained
+        FIELDS["dataset"]("--downstream", args.downstream)
+    if args.command == "train":
+        cfg = _init_distributed(cfg)
+    exp = Experiment(cfg)
+    if args.command == "train":
+        for seed in exp.cfg.seeds:
+            for which in ("f", "g"):
+                exp.encoder(which, seed)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"encoders: {exp.run_dir}")
+    elif args.command in ("score", "run"):
+        table = exp.scores()
+        print(table.groupby("subset")[["L_f", "L_g", "score_raw", "score_ratio"]]
+              .mean().to_string(float_format="%.4f"))
+        print()
+        print(exp.significance()[["hypothesis", "t", "p", "mean_a", "mean_b"]]
+              .to_string(index=False, float_format="%.4g"))
+        if args.command == "run":
+            print(json.dumps({"probe": exp.probe()}, indent=1))
+        print(f"\nresults: {exp.store_dir}")
+    elif args.command == "probe":
+        print(json.dumps(exp.probe(dataset=args.downstream), indent=1))
+        print(f"results: {exp.store_dir}")
     return 0
 
 

@@ -14,6 +14,18 @@ import json
 from dataclasses import dataclass, fields
 
 from sslmem.errors import SSLMemError
+from sslmem.validate import (
+    Bool,
+    Choice,
+    Dataset,
+    Device,
+    Float,
+    Folder,
+    Int,
+    Seeds,
+    Size,
+    check_fields,
+)
 
 CONFIG_VERSION = 2  # bump when the meaning of a field or the run-directory layout changes
 RUNTIME_FIELDS = ("device", "compile", "progress", "data_root", "runs_root", "checkpoint_every",
@@ -77,46 +89,38 @@ class Config:
     results_only: bool | None = None  # serve stored results, never compute; None = env
 
     def __post_init__(self):
-        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
-        if not self.seeds:
-            raise SSLMemError("seeds must name at least one seed")
-        if self.n_pairs < 1:
-            raise SSLMemError(f"n_pairs must be >= 1, got {self.n_pairs}")
-        if self.score_variant not in ("pairs", "clean"):
-            raise SSLMemError("score_variant must be 'pairs' or 'clean', got "
-                              f"{self.score_variant!r}")
-        if self.score_augment not in ("train", "score"):
-            raise SSLMemError("score_augment must be 'train' or 'score', got "
-                              f"{self.score_augment!r}")
-        for name in ("epochs", "batch_size", "monitor_points"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise SSLMemError(f"{name} must be >= 1, got {value}")
+        """Check and normalize every field (``FIELDS``), then the combinations of fields."""
+        checked = check_fields(self.__dict__, FIELDS)
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+        self._check_combinations()
         self._check_privacy()
 
+    def _check_combinations(self) -> None:
+        """What one field's spec cannot see: settings that only fail together."""
+        if self.patch_size and self.image_size is not None and self.image_size % self.patch_size:
+            raise SSLMemError(f"patch_size={self.patch_size} does not divide image_size="
+                              f"{self.image_size}; pick a divisor (or 0 for the default)")
+        if self.method == "mae" and self.backbone is not None:
+            from sslmem.backbones import VITS
+
+            if self.backbone not in VITS:
+                raise SSLMemError(f"method 'mae' needs a ViT backbone ({', '.join(VITS)}); got "
+                                  f"backbone={self.backbone!r}")
+
     def _check_privacy(self) -> None:
-        """Validate the DP fields; without DP, reset δ and C so the run shares the plain cache.
+        """Without DP, reset δ and C so the run shares the plain cache; refuse DP for a method
+        whose loss couples samples (the ranges are checked by ``FIELDS``).
 
-        ε = ∞ is no privacy at all, so it is stored as ``None``: a sweep over ε ∈ {∞, 20, 8}
-        reuses the ordinary (non-private) encoders for its ∞ point.
+        ε = ∞ is no privacy at all, so it is stored as ``None`` (``FIELDS``): a sweep over
+        ε ∈ {∞, 20, 8} reuses the ordinary (non-private) encoders for its ∞ point.
         """
-        from sslmem.privacy import check_method_name, check_settings
+        if self.dp_epsilon is None:
+            object.__setattr__(self, "dp_delta", None)
+            object.__setattr__(self, "dp_max_grad_norm", DP_FIELDS["dp_max_grad_norm"])
+        else:
+            from sslmem.privacy import check_method_name
 
-        values = {name: getattr(self, name) for name in DP_FIELDS}
-        for name, value in values.items():
-            if value is not None and not isinstance(value, bool):
-                try:
-                    values[name] = float(value)  # the CLI passes "inf" as a string
-                except (TypeError, ValueError):
-                    pass  # check_settings names the field and what it accepts
-        if values["dp_epsilon"] == float("inf"):
-            values["dp_epsilon"] = None
-        if values["dp_epsilon"] is None:
-            values.update(dp_delta=None, dp_max_grad_norm=DP_FIELDS["dp_max_grad_norm"])
-        check_settings(**values)
-        for name, value in values.items():
-            object.__setattr__(self, name, value)
-        if values["dp_epsilon"] is not None:
             check_method_name(self.method, self.backbone)
 
     # ---- profiles -------------------------------------------------------------------------
@@ -160,9 +164,6 @@ class Config:
         if unknown:
             raise SSLMemError(f"unknown config field(s) {', '.join(unknown)}; valid fields: "
                               + ", ".join(valid))
-        values = dict(values)
-        if "seeds" in values and isinstance(values["seeds"], int):
-            values["seeds"] = (values["seeds"],)
         return cls(**values)
 
     def replace(self, **changes) -> Config:
@@ -194,6 +195,50 @@ class Config:
         payload |= extra | {"version": CONFIG_VERSION}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
+
+_DEFAULT = "None = the method's default"
+# What each field accepts (sslmem.validate), checked at construction: a new field needs one line
+# here (tests/test_config.py fails for a field without one).
+FIELDS = {
+    "dataset": Dataset(),
+    "image_size": Int(low=8, none="None = the dataset's native size"),
+    "split_protocol": Choice("sslmem.splits:PROTOCOLS"),
+    "shared": Size(),
+    "candidate": Size(low=1),
+    "independent": Size(),
+    "extra": Size(),
+    "split_seed": Int(low=0),
+    "method": Choice("sslmem.methods:METHODS"),
+    "backbone": Choice("sslmem.backbones:BACKBONES", none=_DEFAULT),
+    "patch_size": Int(low=0),
+    "epochs": Int(low=1, none=_DEFAULT),
+    "batch_size": Int(low=1, none=_DEFAULT),
+    "optimizer": Choice("sslmem.train:OPTIMIZERS", none=_DEFAULT),
+    "lr": Float(low=0, open_low=True, none=_DEFAULT),
+    "weight_decay": Float(low=0, none=_DEFAULT),
+    "warmup_epochs": Int(low=0, none=_DEFAULT),
+    "seeds": Seeds(),
+    "align_lambda": Float(low=0),
+    "align_start_epoch": Int(low=0),
+    "dp_epsilon": Float(low=0, open_low=True, none="None or inf = no DP", inf_is_none=True),
+    "dp_delta": Float(low=0, high=1, open_low=True, open_high=True,
+                      none="None = the largest power of ten below 1/N"),
+    "dp_max_grad_norm": Float(low=0, open_low=True),
+    "n_pairs": Int(low=1),
+    "score_variant": Choice(("pairs", "clean")),
+    "score_augment": Choice(("train", "score")),
+    "score_seed": Int(low=0),
+    "device": Device(),
+    "compile": Choice(("auto", "on", "off")),
+    "progress": Bool(),
+    "data_root": Folder(none="None = $SSLMEM_DATA"),
+    "runs_root": Folder(none="None = $SSLMEM_RUNS"),
+    "checkpoint_every": Int(low=1),
+    "monitor_points": Int(low=1),
+    "profile": Choice(PROFILES),
+    "results_root": Folder(none="None = $SSLMEM_RESULTS"),
+    "results_only": Bool(none="None = $SSLMEM_RESULTS_ONLY"),
+}
 
 TRAIN_FIELDS = ("dataset", "image_size", "split_protocol", "shared", "candidate", "independent",
                 "extra", "split_seed", "method", "backbone", "patch_size", "epochs", "batch_size",

@@ -46,8 +46,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sslmem.errors import SSLMemError, unknown_choice
-from sslmem.io import atomic_path, runs_root
+from sslmem.errors import (
+    CorruptFile,
+    SSLMemError,
+    one_line,
+    read_error,
+    unknown_choice,
+    unreadable,
+)
+from sslmem.io import atomic_path, file_stamp, runs_root
 from sslmem.io import data_root as _data_root
 
 DATASETS = ("cifar10", "cifar100", "svhn", "stl10", "mnist", "fashionmnist", "cifar10-mini",
@@ -143,7 +150,8 @@ def load_dataset(name: str, split: str = "train", *, data_root=None, device="cpu
             order). Images are squashed to ``image_size`` (default 32) squares with bilinear
             resampling and converted to RGB, once: the result is cached as ``.npz`` under
             ``<runs_root>/_data/folder-<hash>/``, the hash covering the path, the size and every
-            file's size and mtime, so editing the tree rebuilds it.
+            file's name, size, times and inode, so any edit of the tree (even one that keeps
+            sizes and modification times) rebuilds it.
         split: 'train' or 'test'.
         data_root: the offline data root (default $SSLMEM_DATA).
         device: where the tensors live; the conversion below runs there.
@@ -346,7 +354,12 @@ def _write_npz(path: Path, compressed: bool, **arrays: np.ndarray) -> None:
 
 
 def _read_npz(path: Path, cache_dir: Path) -> _Raw:
-    """Read and check an .npz; a compressed ``images`` member is served from a plain .npy cache."""
+    """Read and check an .npz; a compressed ``images`` member is served from a plain .npy cache.
+
+    Raises:
+        CorruptFile: the archive was read but is damaged or not in the expected format.
+        SSLMemError: it cannot be read at all (permissions, I/O): nothing is touched.
+    """
     cache = images = None
     try:
         with _open_npz(path) as z:
@@ -358,8 +371,7 @@ def _read_npz(path: Path, cache_dir: Path) -> _Raw:
             source_index = z["source_index"] if "source_index" in z.files else None
             _check_labels(labels, classes, index, source_index)
             if z.zip.getinfo("images.npy").compress_type != zipfile.ZIP_STORED:
-                st = path.stat()
-                cache = cache_dir / f"{path.stem}-{st.st_size}-{st.st_mtime_ns}.npy"
+                cache = cache_dir / f"{path.stem}-{file_stamp(path)}.npy"
                 images = _read_cache(cache, len(labels))
             if images is None:
                 images = z["images"]
@@ -372,11 +384,12 @@ def _read_npz(path: Path, cache_dir: Path) -> _Raw:
             else:
                 cache = None  # served from the cache: nothing to write
     except _READ_ERRORS as err:
-        raise SSLMemError(f"{path} is corrupt or truncated ({type(err).__name__}: {err}); "
+        if unreadable(err):
+            raise read_error(path, err) from None
+        raise CorruptFile(f"{path} is corrupt or truncated ({type(err).__name__}: {err}); "
                           f"delete it and download or copy it again") from None
     if cache is not None:
-        with atomic_path(cache) as tmp, open(tmp, "wb") as f:
-            np.save(f, images)
+        _write_cache(cache, images, path)
     return _Raw(images, labels.astype(np.int64), tuple(str(c) for c in classes),
                 index.astype(np.int64),
                 None if source_index is None else source_index.astype(np.int64))
@@ -401,19 +414,53 @@ def _check_labels(labels: np.ndarray, classes: np.ndarray, index, source_index) 
             raise ValueError(f"{what} has shape {arr.shape}, labels {labels.shape}")
 
 
+def _pixels_sha256(images: np.ndarray) -> str:
+    h = hashlib.sha256(f"{images.dtype}{images.shape}".encode())
+    h.update(np.ascontiguousarray(images))
+    return h.hexdigest()
+
+
+def _sidecar(cache: Path) -> Path:
+    return cache.with_name(cache.name + ".sha256")
+
+
 def _read_cache(cache: Path, n: int) -> np.ndarray | None:
-    """The cached images if the file is whole; a damaged file is deleted (and then rebuilt)."""
-    if not cache.exists():
-        return None
-    try:  # copy-on-write map: no read up front, pages come from the OS file cache
-        images = np.load(cache, mmap_mode="c")
-        if images.ndim == 4 and images.dtype == np.uint8 and len(images) == n:
-            return images
-    except (OSError, ValueError, EOFError):
-        pass
-    warnings.warn(f"rebuilding damaged cache file {cache}", stacklevel=3)
-    cache.unlink(missing_ok=True)
+    """The cached images if whole and unchanged (their hash matches the sidecar), else None.
+
+    A cache without its sidecar was never completed; one that fails its hash is rebuilt (with a
+    warning); one that cannot be read stops with a message and is left alone.
+    """
+    try:
+        expected = _sidecar(cache).read_text().strip()
+        images = np.load(cache, mmap_mode="c")  # copy-on-write map: pages come from the OS cache
+        ok = (images.ndim == 4 and images.dtype == np.uint8 and len(images) == n
+              and _pixels_sha256(images) == expected)
+    except FileNotFoundError:
+        return None  # absent, or its writer stopped before the sidecar (the commit marker)
+    except (OSError, ValueError, EOFError) as err:
+        if unreadable(err):
+            raise read_error(err.filename or cache, err) from None
+        ok = False
+    if ok:
+        return images
+    warnings.warn(f"rebuilding damaged cache file {cache} (its pixels fail their hash)",
+                  stacklevel=4)
     return None
+
+
+def _write_cache(cache: Path, images: np.ndarray, source: Path) -> None:
+    """Write the cache and then its sidecar (the commit marker); a cache is an optimization, so a
+    folder that refuses it costs a warning (and time), not the run."""
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            _sidecar(cache).unlink()  # invalid until the new hash is written
+        with atomic_path(cache) as tmp, open(tmp, "wb") as f:
+            np.save(f, images)
+        with atomic_path(_sidecar(cache)) as tmp:
+            tmp.write_text(_pixels_sha256(images) + "\n")
+    except (OSError, SSLMemError) as err:
+        warnings.warn(f"{one_line(err)}; {source} is decompressed on every load until the "
+                      "cache can be written", stacklevel=4)
 
 
 # --- folder: datasets ------------------------------------------------------------------------
@@ -432,7 +479,7 @@ def _folder(spec: str, split: str, image_size: int) -> _Raw:
     if path.exists():
         try:
             return _read_npz(path, out)
-        except SSLMemError:  # a damaged cache file: convert again
+        except CorruptFile:  # a damaged cache file (zip CRCs cover its pixels): convert again
             warnings.warn(f"rebuilding damaged cache file {path}", stacklevel=3)
     for name, arrays in _convert_folder(root, image_size).items():
         _write_npz(out / f"{name}.npz", compressed=False, **arrays)
@@ -446,7 +493,8 @@ def _folder_hash(root: Path, image_size: int) -> str:
         for fname in sorted(filenames):
             st = os.stat(os.path.join(dirpath, fname))
             rel = os.path.relpath(os.path.join(dirpath, fname), root)
-            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n"
+                     .encode())
     return h.hexdigest()[:16]
 
 
@@ -505,6 +553,8 @@ def _decode(samples, index, base: Path, classes, image_size: int) -> dict[str, n
                 rgb = img.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
                 images[i] = np.asarray(rgb)
         except OSError as err:  # PIL.UnidentifiedImageError is an OSError
+            if unreadable(err):
+                raise read_error(path, err) from None
             raise SSLMemError(f"folder dataset: cannot read image {path} ({err}); fix or remove "
                               f"it") from None
     return {"images": images, "labels": np.array([y for _, y in samples], dtype=np.int64),

@@ -22,6 +22,7 @@ compute the same thing twice or leave a half-written file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -33,13 +34,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
 
 from sslmem.augment import recipe
 from sslmem.config import CONFIG_VERSION, TRAIN_FIELDS, Config
 from sslmem.data import ImageData, fingerprint, load_dataset, source_file
-from sslmem.errors import SSLMemError
+from sslmem.errors import CorruptFile, SSLMemError, read_error
 from sslmem.evaluate import atypicality, extract_features, knn_accuracy, linear_probe
-from sslmem.io import atomic_path, data_root, provenance, runs_root, write_json
+from sslmem.io import data_root, file_stamp, provenance, runs_root, write_json
 from sslmem.memorization import (
     STORED_SCORE_COLUMNS,
     derive_scores,
@@ -60,7 +62,7 @@ from sslmem.store import (
     write_frame,
     write_record,
 )
-from sslmem.train import TrainSpec, fit, load_checkpoint, resolve_device
+from sslmem.train import TrainSpec, fit, load_checkpoint, load_state, resolve_device, save_state
 
 SNAPSHOT_EPOCHS = (1, 2, 5, 10, 20, 50, 100, 200, 300, 500, 800, 1000)
 SCORE_FIELDS = ("seeds", "n_pairs", "score_variant", "score_augment", "score_seed")
@@ -80,7 +82,8 @@ _DATA_CACHE: dict[tuple, ImageData] = {}
 
 
 def _load(name: str, split: str, *, root, device, image_size, channels=None) -> ImageData:
-    """``load_dataset`` with a per-process cache keyed by the source file's size and mtime.
+    """``load_dataset`` with a per-process cache keyed by the source file's stamp (``file_stamp``:
+    path, size, times, inode — any edit changes it).
 
     Why: a chapter or a plan builds many experiments on one dataset; each would otherwise decode
     and fingerprint it again. Folder datasets are not cached here (the data layer caches them).
@@ -89,8 +92,7 @@ def _load(name: str, split: str, *, root, device, image_size, channels=None) -> 
         return load_dataset(name, split, data_root=root, device=device, image_size=image_size,
                             channels=channels)
     source = source_file(name, split, root)
-    stamp = None if source is None else (str(source), source.stat().st_size,
-                                         source.stat().st_mtime_ns)
+    stamp = None if source is None else file_stamp(source)
     key = (name, split, str(data_root(root)), str(device), image_size, channels, stamp)
     if key not in _DATA_CACHE:
         _DATA_CACHE[key] = load_dataset(name, split, data_root=root, device=device,
@@ -168,17 +170,15 @@ class Experiment:
         """
         info_path = folder / "run.json"
         try:
-            text = info_path.read_text()
+            text = info_path.read_bytes()
         except FileNotFoundError:
             text = None
         except OSError as err:
-            raise SSLMemError(f"cannot read {info_path} ({type(err).__name__}: "
-                              f"{err.strerror or err}); fix its permissions — nothing was "
-                              "changed") from None
+            raise read_error(info_path, err) from None
         if text is not None:
             try:
                 version = json.loads(text).get("version")
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError):  # truncated, binary, not an object
                 version = None
             if version is not None and version != CONFIG_VERSION:
                 raise SSLMemError(
@@ -186,7 +186,7 @@ class Experiment:
                     f"{CONFIG_VERSION}); move it away or set SSLMEM_RUNS/SSLMEM_RESULTS elsewhere")
             if version is not None:
                 return
-        _write_or_explain(folder / "run.json", lambda p: write_json(p, self._run_info()))
+        write_json(folder / "run.json", self._run_info())
 
     # ---- the store -----------------------------------------------------------------------------
     def _read(self, reader, path: Path):
@@ -222,7 +222,7 @@ class Experiment:
                     prov = self.provenance(wall={**wall, "total": time.perf_counter() - t0})
                     self._check_dir(self.store_dir)
                     writer = write_frame if table else write_record
-                    found = (_write_or_explain(path, lambda p: writer(p, value, prov)), prov)
+                    found = writer(path, value, prov), prov
         self.sources[name] = found[1].get("provenance", found[1]) if table else found[1]
         return found[0]
 
@@ -250,13 +250,22 @@ class Experiment:
         positions = np.asarray(positions, dtype=np.int64)
         folder = self.run_dir / f"{tag}-seed{seed}"
         self._require_compute(f"encoder {tag} (seed {seed}) of {self.cfg.method}", folder)
+        spec = TrainSpec.from_config(self.cfg, seed)
+        if spec.batch_size > len(positions):  # refused before a run folder is made
+            raise SSLMemError(f"batch_size {spec.batch_size} is larger than the {len(positions)} "
+                              f"images encoder {tag} trains on; lower batch_size")
+        method = self.build(seed)  # a backbone that does not fit the images fails here too
         self._check_dir(self.run_dir)
         ckpt = folder / "checkpoint.pt"
         fingerprint_ = f"{self.key()}:{tag}:{seed}:{_hash_positions(positions)}"
-        method = self.build(seed)
-        spec = TrainSpec.from_config(self.cfg, seed)
-        with lock(folder / ".lock"):
-            state = load_checkpoint(ckpt, fingerprint_) if ckpt.exists() else None
+        # under torchrun the ranks train together: one lock for them all (rank 0's), else
+        # rank 1 would wait for the lock while rank 0 waits for rank 1 in DistributedDataParallel
+        rank = _rank()
+        with lock(folder / ".lock") if rank == 0 else contextlib.nullcontext():
+            try:
+                state = load_checkpoint(ckpt, fingerprint_) if ckpt.exists() else None
+            except CorruptFile:
+                state = None  # proven corrupt: retrained (fit says so)
             if state is not None and state["epoch"] >= spec.epochs:
                 method.load_state_dict(state["model"])
                 history = state["history"]
@@ -264,10 +273,9 @@ class Experiment:
                 history = self._fit(method, positions, spec, folder, fingerprint_)
         name = self._history_name(tag, seed, positions)
         path = self.store_dir / f"{name}.csv.gz"
-        if self._read(read_frame, path) is None:
+        if rank == 0 and self._read(read_frame, path) is None:  # rank 0's has the kNN monitor
             self._check_dir(self.store_dir)
-            _write_or_explain(path, lambda p: write_frame(p, pd.DataFrame(history),
-                                                          self.provenance()))
+            write_frame(path, pd.DataFrame(history), self.provenance())
         return method.to(self.device).eval()
 
     def _fit(self, method: Method, positions: np.ndarray, spec: TrainSpec, folder: Path,
@@ -282,8 +290,8 @@ class Experiment:
         def on_epoch(epoch: int, m: Method) -> dict:
             if epoch not in keep:
                 return {}
-            with atomic_path(folder / "snapshots" / f"epoch-{epoch:04d}.pt") as tmp:
-                torch.save(m.encoder.state_dict(), tmp)
+            save_state(folder / "snapshots" / f"epoch-{epoch:04d}.pt",
+                       {"encoder": m.encoder.state_dict()})
             ftr = extract_features(m.encoder, monitor_train.images)
             fte = extract_features(m.encoder, monitor_test.images)
             return {"knn": knn_accuracy(ftr, monitor_train.labels, fte, monitor_test.labels)}
@@ -398,7 +406,7 @@ class Experiment:
                         raise SSLMemError(f"snapshot {snap} is missing (the checkpoint was kept "
                                           "but its snapshots were deleted); delete "
                                           f"{snap.parent.parent} to retrain")
-                    enc.load_state_dict(torch.load(snap, map_location="cpu", weights_only=True))
+                    enc.load_state_dict(_snapshot(snap))
                     enc.to(self.device).eval()
                 table = memorization_table(f_enc, g_enc, self.train, self.test,
                                            _subsample(self.split, max_points),
@@ -540,14 +548,18 @@ class Experiment:
         return next(iter(self.sources.values()), self.provenance())
 
 
-def _write_or_explain(path: Path, write):
-    """Run ``write(path)``; a permission or disk error becomes one line that touched nothing."""
+def _rank() -> int:
+    """This process's rank under torchrun (0 otherwise)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _snapshot(path: Path) -> dict:
+    """An encoder snapshot's state dict (hash-checked; a corrupt one says how to retrain)."""
     try:
-        return write(path)
-    except OSError as err:
-        raise SSLMemError(f"cannot write {path} ({type(err).__name__}: {err.strerror or err}); "
-                          "make the folder writable or point SSLMEM_RESULTS/SSLMEM_RUNS "
-                          "elsewhere") from None
+        state = load_state(path, "cpu", what="snapshot")
+    except CorruptFile as err:
+        raise SSLMemError(f"{err}; delete {path.parent.parent} to retrain this encoder") from None
+    return state.get("encoder", state)  # snapshots before hashing held the state dict itself
 
 
 def _subsample(split: Split, n: int) -> Split:

@@ -1,22 +1,33 @@
-"""Where things live, and how results are written so that nothing half-written is ever read.
+"""Where things live, and how files are written so that nothing half-written is ever read.
 
 Two roots, each one setting:
   * the offline data root: ``data_root=`` argument, else ``$SSLMEM_DATA``, else ``<repo>/data``;
   * the run cache root: ``runs_root=`` argument, else ``$SSLMEM_RUNS``, else ``<repo>/runs``.
 Both defaults are git-ignored folders of the checkout (or of the working directory when the
 package is installed elsewhere).
+
+Every file sslmem writes goes through :func:`atomic_path`: a temporary file beside the target,
+renamed onto it only when complete. A write that fails (read-only folder, full disk) becomes one
+:class:`~sslmem.errors.SSLMemError` line and leaves the target as it was; the temporary file of
+a writer that was killed is removed by the next write to its folder.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import platform
+import re
+import socket
 import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from sslmem.errors import SSLMemError
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -43,24 +54,104 @@ def runs_root(runs_root: str | os.PathLike | None = None) -> Path:
     return Path(env).expanduser() if env else repo_dir() / "runs"
 
 
+# A temporary file is named .<target>.<pid>-<host>.<random>.tmp, so that a later writer can tell
+# whether the process that made it is gone (it was killed mid-write) or still writing.
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_TMP_NAME = re.compile(r"^\..+\.(?P<pid>\d+)-(?P<host>[0-9a-f]{8})\.\w+\.tmp$")
+_OLD_TMP_NAME = re.compile(r"^\..+\.\w{8}\.tmp$")  # before writers were named
+STALE_TMP_S = 3600  # a temporary file untouched this long is an orphan, whoever made it
+
+
+def write_error(path, err: OSError) -> SSLMemError:
+    """The one-line message for a file that cannot be written (the target is unchanged)."""
+    return SSLMemError(f"cannot write {path} ({type(err).__name__}: {err.strerror or err}); make "
+                       f"{Path(path).parent} writable, free some space, or point the setting "
+                       "that chose it (SSLMEM_RUNS, SSLMEM_RESULTS, --out) elsewhere — nothing "
+                       "was changed")
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     Why: a crash or Ctrl-C in the middle of a write must never leave a truncated file where a
     later run would read it as a valid cache entry. ``os.replace`` is atomic on one filesystem.
+    An ``OSError`` (creating the folder or the file, writing inside the block, renaming) becomes
+    one :func:`write_error` line; orphans of killed writers in the folder are removed first.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_orphans(path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-{_HOST}.", suffix=".tmp",
+                                   dir=path.parent)
+        os.close(fd)
+    except OSError as err:
+        raise write_error(path, err) from None
     tmp = Path(tmp)
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        raise write_error(path, err) from None
     finally:
-        if tmp.exists():
+        with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+def remove_orphans(folder: Path, max_age_s: float = STALE_TMP_S) -> list[Path]:
+    """Remove the temporary files of dead writers in ``folder``; returns what was removed.
+
+    Safe beside concurrent writers: a file is removed only when its writer ran on this host and
+    its process is gone, or when nobody has touched it for ``max_age_s`` (another host's writer,
+    or a file from before writers were named).
+    """
+    removed = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        named = _TMP_NAME.match(entry.name)
+        if named is None and not _OLD_TMP_NAME.match(entry.name):
+            continue
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        dead = named is not None and named["host"] == _HOST and not _alive(int(named["pid"]))
+        if dead or age > max_age_s:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
+
+def file_stamp(path: str | os.PathLike) -> str:
+    """A short hash of where a file is and of its size, times and inode.
+
+    Why the change time and the inode: any write to a file sets its ctime (which no user can set
+    back, unlike the mtime) and a replaced file has a new inode, so an edit that keeps the size
+    and restores the modification time still gives a new stamp. A cache keyed by this stamp is
+    rebuilt after every edit and never shared between two copies of a file.
+    """
+    path = Path(path).resolve()
+    st = path.stat()
+    text = f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def write_json(path: str | os.PathLike, obj) -> Path:

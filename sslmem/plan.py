@@ -491,22 +491,28 @@ def _run_parallel(profile: str, units: list[Unit], jobs: int, runtime: dict, log
 
 
 def main(argv=None) -> int:
-    import argparse
+    from sslmem.config import FIELDS, PROFILES
+    from sslmem.validate import (
+        OneLineParser,
+        check_fields,
+        name_list,
+        positive_float,
+        positive_int,
+    )
 
-    from sslmem.config import PROFILES
-
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="sslmem plan", description=__doc__.split("\n\n")[0].replace("\n", " "),
         epilog="Results go to the store ($SSLMEM_RESULTS, default <repo>/results); encoders to "
         "$SSLMEM_RUNS.")
     parser.add_argument("--profile", required=True, choices=PROFILES)
     parser.add_argument("--run", action="store_true", help="execute the missing units in order")
-    parser.add_argument("--budget-minutes", type=float, default=None,
+    parser.add_argument("--budget-minutes", type=positive_float, default=None,
                         help="with --run: stop before the first unit that would not fit")
-    parser.add_argument("--units", default=None, help="comma-separated unit names (default: all)")
+    parser.add_argument("--units", type=name_list, default=None,
+                        help="comma-separated unit names (default: all)")
     parser.add_argument("--emit-commands", action="store_true",
                         help="print one independent command per missing unit (for a scheduler)")
-    parser.add_argument("--jobs", type=int, default=1,
+    parser.add_argument("--jobs", type=positive_int, default=1,
                         help="with --run: units run in this many processes at once (each with "
                         "cores/jobs threads; on a CPU, --jobs 2 uses two cores best)")
     parser.add_argument("--fresh", action="store_true",
@@ -520,6 +526,7 @@ def main(argv=None) -> int:
                                      runs_root=args.runs_root,
                                      results_root=args.results_root).items() if v is not None}
     try:
+        runtime = check_fields(runtime, FIELDS)  # one line for a bad --device, before any data
         return run_plan(args.profile, run=args.run, budget_minutes=args.budget_minutes,
                         names=args.units, emit=args.emit_commands, fresh=args.fresh,
                         jobs=args.jobs, **runtime)

@@ -4,7 +4,15 @@ Why a runner instead of ``jupyter-book``'s own execution: the book build must ne
 renders with ``execute_notebooks: off``), parameters must be checked (papermill only warns about
 unknown ones), and a failing notebook must not destroy the last good page. So each notebook is
 executed into a temporary file, and only a successful run replaces ``book/<name>.ipynb``; the
-first failure stops the run with the notebook's name, the failing cell and the error message.
+first failure (or a cell timeout, Ctrl-C, SIGTERM) stops the run with one line naming the
+notebook, and the page stays as it was.
+
+Parameters are checked here, before a kernel starts: names against the notebook's ``parameters``
+cell (read with ``ast``), values of config fields against ``sslmem.config.FIELDS``. The runner
+injects them itself (papermill's ``parameterize_notebook``) rather than through
+``execute_notebook(parameters=...)``: papermill's own check reads the cell with a regex that
+gives up on a line whose comment holds ``=`` (``x = None  # None = default``) and then warns
+"Passed unknown parameter" for a parameter the notebook does declare.
 
 Usage::
 
@@ -16,15 +24,15 @@ Usage::
 executes the notebooks with ``results_only`` (a missing result is an error, nothing is trained).
 A page is never replaced by one from a lesser profile (paper > tiny) unless ``--force``.
 
-A params file (YAML or JSON) maps notebook names (``01_definition`` or the prefix ``01``) to
-parameter dicts; other top-level keys apply to every notebook that declares them.
+A params file (YAML or JSON) maps notebook names (``01_definition`` or the prefix ``01``, quoted
+or not: YAML reads an unquoted ``01`` as the number 1) to parameter dicts; other top-level keys
+apply to every notebook that declares them.
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import json
-import logging
 import os
 import shutil
 import sys
@@ -32,8 +40,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from sslmem.config import PROFILES
-from sslmem.errors import SSLMemError
+from sslmem.config import FIELDS, PROFILES
+from sslmem.errors import SSLMemError, command_line, one_line, read_error, unreadable
+from sslmem.io import atomic_path, write_error
+from sslmem.validate import OneLineParser, name_list, positive_int
 
 NOTEBOOKS = ("01_definition", "02_atypical_examples", "03_ssl_vs_supervised",
              "04_generalization", "05_dejavu", "06_privacy")
@@ -71,7 +81,11 @@ def page_profile(path: Path) -> str | None:
 
     try:
         nb = nbformat.read(path, as_version=4)
-    except Exception:  # noqa: BLE001 - an unreadable page has no profile to protect
+    except FileNotFoundError:
+        return None
+    except Exception as err:  # noqa: BLE001 - a damaged page has no profile to protect
+        if unreadable(err):  # but one we cannot read is not ours to replace
+            raise read_error(path, err) from None
         return None
     return nb.metadata.get("sslmem", {}).get("profile")
 
@@ -96,6 +110,8 @@ def select(only=None) -> list[str]:
             raise SSLMemError(f"unknown notebook {item!r}; choose from: {', '.join(NOTEBOOKS)} "
                               "(or their prefixes 01, 02, ...)")
         chosen.append(matches[0])
+    if not chosen:
+        raise SSLMemError(f"--only names no notebook; choose from: {', '.join(NOTEBOOKS)}")
     return chosen
 
 
@@ -122,7 +138,18 @@ def load_params(params) -> dict:
         return {}
     if not isinstance(data, dict):
         raise SSLMemError(f"params file {path} must hold a mapping, got {type(data).__name__}")
-    return data
+    return {_key(k): v for k, v in data.items()}
+
+
+def _key(key) -> str:
+    """A top-level params key as a string: YAML reads ``01:`` as the int 1, meaning ``'01'``."""
+    if isinstance(key, int) and not isinstance(key, bool) and key >= 0:
+        return f"{key:02d}"
+    return str(key)
+
+
+def _per_notebook(key: str) -> bool:
+    return key in NOTEBOOKS or key.split("_")[0].isdigit()
 
 
 def declared_parameters(nb) -> list[str]:
@@ -147,7 +174,7 @@ def parameters_for(name: str, declared: list[str], params: dict, *, profile: str
     """
     out: dict = {"profile": profile}
     for key, value in params.items():
-        if key in NOTEBOOKS or key.split("_")[0].isdigit():
+        if _per_notebook(key):
             continue
         if key in declared:
             out[key] = value
@@ -162,17 +189,53 @@ def parameters_for(name: str, declared: list[str], params: dict, *, profile: str
         if key == name or (key.split("_")[0].isdigit() and name.startswith(f"{key}_")):
             if not isinstance(value, dict):
                 raise SSLMemError(f"params for {key} must be a mapping of parameter names")
-            out.update(value)
+            out.update({str(k): v for k, v in value.items()})
     return out
+
+
+def check_parameters(name: str, declared: list[str], values: dict) -> None:
+    """Refuse, before a kernel starts, a parameter ``name`` does not declare or a value a config
+    field would refuse (the notebooks hand these names to ``Config`` as they are)."""
+    unknown = sorted(set(values) - set(declared))
+    if unknown:
+        raise SSLMemError(f"notebook {name}: unknown parameter(s) {', '.join(unknown)}; valid "
+                          f"parameters: {', '.join(sorted(declared))}")
+    try:
+        for key, value in values.items():
+            if value is None:
+                continue  # the notebooks' "the profile's value"
+            if key in FIELDS:
+                FIELDS[key](key, value)
+            elif key == "sizes":
+                _check_sizes(value)
+            elif key == "methods":
+                if not isinstance(value, (list, tuple)) or not value:
+                    raise SSLMemError(f"methods must be a list of method names, got {value!r}")
+                for method in value:
+                    FIELDS["method"]("method", method)
+    except SSLMemError as err:
+        raise SSLMemError(f"notebook {name}: {err}") from None
+
+
+def _check_sizes(sizes) -> None:
+    subsets = ("shared", "candidate", "independent", "extra")
+    if not isinstance(sizes, dict) or set(sizes) - set(subsets):
+        raise SSLMemError(f"sizes must map some of {', '.join(subsets)} to a count or a "
+                          f"fraction, got {sizes!r}")
+    for key, value in sizes.items():
+        FIELDS[key](key, value)
 
 
 def _check_global_keys(params: dict, declared: dict[str, list[str]]) -> None:
     every = sorted({k for names in declared.values() for k in names})
     for key in params:
-        per_notebook = key in NOTEBOOKS or key.split("_")[0].isdigit()
-        if not per_notebook and key not in every:
+        if not _per_notebook(key) and key not in every:
             raise SSLMemError(f"unknown parameter {key!r} in params; notebooks declare: "
                               + ", ".join(every))
+        if _per_notebook(key) and not any(n == key or n.startswith(f"{key}_")
+                                          for n in NOTEBOOKS):
+            raise SSLMemError(f"params key {key!r} names no notebook; notebooks: "
+                              + ", ".join(NOTEBOOKS))
 
 
 def _hide_plumbing(nb) -> None:
@@ -188,38 +251,57 @@ def _kernel_env() -> dict:
     return {"MPLBACKEND": INLINE_BACKEND, "TQDM_DISABLE": "1"}
 
 
+_RUNNING: list[str] = []  # the notebook being executed, for the message of an interruption
+
+
 def execute(name: str, out_dir: Path, parameters: dict, *, timeout: int | None = None,
             results_only: bool = False, log=print) -> Path:
     """Execute one notebook; on success atomically replace ``out_dir/<name>.ipynb``."""
     import jupytext
     import nbformat
     import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
 
-    # papermill logs "Unable to parse line" for every commented `x = None` parameter: noise
-    logging.getLogger("papermill.translators").setLevel(logging.ERROR)
     source = NOTEBOOK_DIR / f"{name}.py"
     if not source.is_file():
         raise SSLMemError(f"notebook source {source} not found")
-    nb = jupytext.read(source)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    nb = parameterize_notebook(load_notebook_node(jupytext.read(source)), parameters,
+                               report_mode=False, kernel_name="python3", language="python")
+    target = out_dir / f"{name}.ipynb"
     work = Path(tempfile.mkdtemp(prefix=f"sslmem-{name}-"))
     tmp = work / f"{name}.ipynb"
     env = {**_kernel_env(), **({"SSLMEM_RESULTS_ONLY": "1"} if results_only else {})}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    _RUNNING[:] = [name]
     t0 = time.perf_counter()
+    kept = f"the executed notebook is kept at {tmp}; {target} was left unchanged"
     try:
-        papermill.execute_notebook(nb, str(tmp), parameters=parameters, kernel_name="python3",
-                                   progress_bar=False, log_output=False, cwd=str(work),
-                                   execution_timeout=timeout, report_mode=False)
+        with _stderr_to(work / "kernel.log"):
+            papermill.execute_notebook(nb, str(tmp), parameters=None, kernel_name="python3",
+                                       progress_bar=False, log_output=False, cwd=str(work),
+                                       execution_timeout=timeout, report_mode=False)
     except PapermillExecutionError as err:
         cell_src = (err.source or "").strip().splitlines()
         first = cell_src[0] if cell_src else ""
         raise SSLMemError(
             f"notebook {name} failed in cell {err.exec_count} (`{first[:80]}`): "
-            f"{err.ename}: {err.evalue}\nThe executed notebook is kept at {tmp}; "
-            f"{out_dir / (name + '.ipynb')} was left unchanged.") from None
+            f"{err.ename}: {one_line(err.evalue)}; {kept}") from None
+    except CellTimeoutError:
+        raise SSLMemError(f"notebook {name}: a cell ran longer than the {timeout} s timeout "
+                          f"(--timeout); {target} was left unchanged") from None
+    except DeadKernelError as err:
+        raise SSLMemError(f"notebook {name}: its kernel died ({one_line(err)[:200]}), e.g. out "
+                          f"of memory (its log: {work / 'kernel.log'}); {target} was left "
+                          "unchanged") from None
+    except BaseException:  # Ctrl-C, SIGTERM: nothing of this run is kept
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    else:
+        _RUNNING.clear()
     finally:
         for key, value in saved.items():
             if value is None:
@@ -230,13 +312,30 @@ def execute(name: str, out_dir: Path, parameters: dict, *, timeout: int | None =
     _hide_plumbing(executed)
     executed.metadata["sslmem"] = {"profile": parameters.get("profile"),
                                    "results_only": results_only}
-    target = out_dir / f"{name}.ipynb"
-    staged = out_dir / f".{name}.ipynb.tmp"
-    nbformat.write(executed, staged)
-    os.replace(staged, target)
+    with atomic_path(target) as staged:
+        nbformat.write(executed, staged)
     shutil.rmtree(work, ignore_errors=True)
     log(f"{name}: executed in {time.perf_counter() - t0:.0f} s -> {target}")
     return target
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path):
+    """Send file descriptor 2 to ``path`` while a kernel starts and runs.
+
+    Why: the kernel inherits it, and a kernel torn down by Ctrl-C or a timeout prints its own
+    tracebacks there; the runner's user should see one line, with the kernel's log kept aside.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "ab") as log:
+            os.dup2(log.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def reproduce(profile: str = "auto", params=None, dataset: str | None = None,
@@ -252,14 +351,28 @@ def reproduce(profile: str = "auto", params=None, dataset: str | None = None,
 
     if results_only is None:
         results_only = profile == "stored"
-    profile = resolve_profile(profile)
-    params = load_params(params)
+    out_dir = Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SSLMemError(f"--out {out_dir} is not a folder (a file of that name exists)")
     if isinstance(methods, str):
         methods = [m for m in methods.split(",") if m]
+    for method in methods or []:
+        FIELDS["method"]("method", method)
+    if dataset is not None:
+        FIELDS["dataset"]("dataset", dataset)
+    params = load_params(params)
     names = select(only)
     declared = {n: declared_parameters(jupytext.read(NOTEBOOK_DIR / f"{n}.py")) for n in names}
     _check_global_keys(params, declared)
-    out_dir = Path(out)
+    profile = resolve_profile(profile)
+    values = {name: parameters_for(name, declared[name], params, profile=profile,
+                                   dataset=dataset, methods=methods) for name in names}
+    for name in names:
+        check_parameters(name, declared[name], values[name])
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error(out_dir / names[0], err) from None
     log(f"profile {profile}: executing {', '.join(names)} into {out_dir}/")
     done = []
     for name in names:
@@ -268,15 +381,13 @@ def reproduce(profile: str = "auto", params=None, dataset: str | None = None,
             log(f"{name}: kept the {existing}-profile page (this run is {profile}; --force "
                 "replaces it)")
             continue
-        values = parameters_for(name, declared[name], params, profile=profile, dataset=dataset,
-                                methods=methods)
-        done.append(execute(name, out_dir, values, timeout=timeout, results_only=results_only,
-                            log=log))
+        done.append(execute(name, out_dir, values[name], timeout=timeout,
+                            results_only=results_only, log=log))
     return done
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m sslmem.reproduce",
         description="Execute the section notebooks with papermill into the book folder.")
     parser.add_argument("--profile", default="stored", choices=("stored", "auto", *PROFILES),
@@ -285,26 +396,30 @@ def main(argv=None) -> int:
                         "lacks), or auto (paper if CUDA, else tiny)")
     parser.add_argument("--params", help="YAML/JSON file of notebook parameters")
     parser.add_argument("--dataset", help="dataset for every notebook (e.g. fashionmnist)")
-    parser.add_argument("--methods", help="comma-separated SSL methods (03 compares all; the "
-                        "other notebooks use the first)")
-    parser.add_argument("--only", help="comma-separated notebooks, e.g. 01,02")
+    parser.add_argument("--methods", type=name_list, help="comma-separated SSL methods (03 "
+                        "compares all; the other notebooks use the first)")
+    parser.add_argument("--only", type=name_list,
+                        help="comma-separated notebooks, e.g. 01,02")
     parser.add_argument("--out", default=str(BOOK_DIR),
                         help="output folder (default: the checkout's book/)")
-    parser.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+    parser.add_argument("--timeout", type=positive_int, default=None,
+                        help="per-cell timeout in seconds")
     parser.add_argument("--results-only", action="store_true", default=None,
                         help="never train or score: a result missing from the store is an error "
                         "(the default with --profile stored)")
     parser.add_argument("--force", action="store_true",
                         help="replace pages even when they come from a better profile")
     args = parser.parse_args(argv)
-    try:
+
+    def resume() -> str:
+        page = f"book page {_RUNNING[0]} was left unchanged, " if _RUNNING else ""
+        return f"{page}pages already executed are kept; rerun to continue"
+
+    with command_line(parser.prog, resume, error_code=1) as status:
         reproduce(args.profile, params=args.params, dataset=args.dataset, methods=args.methods,
                   only=args.only, out=args.out, timeout=args.timeout,
                   results_only=args.results_only, force=args.force)
-    except SSLMemError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return status.code
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sslmem.errors import SSLMemError
+from sslmem.errors import CorruptFile, SSLMemError
 from sslmem.io import atomic_path, repo_dir, write_json
 
 STORE_VERSION = 1
@@ -48,7 +48,7 @@ class MissingResult(SSLMemError):
     """A result that is not in the store while computing is not allowed (``results_only``)."""
 
 
-class CorruptResult(SSLMemError):
+class CorruptResult(CorruptFile):
     """A stored result whose bytes fail their hash or cannot be parsed."""
 
 

@@ -11,7 +11,9 @@ Why these choices:
     uninterrupted one (bit-for-bit on CPU);
   * the loss is checked once per epoch (one host sync), and a non-finite loss stops the run
     with a message while the last good checkpoint stays in place;
-  * checkpoints are written atomically and loaded with ``weights_only=True``.
+  * checkpoints are written atomically with the SHA-256 of their contents and loaded with
+    ``weights_only=True``: one whose bytes changed is proven corrupt and training starts over
+    (with a warning), one that cannot be read stops the run and is left alone.
 Multi-GPU: launched by ``torchrun``, the method is wrapped in DistributedDataParallel and each
 rank takes its slice of every global batch.
 
@@ -25,6 +27,7 @@ history gains ``epsilon``, ``delta`` and ``noise_multiplier`` columns. Its per-s
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import os
 import time
@@ -36,7 +39,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from sslmem.errors import SSLMemError, unknown_choice
+from sslmem.errors import CorruptFile, SSLMemError, read_error, unknown_choice, unreadable
 from sslmem.io import atomic_path
 from sslmem.privacy import DPSGD
 
@@ -157,24 +160,84 @@ def save_checkpoint(path: Path, method: nn.Module, optimizer, epoch: int, histor
              "optimizer": optimizer.state_dict(), "history": history}
     if privacy is not None:
         state["privacy"] = privacy
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_state(path, state)
 
 
 def load_checkpoint(path: Path, fingerprint: str | None = None, map_location="cpu") -> dict:
-    """Load a checkpoint safely; refuse one from another config or a corrupt file."""
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 — any unpickling/zip error means a corrupt file
-        raise SSLMemError(f"checkpoint {path} is corrupt or unreadable ({type(err).__name__}); "
-                          "delete it to retrain") from None
+    """Load a checkpoint safely; refuse one from another config.
+
+    Raises:
+        CorruptFile: its bytes fail their hash or cannot be parsed (the caller may retrain).
+        SSLMemError: it cannot be read, is not an sslmem checkpoint, or is another config's.
+    """
+    state = load_state(path, map_location, what="checkpoint")
     if not isinstance(state, dict) or not {"fingerprint", "epoch", "model"} <= set(state):
-        raise SSLMemError(f"checkpoint {path} is not an sslmem checkpoint; delete it to retrain")
+        raise SSLMemError(f"checkpoint {path} is not an sslmem checkpoint; move it away to "
+                          "retrain")
     if fingerprint is not None and state["fingerprint"] != fingerprint:
         raise SSLMemError(f"checkpoint {path} was written for another configuration "
                           f"({state['fingerprint']} != {fingerprint}); use a fresh run directory "
                           "or delete it")
     return state
+
+
+def save_state(path: Path, state: dict) -> None:
+    """``torch.save`` a dict atomically, with the SHA-256 of its contents under ``"sha256"``.
+
+    Why a hash: ``torch.load`` happily loads a file whose tensor bytes were flipped on disk, and
+    a checkpoint or snapshot is trusted for the rest of the project's life.
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # Python I/O: a full disk is OSError
+        torch.save({**state, "sha256": state_digest(state)}, f)
+
+
+def load_state(path: Path, map_location="cpu", what: str = "file") -> dict:
+    """A dict written by :func:`save_state`, its hash checked (files without one are trusted).
+
+    Raises:
+        CorruptFile: the bytes cannot be parsed or fail their hash.
+        SSLMemError: the file cannot be read (nothing is touched).
+    """
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 — any unpickling/zip error means a corrupt file
+        if unreadable(err):
+            raise read_error(path, err) from None
+        raise CorruptFile(f"{what} {path} is corrupt ({type(err).__name__})") from None
+    if isinstance(state, dict) and "sha256" in state:
+        expected = state.pop("sha256")
+        if state_digest(state) != expected:
+            raise CorruptFile(f"{what} {path} is corrupt (its contents fail their SHA-256)")
+    return state
+
+
+def state_digest(obj) -> str:
+    """SHA-256 of nested dicts/lists/tuples of tensors and plain values (what torch.save keeps).
+
+    Computed over the tensors' bytes, dtypes and shapes and the other values' reprs, so it is
+    the same before saving and after loading (on any device).
+    """
+    h = hashlib.sha256()
+    _feed(h, obj)
+    return h.hexdigest()
+
+
+def _feed(h, obj) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)}".encode())
+        for key in sorted(obj, key=repr):
+            _feed(h, key)
+            _feed(h, obj[key])
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"{type(obj).__name__[0]}{len(obj)}".encode())
+        for item in obj:
+            _feed(h, item)
+    else:
+        h.update(f"V{type(obj).__name__}:{obj!r}".encode())
 
 
 def compile_backbone(encoder: nn.Module, example: torch.Tensor, device: torch.device) -> bool:
@@ -201,6 +264,18 @@ def compile_backbone(encoder: nn.Module, example: torch.Tensor, device: torch.de
     finally:
         backbone.load_state_dict(saved)
         backbone.zero_grad(set_to_none=True)
+
+
+def _resume_state(path: Path | None, fingerprint: str, device) -> dict | None:
+    """The checkpoint to resume from; ``None`` when there is none or it is proven corrupt."""
+    if path is None or not path.exists():
+        return None
+    try:
+        return load_checkpoint(path, fingerprint, map_location=device)
+    except CorruptFile as err:
+        warnings.warn(f"{err}; training from scratch (it is replaced at the next checkpoint)",
+                      stacklevel=3)
+        return None
 
 
 def fit(method: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: TrainSpec, *,
@@ -247,8 +322,8 @@ def fit(method: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: Tra
 
     start, history = 0, []
     path = Path(checkpoint) if checkpoint else None
-    if path is not None and path.exists():
-        state = load_checkpoint(path, fingerprint, map_location=device)
+    state = _resume_state(path, fingerprint, device)
+    if state is not None:
         if dp is not None:  # before the weights: a checkpoint without DP state is refused
             dp.load_state_dict(state.get("privacy"), f"checkpoint {path}")
         method.load_state_dict(state["model"])

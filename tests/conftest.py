@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# ../shared/data beside the checkout, else $SSLMEM_DATA (e.g. a git worktree kept elsewhere)
+SHARED_DATA = next((p for p in (REPO.parent / "shared" / "data",
+                                Path(os.environ.get("SSLMEM_DATA") or "/nonexistent"))
+                    if (p / "cifar10-mini" / "train.npz").exists()),
+                   REPO.parent / "shared" / "data")
 
 
 @pytest.fixture(scope="session")

@@ -363,3 +363,52 @@ def test_imagedata_contract():
     assert (len(data), data.num_classes, data.channels, data.image_size) == (3, 2, 1, 4)
     assert data.subset(torch.tensor([2, 0])).index.tolist() == [12, 10]
     assert data.source_index is None and data.subset([1]).source_index is None
+
+
+def test_folder_cache_with_changed_pixels_is_rebuilt(tmp_path, tmp_runs):
+    """The converted tree is a stored .npz: its zip CRCs expose pixels changed on disk."""
+    tree = make_tree(tmp_path / "tree")
+    first = load_dataset(f"folder:{tree}")
+    (cache,) = (tmp_runs / "_data").glob("folder-*/train.npz")
+    data = bytearray(cache.read_bytes())
+    start = data.index(b"images.npy") + 200  # inside the pixels of the images member
+    data[start:start + 64] = bytes(64)
+    cache.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="rebuilding damaged cache"):
+        again = load_dataset(f"folder:{tree}")
+    assert torch.equal(again.images, first.images)
+
+
+def test_unreadable_cache_stops_and_is_kept(tmp_path, tmp_runs, monkeypatch):
+    root = tmp_path / "data"
+    write_npz(root / "cifar10" / "train.npz", **fake_arrays())
+    load_dataset("cifar10", data_root=root)
+    (cache,) = (tmp_runs / "_data" / "cifar10").glob("train-*.npy")
+    before = files(tmp_runs)
+    real = np.load
+
+    def denied(path, *args, **kwargs):
+        if str(path) == str(cache):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(np, "load", denied)
+    with pytest.raises(SSLMemError, match="cannot read .*train-.*npy.*Permission denied"):
+        load_dataset("cifar10", data_root=root)
+    assert files(tmp_runs) == before
+
+
+def test_cache_that_cannot_be_written_costs_a_warning_not_the_load(tmp_path, tmp_runs,
+                                                                   monkeypatch):
+    root = tmp_path / "data"
+    arrays = fake_arrays()
+    write_npz(root / "cifar10" / "train.npz", **arrays)
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "save", full)
+    with pytest.warns(UserWarning, match="cannot write .*No space.*decompressed on every load"):
+        data = load_dataset("cifar10", data_root=root)
+    assert np.array_equal(data.images.permute(0, 2, 3, 1).numpy(), arrays["images"])
+    assert not [f for f in files(tmp_runs) if f.endswith((".npy", ".tmp", ".sha256"))]

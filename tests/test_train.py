@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sslmem.data import load_dataset
-from sslmem.errors import SSLMemError
+from sslmem.errors import CorruptFile, SSLMemError
 from sslmem.evaluate import extract_features, knn_accuracy, linear_probe
 from sslmem.methods import METHODS, build_method
 from sslmem.train import TrainSpec, fit, load_checkpoint
@@ -118,9 +118,31 @@ def test_checkpoint_from_another_config_or_corrupt_is_refused(digits, tmp_path):
         fit(make("simclr", train), x, y, spec("simclr"), checkpoint=ckpt, fingerprint="two",
             device="cpu")
     ckpt.write_bytes(ckpt.read_bytes()[:1000])
-    with pytest.raises(SSLMemError, match="corrupt"):
-        fit(make("simclr", train), x, y, spec("simclr"), checkpoint=ckpt, fingerprint="one",
-            device="cpu")
+    with pytest.warns(UserWarning, match="corrupt.*training from scratch"):
+        hist = fit(make("simclr", train), x, y, spec("simclr", epochs=1), checkpoint=ckpt,
+                   fingerprint="one", device="cpu")
+    assert [h["epoch"] for h in hist] == [1] and load_checkpoint(ckpt)["epoch"] == 1
+
+
+def test_checkpoint_with_flipped_bytes_is_corrupt_and_an_unreadable_one_is_not(digits,
+                                                                                tmp_path):
+    """A flipped bit inside a tensor loads fine with torch.load; the stored hash catches it."""
+    train, _ = digits
+    x, y = train.images[:128], train.labels[:128]
+    ckpt = tmp_path / "c.pt"
+    fit(make("simclr", train), x, y, spec("simclr", epochs=1), checkpoint=ckpt,
+        fingerprint="one", device="cpu")
+    data = bytearray(ckpt.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    ckpt.write_bytes(bytes(data))
+    torch.load(ckpt, weights_only=True)  # torch itself does not notice
+    with pytest.raises(CorruptFile, match="SHA-256"):
+        load_checkpoint(ckpt)
+    folder = tmp_path / "d.pt"
+    folder.mkdir()  # exists but cannot be read as a file
+    with pytest.raises(SSLMemError, match="cannot read") as err:
+        load_checkpoint(folder)
+    assert not isinstance(err.value, CorruptFile) and folder.is_dir()
 
 
 def test_nan_loss_stops_with_a_message_and_keeps_the_checkpoint(digits, tmp_path):
