@@ -456,7 +456,10 @@ def _run_parallel(profile: str, units: list[Unit], jobs: int, runtime: dict, log
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    order = [u for u in units if not u.depends] + [u for u in units if u.depends]
+    needed = {d for u in units for d in u.depends}  # what others wait for goes first
+    order = ([u for u in units if u.name in needed]
+             + [u for u in units if not u.depends and u.name not in needed]
+             + [u for u in units if u.depends])
     t0, running, failed = time.perf_counter(), [], []
     extra = ["--device", str(runtime["device"])] if runtime.get("device") else []
     for key in ("data_root", "runs_root", "results_root"):
