@@ -115,6 +115,11 @@ def show_table(frame, formats: dict | None = None) -> None:
 PROFILE_NOTES = {
     "paper": ("note", "Paper profile: the paper's CIFAR-10 setup (spec.md §6), with the epochs "
               "each chapter states."),
+    "laptop": ("note", "Laptop profile: real CIFAR-10 photographs at their native 32 px, sized "
+               "to run on 2 CPU cores. Reduced from the paper's setup: a random split of 200 "
+               "points per subset (the paper: 40,000 / 5,000 / 5,000 / 5,000), ResNet-9 "
+               "instead of ResNet-18, short schedules. Effects are reported with their "
+               "significance at this scale; their magnitudes need not match the paper's."),
     "tiny": ("warning", "**Smoke run on CPU (tiny profile): numbers are not the paper's.** "
              "A tiny configuration that runs in minutes without a GPU: it shows that the "
              "pipeline works end to end; the direction of an effect may or may not survive at "
@@ -134,8 +139,11 @@ def banner(profile: str, exp=None, parameters: dict | None = None) -> None:
     if exp is not None:
         prov = exp.result_provenance()
         c = exp.cfg
+        sp = exp.split
         text += (f" Encoders: {c.method}, {c.backbone}, {c.epochs} epochs on {c.dataset}"
-                 f" at {exp.train.image_size} px. Results computed on **{prov.get('device')}**"
+                 f" at {exp.train.image_size} px; split S_S {len(sp.shared)}, S_C "
+                 f"{len(sp.candidate)}, S_I {len(sp.independent)}, S_E {len(sp.extra)}."
+                 f" Results computed on **{prov.get('device')}**"
                  f" (commit `{str(prov.get('git_commit', '?'))[:12]}`) and read from the results "
                  "store, so this page trains nothing when they are stored.")
     given = ", ".join(f"`{k}={v!r}`" for k, v in (parameters or {}).items() if v is not None)

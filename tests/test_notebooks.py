@@ -136,7 +136,7 @@ def test_select_and_profiles():
         rp.select("07")
     assert rp.resolve_profile("tiny") == "tiny"
     assert rp.resolve_profile("auto") in ("paper", "tiny")
-    with pytest.raises(SSLMemError, match="auto, paper, tiny"):
+    with pytest.raises(SSLMemError, match="auto, paper, laptop, tiny"):
         rp.resolve_profile("huge")
 
 

@@ -187,14 +187,16 @@ def test_a_unit_run_in_one_process_serves_a_notebook_in_another(tmp_path, tmp_ru
 
 @pytest.mark.slow
 def test_concurrent_units_leave_a_consistent_store(tmp_runs, tmp_results):
-    """Two processes on different units (and a third on the same unit) at once."""
+    """`--jobs 2` (two unit processes) and, at the same time, a third process on one of them."""
     cmd = [sys.executable, "-m", "sslmem", "plan", "--profile", "tiny", "--run", "--units"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([*cmd, unit], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=env)
-             for unit in ("03-supervised", "04-score", "03-supervised")]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env)
+             for args in ([*cmd, "03-supervised,04-score", "--jobs", "2"],
+                          [*cmd, "03-supervised"])]
     outs = [p.communicate(timeout=900) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0], [o[1][-1500:] for o in outs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-1500:] for o in outs]
+    assert "in 2 processes" in outs[0][0]
     for path in tmp_results.rglob("*.csv.gz"):
         assert store.read_frame(path) is not None, path  # every table passes its hash
     for path in tmp_results.rglob("*.json"):
@@ -203,7 +205,7 @@ def test_concurrent_units_leave_a_consistent_store(tmp_runs, tmp_results):
     assert not list(tmp_results.rglob("*.tmp"))
     listed = _sslmem("plan", "--profile", "tiny", "--units", "03-supervised,04-score")
     assert _stored(listed.stdout, "03-supervised") == _stored(listed.stdout, "04-score") == "yes"
-    # the third process waited for the first and then found the unit stored: trained once
+    # one history per experiment: the duplicate process read the store, it did not fork a copy
     histories = list(tmp_results.rglob("history-f-seed0.json"))
     assert len(histories) == 2
 
