@@ -27,7 +27,7 @@
 # | | hardware | time | what to expect |
 # |---|---|---|---|
 # | paper profile | one GPU (H100) | seconds per method once chapter 3's encoders exist (computed in the same `sslmem plan` units) | KNN$_f$ above KNN$_g$, most on confident crops; a positive but loose agreement with SSLMem |
-# | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | {glue:text}`dejavu_minutes:.2f` min for the Déjà vu tests (training is chapter 3's); this page rendered from the store in {glue:text}`minutes:.1f` min | small gaps where the profile's encoders barely memorize |
+# | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | {glue:text}`dejavu_minutes:.2f` min for the Déjà vu tests (training is chapter 3's); this page rendered from the store in {glue:text}`seconds:.0f` s | small gaps where the profile's encoders barely memorize |
 
 # %% tags=["remove-cell"]
 import numpy as np
@@ -266,10 +266,11 @@ show_table(compare)
 # - The image grid shows what each test sees that the other does not.
 #
 # The Déjà vu tests took {glue:text}`dejavu_minutes:.2f` min on {glue:text}`device`; this page
-# rendered them in {glue:text}`minutes:.1f` min.
+# rendered them in {glue:text}`seconds:.0f` s.
 
 # %% tags=["remove-input", "hide-output"]
 glue_number("minutes", _timer.minutes())
+glue_number("seconds", 60 * _timer.minutes())
 glue_number("dejavu_minutes", compute_minutes(*experiments.values(), results=("dejavu-",)))
 print("Provenance of the results on this page (one entry per experiment):")
 for name, exp in experiments.items():

@@ -27,7 +27,7 @@
 # | | hardware | time | what to expect |
 # |---|---|---|---|
 # | paper profile | one GPU (H100) | one `sslmem plan` unit per ε (DP-SGD's per-sample gradients cost about 5× a normal step) | $S_C$'s memorization and the probe accuracy fall as ε falls; neither reaches the unseen level at ε = 8 |
-# | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | {glue:text}`train_minutes:.1f` min to train the encoders; this page rendered from the store in {glue:text}`minutes:.1f` min | the same direction where the profile's encoders memorize at all |
+# | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | {glue:text}`train_minutes:.1f` min to train the encoders; this page rendered from the store in {glue:text}`seconds:.0f` s | the same direction where the profile's encoders memorize at all |
 
 # %% tags=["remove-cell"]
 import numpy as np
@@ -219,10 +219,11 @@ show_table(compare)
 #   methods are refused with the reason.
 #
 # The results were computed on {glue:text}`device` (training {glue:text}`train_minutes:.1f` min);
-# this page rendered them in {glue:text}`minutes:.1f` min.
+# this page rendered them in {glue:text}`seconds:.0f` s.
 
 # %% tags=["remove-input", "hide-output"]
 glue_number("minutes", _timer.minutes())
+glue_number("seconds", 60 * _timer.minutes())
 glue_number("train_minutes", training_minutes(*experiments.values()))
 print("Provenance of the results on this page (one entry per privacy level):")
 for eps, exp in experiments.items():

@@ -433,7 +433,10 @@ _JS = r"""
     var err = (hi - lo) / n / step;
     step *= err >= 7.5 ? 10 : err >= 3.5 ? 5 : err >= 1.5 ? 2 : 1;
     var out = [];
-    for (var v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(v);
+    // integer multiples of the step, rounded: no 6.9e-18 where 0 belongs
+    for (var k = Math.ceil(lo / step); k * step <= hi + step * 1e-9; k++) {
+      out.push(parseFloat((k * step).toPrecision(12)));
+    }
     return out;
   };
   var range = function (f) {

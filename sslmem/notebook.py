@@ -116,8 +116,8 @@ PROFILE_NOTES = {
     "paper": ("note", "Paper profile: the paper's CIFAR-10 setup (spec.md §6), with the epochs "
               "each chapter states."),
     "laptop": ("note", "Laptop profile: real CIFAR-10 photographs at their native 32 px, sized "
-               "to run on 2 CPU cores. Reduced from the paper's setup: a random split of 200 "
-               "points per subset (the paper: 40,000 / 5,000 / 5,000 / 5,000), ResNet-9 "
+               "to run on 2 CPU cores. Reduced from the paper's setup: a random split of 100 to "
+               "200 points per subset (the paper: 40,000 / 5,000 / 5,000 / 5,000), ResNet-9 "
                "instead of ResNet-18, short schedules. Effects are reported with their "
                "significance at this scale; their magnitudes need not match the paper's."),
     "tiny": ("warning", "**Smoke run on CPU (tiny profile): numbers are not the paper's.** "

@@ -170,7 +170,7 @@ def ranked_grid(table: pd.DataFrame, images, column: str = "score_raw", n: int =
     label = (lambda y: classes[int(y)]) if classes is not None else (lambda y: str(int(y)))
     fmt = "+.3f" if rows[column].min() < 0 else ".3f"  # a sign only where scores have one
     titles = [f"{label(r.label)}\n{_num(getattr(r, column), fmt)}" for r in rows.itertuples()]
-    pos = rows.position.to_numpy()
+    pos = rows.position.to_numpy().copy()  # writable: torch indexes with it
     fig = image_grid(images[pos], titles, ncols=n,
                      title=title or f"top row: {n} most memorized; bottom row: {n} least")
     return fig
