@@ -39,11 +39,17 @@ def repo_dir() -> Path:
 
 
 def data_root(data_root: str | os.PathLike | None = None) -> Path:
-    """The offline data root: argument, else $SSLMEM_DATA, else <repo>/data."""
+    """The offline data root: argument, else $SSLMEM_DATA, else <repo>/data, or, while that
+    is empty, ../shared/data beside the checkout when it exists (the rule the Makefile uses, so that
+    ``sslmem ...`` run outside ``make`` finds the same data)."""
     if data_root is not None:
         return Path(data_root).expanduser()
     env = os.environ.get("SSLMEM_DATA")
-    return Path(env).expanduser() if env else repo_dir() / "data"
+    if env:
+        return Path(env).expanduser()
+    own, shared = repo_dir() / "data", repo_dir().parent / "shared" / "data"
+    own_empty = not own.is_dir() or next(own.iterdir(), None) is None
+    return shared if own_empty and (shared / "README.md").exists() else own
 
 
 def runs_root(runs_root: str | os.PathLike | None = None) -> Path:
