@@ -48,6 +48,7 @@ SETTINGS = {
         "privacy_epochs": 15,  # DP-SGD's per-sample gradients cost ~5x a normal step
         "privacy_sizes": None,  # the profile's split
         "epsilons": [None, 20.0, 8.0],  # None = no DP (epsilon = infinity)
+        "ensembles": {},  # not sized for a GPU yet: the laptop search decides the design
     },
     "laptop": {
         "epoch_points": 100,
@@ -72,6 +73,19 @@ SETTINGS = {
         "privacy_epochs": 30,  # as chapter 3's MAE; DP-SGD costs ~2.5x a step on a CPU
         "privacy_sizes": dict(shared=100, candidate=100, independent=100, extra=100),
         "epsilons": [None, 20.0, 8.0],
+        # The precision chapter's regime search (``ensembles``): SimCLR ensembles on random
+        # halves of a 256-image pool at 16 px (a 32-px ResNet-9 step runs at ~50 img/s on a
+        # 2-core host without AVX-512, 4x slower than at 16 px), differing in one knob at a time.
+        "ensemble_base": dict(image_size=16, batch_size=64, n_pairs=16, monitor_points=500,
+                              warmup_epochs=5,
+                              sizes=dict(shared=0, candidate=256, independent=0, extra=128)),
+        "ensembles": {
+            "simclr-e100": dict(method="simclr", epochs=100, members=8),
+            "simclr-e300": dict(method="simclr", epochs=300, members=8, repeats=1),
+            "simclr-e300-shared": dict(method="simclr", epochs=300, members=8,
+                                       shared_init=True),
+            "supervised-e100": dict(method="supervised", epochs=100, members=8),
+        },
     },
     "tiny": {
         "epoch_points": 150,
@@ -94,6 +108,12 @@ SETTINGS = {
         "privacy_epochs": None,  # chapter 3's
         "privacy_sizes": None,
         "epsilons": [None, 20.0, 8.0],
+        "ensemble_base": dict(n_pairs=4, monitor_points=200, batch_size=32, warmup_epochs=1,
+                              sizes=dict(shared=0, candidate=64, independent=0, extra=32)),
+        "ensembles": {
+            "simclr-e6": dict(method="simclr", epochs=6, members=4, repeats=1),
+            "supervised-e6": dict(method="supervised", epochs=6, members=4),
+        },
     },
 }
 DOWNSTREAM = ("mnist", "fashionmnist", "cifar100")
@@ -277,6 +297,39 @@ def dejavu(profile: str, *, methods=None, k=None, crop_frac: float = 0.3, **fiel
     tests = {name: ([("projector", kwargs)] if has_projector(e) else []) + [("backbone", kwargs)]
              for name, e in experiments.items()}
     return experiments, tests
+
+
+# ---- the precision chapter: ensemble estimators ------------------------------------------------
+
+@dataclass
+class EnsembleDesign:
+    """One ensemble of the regime search: the estimator, and how many members the plan runs."""
+
+    name: str
+    ensemble: object  # sslmem.ensemble.Ensemble
+    members: int
+    repeats: int = 0  # retrainings of members 0 and 1 (the one-pair estimator measured twice)
+
+
+def ensembles(profile: str, *, names=None, **fields) -> dict[str, EnsembleDesign]:
+    """The profile's ensemble designs (all, or ``names``), each on its own pool and placebo."""
+    from sslmem.ensemble import Ensemble
+
+    s = settings(profile)
+    base = dict(s.get("ensemble_base", {}))
+    sizes = base.pop("sizes", None)
+    out = {}
+    for name, d in s.get("ensembles", {}).items():
+        if names is not None and name not in names:
+            continue
+        d = dict(d)
+        members, repeats = d.pop("members"), d.pop("repeats", 0)
+        knobs = {k: d.pop(k) for k in ("fraction", "shared_init") if k in d}
+        values = {**base, **d, **{k: v for k, v in fields.items() if v is not None}}
+        cfg = config(profile, sizes=values.pop("sizes", sizes), split_protocol="random",
+                     **values)
+        out[name] = EnsembleDesign(name, Ensemble(Experiment(cfg), **knobs), members, repeats)
+    return out
 
 
 # ---- chapter 6: differential privacy ----------------------------------------------------------

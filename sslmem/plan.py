@@ -65,6 +65,7 @@ class Unit:
     images: int = 0  # training images x epochs x encoders
     scored: int = 0  # views pushed through frozen encoders
     counts: tuple[str, ...] = ()  # result-name prefixes that are this unit's own (() = all)
+    optional: bool = False  # an ensemble member: the book renders from however many are stored
 
     def stored(self) -> bool:
         """All of the unit's results are in the store (computes nothing)."""
@@ -174,6 +175,8 @@ def _train_size(exp: Experiment, name: str) -> int:
         return len(exp.split.f_train)
     if name.startswith("history-g-"):
         return len(exp.split.g_train)
+    if name.startswith("history-ens"):  # an ensemble member: its half of the pool
+        return (len(exp.split.candidate) + 1) // 2
     return len(exp.split.candidate)  # a retrain of chapter 4 (about the scored half)
 
 
@@ -288,7 +291,44 @@ def book_units(profile: str, **runtime) -> list[Unit]:
     for lam, e in g.lambdas.items():  # lambda = 0 is the scored half itself: merged into it
         products = [lambda e: e.scores(), _history, lambda e: e.probe("f", **caps)]
         add(_pair_unit(f"04-lambda-{lam:g}", "04", e, products), products)
+    # the precision chapter: one unit per ensemble member (anytime: none is required)
+    for unit in ensemble_units(profile, **runtime):
+        units[unit.name] = unit
     return list(units.values())
+
+
+def ensemble_units(profile: str, **runtime) -> list[Unit]:
+    """One unit per planned ensemble member (and per repeat of members 0 and 1), ordered so
+    that every design gets its members round-robin: a budget that stops early still leaves
+    each design with a comparable ensemble."""
+    designs = chapters.ensembles(profile, **runtime)
+    jobs = []
+    for d in designs.values():
+        jobs += [(j, d, j, 0) for j in range(d.members)]
+        jobs += [(d.members + r * 2 + j, d, j, r + 1) for r in range(d.repeats) for j in (0, 1)]
+    jobs.sort(key=lambda job: job[0])
+    return [_member_unit(d, j, repeat) for _, d, j, repeat in jobs]
+
+
+def _member_unit(design: chapters.EnsembleDesign, j: int, repeat: int) -> Unit:
+    ens = design.ensemble
+
+    def work(results_only: bool):
+        from sslmem.ensemble import Ensemble
+
+        view = Ensemble(_view(ens.exp, results_only), fraction=ens.fraction,
+                        shared_init=ens.shared_init, membership_seed=ens.membership_seed)
+        view.member(j, repeat)
+
+    exp = ens.exp
+    n_in = int(ens.membership(j).sum())
+    n_scored = len(ens.pool) + len(ens.placebo)
+    monitor = (min(n_in, exp.cfg.monitor_points) + min(len(exp.test), exp.cfg.monitor_points))
+    name = f"ens-{design.name}-{j:03d}" + (f"-r{repeat}" if repeat else "")
+    return Unit(name=name, chapters=["07"], kind="member", exp=exp, work=work,
+                images=exp.cfg.epochs * n_in, optional=True, counts=("member-",),
+                scored=n_scored * exp.cfg.n_pairs * 2 + len(snapshot_epochs(exp.cfg.epochs))
+                * monitor)
 
 
 def _run_names(g: chapters.Generalization) -> list[dict]:
@@ -344,7 +384,7 @@ def complete_profiles(**runtime) -> list[str]:
             units = book_units(profile, **runtime)
         except SSLMemError:
             continue  # e.g. its dataset is not available here
-        if all(u.stored() for u in units):
+        if all(u.stored() for u in units if not u.optional):
             done.append(profile)
     return done
 

@@ -46,7 +46,7 @@ from sslmem.io import atomic_path, write_error
 from sslmem.validate import OneLineParser, name_list, positive_int
 
 NOTEBOOKS = ("01_definition", "02_atypical_examples", "03_ssl_vs_supervised",
-             "04_generalization", "05_dejavu", "06_privacy")
+             "04_generalization", "05_dejavu", "06_privacy", "07_precision")
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 BOOK_DIR = NOTEBOOK_DIR.parent / "book"
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"

@@ -1,0 +1,126 @@
+"""The ensemble estimator on real (tiny) encoders: design, storage, anytime growth, plan units."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sslmem import chapters
+from sslmem.ensemble import Ensemble, label_memorization
+from sslmem.errors import SSLMemError
+from sslmem.experiment import Experiment
+from sslmem.plan import book_units, complete_profiles, ensemble_units
+from sslmem.store import MissingResult, read_frame
+
+pytestmark = pytest.mark.slow
+SIZES = dict(shared=0, candidate=24, independent=0, extra=12)
+
+
+def tiny(method="simclr", **kw) -> Experiment:
+    cfg = chapters.config("tiny", method=method, epochs=2, batch_size=8, n_pairs=4,
+                          monitor_points=16, sizes=SIZES, split_protocol="random", **kw)
+    return Experiment(cfg)
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory, shared_data):
+    runs, results = tmp_path_factory.mktemp("ens-runs"), tmp_path_factory.mktemp("ens-res")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("SSLMEM_RUNS", str(runs))
+    patch.setenv("SSLMEM_RESULTS", str(results))
+    patch.setenv("SSLMEM_DATA", str(shared_data))
+    patch.delenv("SSLMEM_RESULTS_ONLY", raising=False)
+    yield runs, results
+    patch.undo()
+
+
+def test_membership_is_complementary_per_pair(roots):
+    ens = Ensemble(tiny())
+    a, b = ens.membership(0), ens.membership(1)
+    assert a.sum() == b.sum() == 12 and not (a & b).any() and (a | b).all()
+    assert not (ens.membership(2) == a).all()  # another pair draws another partition
+    p0, p1 = ens.placebo_membership(0), ens.placebo_membership(1)
+    assert p0.sum() == 6 and not (p0 & p1).any()
+    third = Ensemble(tiny(), fraction=0.25)
+    assert third.membership(0).sum() == 6
+    shared = Ensemble(tiny(), shared_init=True)
+    assert shared.seed(5) == shared.seed(0) != ens.seed(0) and ens.seed(5) == 5
+    assert ens.seed(1, repeat=1) != ens.seed(1)
+    with pytest.raises(SSLMemError, match="fraction"):
+        Ensemble(tiny(), fraction=1.0)
+
+
+def test_members_accumulate_and_the_estimate_uses_what_is_stored(roots):
+    ens = Ensemble(tiny())
+    reader = Ensemble(tiny(results_only=True))
+    with pytest.raises(MissingResult, match="no member"):
+        reader.scores()
+    first = ens.member(0)
+    assert list(first.columns) == ["position", "subset", "inside", "L1", "L2", "L4"]
+    assert (first.subset == "pool").sum() == 24 and (first.subset == "placebo").sum() == 12
+    assert (first.L4 > 0).all() and np.isfinite(first.L1).all()
+    ens.member(1)
+    assert reader.stored_members() == [0, 1]
+    two = reader.scores()
+    assert (two.n_in == 1).all() and (two.n_out == 1).all() and two.se.isna().all()
+    ens.member(2), ens.member(3)
+    four = reader.scores()
+    assert reader.stored_members() == [0, 1, 2, 3]
+    assert (four.n_in == 2).all() and np.isfinite(four.se).all()
+    # the membership stored with each member is the one the design draws
+    stored = reader.matrices("pool")[1]
+    assert (stored == np.stack([ens.membership(j) for j in range(4)])).all()
+    # asking again reads the store: identical, nothing retrained
+    again = Ensemble(tiny()).member(2)
+    assert again.equals(ens.member(2))
+    placebo = reader.scores("placebo")
+    assert len(placebo) == 12 and np.isfinite(placebo.m).all()
+    assert (reader.scores(k=1).m != four.m).any()  # K = 1 is another estimate
+
+
+def test_supervised_ensemble_gives_label_memorization_and_consistency(roots):
+    ens = Ensemble(tiny("supervised"))
+    for j in range(4):
+        ens.member(j)
+    table = ens.member(0)
+    assert {"p_true", "correct"} <= set(table.columns)
+    assert table.p_true.between(0, 1).all()
+    lm = label_memorization(ens)
+    assert len(lm) == 24 and lm.consistency.between(0, 1).all()
+    assert lm.label_mem.between(-1, 1).all() and (lm.n_in == 2).all()
+    with pytest.raises(SSLMemError, match="supervised"):
+        label_memorization(Ensemble(tiny()))
+
+
+def test_plan_lists_members_as_optional_round_robin(roots):
+    units = ensemble_units("tiny")
+    names = [u.name for u in units]
+    assert names[:2] == ["ens-simclr-e6-000", "ens-supervised-e6-000"]
+    assert "ens-simclr-e6-001-r1" in names and all(u.optional for u in units)
+    assert {u.name for u in book_units("tiny") if u.optional} == set(names)
+    # members are not needed for a profile to be complete (the estimate is anytime)
+    assert "tiny" not in complete_profiles()
+
+
+def test_concurrent_member_units_keep_the_store_consistent(roots, tmp_path, shared_data):
+    """Two processes on the same two units: each member is computed once, stored whole."""
+    env = {**os.environ, "SSLMEM_DATA": str(shared_data), "OMP_NUM_THREADS": "1",
+           "SSLMEM_RESULTS": str(tmp_path / "res"), "SSLMEM_RUNS": str(tmp_path / "runs")}
+    cmd = [sys.executable, "-m", "sslmem", "plan", "--profile", "tiny", "--run", "--units",
+           "ens-supervised-e6-000,ens-supervised-e6-001"]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+    members = sorted((tmp_path / "res").rglob("member-*.csv.gz"))
+    assert len(members) == 2
+    for path in members:
+        frame, _ = read_frame(path)  # hash-checked
+        assert len(frame) == 64 + 32
+    histories = sorted((tmp_path / "res").rglob("history-ens*.csv.gz"))
+    assert len(histories) == 2
