@@ -341,6 +341,14 @@ show_table(compare)
 # - The toy shows why: only points whose augmentation sets do not overlap with other data need
 #   to be memorized to be aligned.
 #
+# **What one pair can and cannot tell.** The paper's protocol, reproduced here, is the smallest
+# ensemble: $M = 2$ encoders on one fixed partition. It measures the average memorization of a
+# *subset* precisely (the tests above), but one *point's* score also reflects which of the two
+# fixed training sets holds the point's look-alikes, and that part is reproduced by every
+# retraining of the same partition. {doc}`07_precision` measures how much of a point's score is
+# its own memorization, with an ensemble of encoders on random halves; chapters 2–5, which rank
+# points, need that precision.
+#
 # The results were computed on {glue:text}`device` (training {glue:text}`train_minutes:.1f` min,
 # scoring {glue:text}`score_minutes:.1f` min); this page rendered them in
 # {glue:text}`seconds:.0f` s.

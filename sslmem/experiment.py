@@ -534,9 +534,12 @@ class Experiment:
     def provenance(self, wall: dict | None = None) -> dict:
         """Config, commit, versions, device and wall seconds (``wall``: of one result, whose
         ``total`` includes any training it needed; default: everything this object did)."""
+        from sslmem.train import bf16_autocast
+
         return provenance(self.cfg.to_dict(), self.device,
                           wall_s=dict(self.wall) if wall is None else wall,
                           run_dir=str(self.run_dir), profile=self.cfg.profile,
+                          train_precision="bf16" if bf16_autocast(self.device) else "fp32",
                           data_fingerprint=self.data_fingerprint,
                           split_fingerprint=self.split.fingerprint())
 

@@ -124,3 +124,24 @@ def test_concurrent_member_units_keep_the_store_consistent(roots, tmp_path, shar
         assert len(frame) == 64 + 32
     histories = sorted((tmp_path / "res").rglob("history-ens*.csv.gz"))
     assert len(histories) == 2
+
+
+def test_precision_summary_reads_the_stored_members(roots):
+    from sslmem import precision
+
+    ens = Ensemble(tiny())
+    for j in range(4):
+        ens.member(j)
+    ens.member(0, 1), ens.member(1, 1)
+    row = precision.summarize("tiny", ens, n_splits=10, n_boot=20)
+    assert row["members"] == 4 and row["minutes_per_encoder"] > 0
+    for key in ("pool_rel", "placebo_rel", "pool_sd", "pool_mean", "placebo_p"):
+        assert np.isfinite(row[key])
+    assert row["pool_rel_low"] <= row["pool_rel_high"]
+    pair = precision.one_pair(ens)
+    assert pair is not None and -1 <= pair["placebo_retest"] <= 1
+    assert pair["pool_n"] == 24 and pair["placebo_n"] == 12
+    curve = precision.curves(ens, n_splits=4, n_boot=8)
+    assert set(curve.subset) == {"pool", "placebo"} and curve.members.max() == 4
+    assert list(precision.k_curve(ens, n_splits=4, n_boot=8).K) == [1, 2, 4]
+    assert precision.one_pair(Ensemble(tiny(), membership_seed=9)) is None

@@ -148,3 +148,12 @@ def test_bad_shapes_are_refused():
         ensemble_estimate(np.zeros((4, 5)), np.zeros((4, 6), bool))
     with pytest.raises(SSLMemError, match="two encoder groups"):
         split_half(np.zeros((2, 5)), np.zeros((2, 5), bool), groups=[0, 0])
+
+
+def test_detectable_correlation_grows_as_reliability_falls():
+    from sslmem.precision import detectable_correlation
+
+    sharp = detectable_correlation(256, 0.9, 0.9)
+    noisy = detectable_correlation(256, 0.2, 0.9)
+    assert 0.15 < sharp < 0.25 < noisy <= 1.0  # ~0.175 / 0.9 against ~0.175 / 0.42
+    assert math.isnan(detectable_correlation(256, 0.0, 0.9))
