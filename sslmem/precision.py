@@ -156,15 +156,19 @@ def supervised_summary(ens: Ensemble, *, n_splits: int = 200, n_boot: int = 400)
         rng = np.random.default_rng(0)
         rs = []
         labels = np.unique(groups)
+        h = len(labels) // 2
         for _ in range(n_splits):
-            half = np.isin(groups, rng.permutation(labels)[: len(labels) // 2])
-            a = ensemble_estimate(1.0 - acc[half], inside[half]).L_out
-            b = ensemble_estimate(1.0 - acc[~half], inside[~half]).L_out
+            perm = rng.permutation(labels)
+            one, two = np.isin(groups, perm[:h]), np.isin(groups, perm[h:2 * h])
+            a = ensemble_estimate(1.0 - acc[one], inside[one]).L_out
+            b = ensemble_estimate(1.0 - acc[two], inside[two]).L_out
             ok = np.isfinite(a) & np.isfinite(b)
             if ok.sum() > 2 and a[ok].std() > 0 and b[ok].std() > 0:
                 rs.append(np.corrcoef(a[ok], b[ok])[0, 1])
         r = float(np.mean(rs)) if rs else math.nan
-        out["consistency_rel"] = 2 * r / (1 + r) if np.isfinite(r) else math.nan
+        factor = len(labels) / h
+        out["consistency_rel"] = (factor * r / (1 + (factor - 1) * r) if np.isfinite(r)
+                                  else math.nan)
     return out
 
 

@@ -87,11 +87,12 @@ def _corr(a: np.ndarray, b: np.ndarray, how: str) -> float:
     return float(np.corrcoef(a[ok], b[ok])[0, 1])
 
 
-def _halves(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A random half of the encoder groups (boolean over encoders)."""
-    labels = np.unique(groups)
-    chosen = rng.permutation(labels)[: len(labels) // 2]
-    return np.isin(groups, chosen)
+def _halves(groups: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint random halves of the encoder groups, of equal size (booleans over
+    encoders); with an odd number of groups one group sits out."""
+    labels = rng.permutation(np.unique(groups))
+    h = len(labels) // 2
+    return np.isin(groups, labels[:h]), np.isin(groups, labels[h:2 * h])
 
 
 def split_half(L, inside, *, groups=None, n_splits: int = 200, n_boot: int = 400,
@@ -105,7 +106,9 @@ def split_half(L, inside, *, groups=None, n_splits: int = 200, n_boot: int = 400
 
     The interval is a bootstrap over points and splits together (each replicate resamples the
     points and draws a fresh split), so it covers both sources of uncertainty: which points
-    were scored and how the encoders happened to be split.
+    were scored and how the encoders happened to be split. With few encoder groups (2 or 3,
+    i.e. one possible split) it cannot see the encoder-sampling part and is too narrow.
+    With an odd number of groups each split leaves one out and the correction is to all groups.
     """
     L, inside = _check(L, inside)
     groups = np.arange(len(L)) if groups is None else np.asarray(groups)
@@ -114,9 +117,11 @@ def split_half(L, inside, *, groups=None, n_splits: int = 200, n_boot: int = 400
     rng = np.random.default_rng(seed)
     pairs = []
     for _ in range(n_splits):
-        half = _halves(groups, rng)
-        pairs.append((ensemble_estimate(L[half], inside[half]).m.to_numpy(),
-                      ensemble_estimate(L[~half], inside[~half]).m.to_numpy()))
+        a, b = _halves(groups, rng)
+        pairs.append((ensemble_estimate(L[a], inside[a]).m.to_numpy(),
+                      ensemble_estimate(L[b], inside[b]).m.to_numpy()))
+    n_groups = len(np.unique(groups))
+    factor = n_groups / (n_groups // 2)
     r_half = float(np.nanmean([_corr(a, b, how) for a, b in pairs]))
     n = L.shape[1]
     boot = []
@@ -124,9 +129,9 @@ def split_half(L, inside, *, groups=None, n_splits: int = 200, n_boot: int = 400
         a, b = pairs[rng.integers(len(pairs))]
         rows = rng.integers(0, n, n)
         boot.append(_corr(a[rows], b[rows], how))
-    boot = spearman_brown(np.asarray(boot), 2.0)
+    boot = spearman_brown(np.asarray(boot), factor)
     lo, hi = np.nanquantile(boot, [(1 - level) / 2, (1 + level) / 2])
-    return {"reliability": float(spearman_brown(r_half, 2.0)), "low": float(lo),
+    return {"reliability": float(spearman_brown(r_half, factor)), "low": float(lo),
             "high": float(hi), "r_half": r_half, "members": int(len(L)),
             "points": int(n), "how": how}
 

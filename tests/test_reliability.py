@@ -157,3 +157,14 @@ def test_detectable_correlation_grows_as_reliability_falls():
     noisy = detectable_correlation(256, 0.2, 0.9)
     assert 0.15 < sharp < 0.25 < noisy <= 1.0  # ~0.175 / 0.9 against ~0.175 / 0.42
     assert math.isnan(detectable_correlation(256, 0.0, 0.9))
+
+
+def test_an_odd_number_of_pairs_is_corrected_to_all_of_them(world):
+    mu, base = world
+    rng = np.random.default_rng(21)
+    L, inside = synthetic(mu, base, 14, rng)  # 7 complementary pairs
+    odd = split_half(L, inside, groups=np.arange(14) // 2, n_splits=100, n_boot=100)
+    truth = np.mean([np.corrcoef(ensemble_estimate(*synthetic(mu, base, 14, rng)).m,
+                                 ensemble_estimate(*synthetic(mu, base, 14, rng)).m)[0, 1]
+                     for _ in range(20)])
+    assert odd["reliability"] == pytest.approx(truth, abs=0.12)
