@@ -197,12 +197,15 @@ fig, axes = plt.subplots(1, len(ssl), figsize=(min(7.2, 2.6 * len(ssl)), 2.8), s
 for ax, (name, ens) in zip(axes[0], ssl.items()):
     curve = precision.curves(ens)
     row = table.set_index("design").loc[name]
+    if not len(curve):
+        ax.text(0.5, 0.5, f"{int(row.members)} encoder(s) stored:\nnot enough for a curve",
+                ha="center", va="center", transform=ax.transAxes, fontsize=8)
     for subset, color in (("pool", "C0"), ("placebo", "0.5")):
         part = curve[curve.subset == subset] if len(curve) else curve
         if len(part):
             ax.fill_between(part.members, part.low, part.high, color=color, alpha=0.2, lw=0)
             ax.plot(part.members, part.reliability, "o-", color=color, ms=3, label=subset)
-    if np.isfinite(row.get("pool_rel", np.nan)) and row.members >= 2:
+    if np.isfinite(row.get("pool_rel", np.nan)) and row.members >= 4:
         grid = np.geomspace(row.members, max(4 * row.members, 64), 30)
         r1 = row.pool_rel / (row.members - (row.members - 1) * row.pool_rel)
         ax.plot(grid, grid * r1 / (1 + (grid - 1) * r1), "--", color="C0", lw=1)
@@ -226,7 +229,7 @@ fig.tight_layout()
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(7.2, 2.6), sharey=True)
-for ax, subset in zip(axes, ("pool", "placebo")):
+for ax, subset in zip(axes, ("pool", "placebo") if len(chosen.stored_members()) >= 2 else ()):
     est = chosen.scores(subset).sort_values("m").reset_index(drop=True)
     ax.errorbar(est.index, est.m, yerr=1.96 * est.se, fmt=".", ms=2, lw=0.4,
                 color="C0" if subset == "pool" else "0.4")

@@ -172,15 +172,24 @@ class Ensemble:
         return pd.concat(frames, ignore_index=True)
 
     def matrices(self, subset: str = "pool", k: int | None = None, column: str | None = None,
-                 members=None, repeat: int = 0):
+                 members=None, repeat: int = 0, center: bool = False):
         """(values (M, N), inside (M, N), members, positions) of one subset: the estimator's
-        input. ``column``: the stored column (default L at K = ``k`` pairs, all by default)."""
-        long = self.table(members, repeat)
-        long = long[long.subset == subset]
+        input. ``column``: the stored column (default L at K = ``k`` pairs, all by default).
+
+        ``center``: subtract from each member's values its mean over the placebo points. Why:
+        an encoder that aligns *every* image a little better shifts all its losses, and that
+        shift is noise for m; the placebo, which no member trained on, measures it without
+        touching any point's own memorization.
+        """
+        whole = self.table(members, repeat)
+        long = whole[whole.subset == subset]
         column = column or f"L{k or self.exp.cfg.n_pairs}"
         if column not in long:
             raise SSLMemError(f"column {column!r} is not stored; choose one of "
                               + ", ".join(c for c in long.columns if c.startswith("L")))
+        if center:
+            shift = whole[whole.subset == "placebo"].groupby("member")[column].mean()
+            long = long.assign(**{column: long[column] - long.member.map(shift)})
         values = long.pivot(index="member", columns="position", values=column)
         inside = long.pivot(index="member", columns="position", values="inside")
         return (values.to_numpy(float), inside.to_numpy(bool), values.index.to_numpy(),

@@ -88,6 +88,8 @@ def summary_table(designs: dict[str, Ensemble], **kw) -> pd.DataFrame:
 def curves(ens: Ensemble, *, n_splits: int = 60, n_boot: int = 200) -> pd.DataFrame:
     """Reliability against M for the pool and the placebo (stored members only)."""
     members = ens.stored_members()
+    if len(members) < 4:
+        return pd.DataFrame()
     frames = []
     for subset in ("pool", "placebo"):
         L, inside, got, _ = ens.matrices(subset, members=members)
@@ -103,6 +105,8 @@ def curves(ens: Ensemble, *, n_splits: int = 60, n_boot: int = 200) -> pd.DataFr
 def k_curve(ens: Ensemble, *, n_splits: int = 100, n_boot: int = 200) -> pd.DataFrame:
     """Reliability of the full ensemble against K, the augmentation pairs per point."""
     members = ens.stored_members()
+    if len(members) < 4:
+        return pd.DataFrame()
     rows = []
     long = ens.member(members[0])
     for col in [c for c in long.columns if c.startswith("L") and c[1:].isdigit()]:
