@@ -110,7 +110,11 @@ glue_number("placebo_size", len(first.placebo))
 # $p$; the placebo's beside it), the **true between-point SD** of self-memorization (the spread of
 # $\hat m$ left after removing its estimation noise, with a bootstrap interval), the split-half
 # reliability with its 95 % interval (bootstrap over points and splits), and what a reliability
-# of 0.8 would take by Spearman–Brown: encoders, and hours on these 2 cores.
+# of 0.8 would take by Spearman–Brown: encoders, and hours on these 2 cores. Each encoder's
+# losses are first centred on its mean over the placebo: an encoder that aligns every image a
+# little better shifts all its losses, which is noise for $\hat m$; the last two columns show
+# the placebo's SD of $\hat m$ without and with that centring (it is pure noise: the lower, the
+# better).
 
 # %%
 cols = {"design": "design", "members": "M", "epochs": "epochs",
@@ -118,13 +122,15 @@ cols = {"design": "design", "members": "M", "epochs": "epochs",
         "pool_p": "p (pool)", "placebo_mean": "mean m (placebo)", "placebo_p": "p (placebo)",
         "pool_sd": "true SD (pool)", "pool_rel": "reliability (pool)",
         "pool_rel_low": "low", "pool_rel_high": "high", "placebo_rel": "reliability (placebo)",
-        "members_for_target": "M for 0.8", "hours_for_target_2cores": "hours for 0.8"}
+        "members_for_target": "M for 0.8", "hours_for_target_2cores": "hours for 0.8",
+        "placebo_sd_uncentred": "placebo SD raw", "placebo_sd_observed": "placebo SD centred"}
 shown = table[[c for c in cols if c in table]].rename(columns=cols)
 show_table(shown, {"min / encoder": "{:.1f}", "mean m (pool)": "{:+.4f}", "p (pool)": "{:.1g}",
                    "mean m (placebo)": "{:+.4f}", "p (placebo)": "{:.2g}",
                    "true SD (pool)": "{:.4f}", "reliability (pool)": "{:+.2f}", "low": "{:+.2f}",
                    "high": "{:+.2f}", "reliability (placebo)": "{:+.2f}", "M for 0.8": "{:.0f}",
-                   "hours for 0.8": "{:.0f}"})
+                   "hours for 0.8": "{:.0f}", "placebo SD raw": "{:.4f}",
+                   "placebo SD centred": "{:.4f}"})
 
 # %% tags=["remove-cell"]
 if len(usable):

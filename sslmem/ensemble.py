@@ -195,9 +195,11 @@ class Ensemble:
         return (values.to_numpy(float), inside.to_numpy(bool), values.index.to_numpy(),
                 values.columns.to_numpy())
 
-    def scores(self, subset: str = "pool", k: int | None = None, members=None) -> pd.DataFrame:
-        """The ensemble estimate per point: position, m, se, L_in, L_out, n_in, n_out."""
-        L, inside, _, positions = self.matrices(subset, k, members=members)
+    def scores(self, subset: str = "pool", k: int | None = None, members=None,
+               center: bool = True) -> pd.DataFrame:
+        """The ensemble estimate per point: position, m, se, L_in, L_out, n_in, n_out
+        (losses centred per member on its placebo mean unless ``center=False``)."""
+        L, inside, _, positions = self.matrices(subset, k, members=members, center=center)
         frame = ensemble_estimate(L, inside)
         frame.insert(0, "position", positions)
         return frame
