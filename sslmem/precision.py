@@ -84,7 +84,7 @@ def summarize(name: str, ens: Ensemble, *, column: str | None = None, n_splits: 
         L, inside, _, _ = ens.matrices("placebo", members=members, center=CENTER)
         row["placebo_sd_observed"] = float(np.nanstd(ensemble_estimate(L, inside).m, ddof=1))
     rel = row.get("pool_rel", math.nan)
-    need = members_needed(rel, len(members), TARGET) if np.isfinite(rel) else math.inf
+    need = members_needed(rel, len(members), TARGET) if np.isfinite(rel) else math.nan
     row["members_for_target"] = need
     row["hours_for_target_2cores"] = need * row["minutes_per_encoder"] / 60
     return row
@@ -199,3 +199,167 @@ def detectable_correlation(n_points: int, rel_a: float, rel_b: float, *, alpha: 
     z = (stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) / math.sqrt(n_points - 3)
     observed = math.tanh(z)
     return min(1.0, observed / math.sqrt(rel_a * rel_b))
+
+
+# ---- the chapter's figures and tables --------------------------------------------------------
+
+def _interval(row, key: str, fmt: str = "{:+.2f}") -> str:
+    value, lo, hi = (row.get(k, math.nan) for k in (key, f"{key}_low", f"{key}_high"))
+    if not np.isfinite(value):
+        return "–"
+    return f"{fmt.format(value)} [{fmt.format(lo)}, {fmt.format(hi)}]"
+
+
+def tables(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The regime search as two narrow tables: (contrast and noise, precision and cost)."""
+    def get(row, key):
+        return row.get(key, math.nan)
+
+    def mean_p(row, subset):
+        mean, p = get(row, f"{subset}_mean"), get(row, f"{subset}_p")
+        return "–" if not np.isfinite(mean) else f"{mean:+.4f} (p = {p:.1g})"
+
+    def noise(row):
+        raw, centred = get(row, "placebo_sd_uncentred"), get(row, "placebo_sd_observed")
+        return "–" if not np.isfinite(raw) else f"{raw:.4f} → {centred:.4f}"
+
+    contrast_rows, precision_rows = [], []
+    for _, row in table.iterrows():
+        contrast_rows.append({
+            "design": row.design, "M": int(row.members),
+            "min / encoder": get(row, "minutes_per_encoder"),
+            "mean m̂, pool": mean_p(row, "pool"), "mean m̂, placebo": mean_p(row, "placebo"),
+            "placebo SD: raw → centred": noise(row)})
+        precision_rows.append({
+            "design": row.design, "M": int(row.members),
+            "true SD (pool)": _interval(row, "pool_sd", "{:.4f}"),
+            "reliability (pool)": _interval(row, "pool_rel"),
+            "reliability (placebo)": _interval(row, "placebo_rel"),
+            "M for 0.8": get(row, "members_for_target"),
+            "hours for 0.8": get(row, "hours_for_target_2cores")})
+    return pd.DataFrame(contrast_rows), pd.DataFrame(precision_rows)
+
+
+def reliability_figure(designs: dict[str, Ensemble], table: pd.DataFrame):
+    """Split-half reliability against M per design (pool, placebo), with the Spearman–Brown
+    extrapolation of the full ensemble's value."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(designs), figsize=(min(7.2, 2.6 * len(designs)), 2.8),
+                             sharey=True, squeeze=False)
+    rows = table.set_index("design")
+    for ax, (name, ens) in zip(axes[0], designs.items()):
+        curve, row = curves(ens), rows.loc[name]
+        if not len(curve):
+            ax.text(0.5, 0.5, f"{int(row.members)} encoder(s) stored:\nnot enough for a curve",
+                    ha="center", va="center", transform=ax.transAxes, fontsize=8)
+        for subset, color in (("pool", "C0"), ("placebo", "0.5")):
+            part = curve[curve.subset == subset] if len(curve) else curve
+            if len(part):
+                ax.fill_between(part.members, part.low, part.high, color=color, alpha=0.2,
+                                lw=0)
+                ax.plot(part.members, part.reliability, "o-", color=color, ms=3, label=subset)
+        rel = row.get("pool_rel", math.nan)
+        if np.isfinite(rel) and row.members >= 4:
+            grid = np.geomspace(row.members, max(4 * row.members, 64), 30)
+            r1 = rel / (row.members - (row.members - 1) * rel)
+            ax.plot(grid, grid * r1 / (1 + (grid - 1) * r1), "--", color="C0", lw=1,
+                    label="Spearman–Brown")
+        ax.axhline(0, color="k", lw=0.5)
+        ax.axhline(TARGET, color="C3", lw=0.5, ls=":")
+        ax.set_xscale("log", base=2)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("encoders M")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="upper left")
+    axes[0][0].set_ylabel("split-half reliability")
+    axes[0][0].set_ylim(-0.6, 1.0)
+    fig.tight_layout()
+    return fig
+
+
+def interval_figure(ens: Ensemble):
+    """Every pool and placebo point's estimate with ±1.96 s.e. over encoders, sorted."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 2.6), sharey=True)
+    for ax, subset in zip(axes, ("pool", "placebo")):
+        est = ens.scores(subset, center=CENTER).sort_values("m").reset_index(drop=True)
+        ax.errorbar(est.index, est.m, yerr=1.96 * est.se, fmt=".", ms=2, lw=0.4,
+                    color="C0" if subset == "pool" else "0.4")
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_title(f"{subset} ({len(est)} points)", fontsize=9)
+        ax.set_xlabel("points, sorted by estimate")
+    axes[0].set_ylabel("m̂(x) ± 1.96 s.e.")
+    fig.tight_layout()
+    return fig
+
+
+def k_figure(curve: pd.DataFrame):
+    """Reliability of the full ensemble against K."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3.6, 2.4))
+    ax.fill_between(curve.K, curve.low, curve.high, alpha=0.2, lw=0)
+    ax.plot(curve.K, curve.reliability, "o-", ms=3)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("augmentation pairs K")
+    ax.set_ylabel("reliability")
+    ax.axhline(0, color="k", lw=0.5)
+    fig.tight_layout()
+    return fig
+
+
+def verdict(row) -> str:
+    """One sentence on the reliability a design reached."""
+    rel = row.get("pool_rel", math.nan)
+    if row.get("members", 0) < 4 or not np.isfinite(rel):
+        return ("not measurable yet: fewer than 4 encoders (two complementary pairs) are "
+                "stored; run more member units with `sslmem plan --run`")
+    if rel >= TARGET:
+        return f"the target of {TARGET} is reached"
+    if rel >= 0.7:
+        return f"the minimum of 0.7 is reached, the target of {TARGET} not yet"
+    if rel >= 0.5:
+        return ("enough to re-test per-point claims with disattenuated statistics (≥ 0.5), "
+                f"not yet the target of {TARGET}")
+    return "not enough for any per-point claim: at this size the ranking is mostly noise"
+
+
+def design_markdown(row) -> str:
+    """The chosen design's numbers as Markdown bullets (computed, never typed)."""
+    m = int(row.get("members", 0))
+    text = [f"- average contrast: mean m̂ = {row.get('pool_mean', math.nan):+.4f} over the "
+            f"pool (t = {row.get('pool_t', math.nan):.1f}, p = {row.get('pool_p', math.nan):.1g});"
+            f" placebo {row.get('placebo_mean', math.nan):+.4f} "
+            f"(p = {row.get('placebo_p', math.nan):.2f})"]
+    if m >= 4 and np.isfinite(row.get("pool_rel", math.nan)):
+        placebo_ok = (row.get("placebo_rel_low", -1) <= 0 <= row.get("placebo_rel_high", 1)
+                      and row.get("placebo_p", 0) > 0.01)
+        text += [
+            f"- true between-point SD of self-memorization {_interval(row, 'pool_sd', '{:.4f}')}",
+            f"- split-half reliability {_interval(row, 'pool_rel')}: {verdict(row)}; the "
+            f"placebo's is {_interval(row, 'placebo_rel')}, so the placebo check "
+            + ("passes (centred at zero and unreliable, as it must be)" if placebo_ok
+               else "does not pass"),
+            f"- a reliability of {TARGET} would take about "
+            f"{row.get('members_for_target', math.inf):.0f} encoders of this design: "
+            f"{row.get('hours_for_target_2cores', math.inf):.0f} hours on 2 cores "
+            f"({row.get('minutes_per_encoder', math.nan):.1f} min each), about "
+            f"{row.get('hours_for_target_2cores', math.inf) / 4:.0f} hours on 8"]
+    else:
+        text += [f"- reliability: {verdict(row)}"]
+    return "\n".join(text)
+
+
+def choose(table: pd.DataFrame) -> pd.Series:
+    """The design with the lowest projected cost of a reliable ranking; while no design has
+    4 encoders, the one with the most."""
+    usable = table[table.members >= 4]
+    if "hours_for_target_2cores" in usable:
+        finite = usable[np.isfinite(usable.hours_for_target_2cores)]
+        if len(finite):
+            return finite.sort_values("hours_for_target_2cores").iloc[0]
+    if "pool_rel" in usable and len(usable):
+        return usable.sort_values("pool_rel", ascending=False).iloc[0]
+    return table.sort_values("members", ascending=False, kind="stable").iloc[0]
