@@ -219,10 +219,7 @@ def _figure(shown: pd.DataFrame, table: pd.DataFrame, x: str, y: str, fields: li
     plot = figure(height=420, sizing_mode="stretch_width", min_width=300,
                   tools="pan,wheel_zoom,box_zoom,box_select,lasso_select,tap,reset",
                   active_drag="box_select", active_scroll=None, toolbar_location="above",
-                  x_axis_label=names_of.get(x, x), y_axis_label=names_of.get(y, y),
-                  title=title or "")
-    plot.title.text_font_style = "italic"
-    plot.title.text_font_size = "12px"
+                  x_axis_label=names_of.get(x, x), y_axis_label=names_of.get(y, y))
     for axis in (plot.xaxis, plot.yaxis):
         axis.axis_label_text_font_style = "normal"
         axis.axis_label_text_font_size = "12px"
@@ -315,8 +312,10 @@ def _figure(shown: pd.DataFrame, table: pd.DataFrame, x: str, y: str, fields: li
     pick_x.js_on_change("value", axes_js)
     pick_y.js_on_change("value", axes_js)
 
-    grid = Div(text=_GRID_EMPTY, width=210, name="grid",
-               styles={"font-size": "12px", "max-height": "420px", "overflow-y": "auto"})
+    # below the plot, so that the plot takes the page's width (a book's column is narrow)
+    grid = Div(text=_GRID_EMPTY, name="grid", sizing_mode="stretch_width",
+               styles={"font-size": "12px", "max-height": "260px", "overflow-y": "auto"},
+               stylesheets=[InlineStyleSheet(css=".bk-clearfix{display:block !important}")])
     source.selected.js_on_change("indices", CustomJS(args=dict(
         source=source, grid=grid, classes=classes, cols=cols, empty=_GRID_EMPTY, uid=uid,
         most=GRID_MAX, size=GRID_SHOWN), code=_GRID_JS))
@@ -327,8 +326,9 @@ def _figure(shown: pd.DataFrame, table: pd.DataFrame, x: str, y: str, fields: li
                sizing_mode="stretch_width"),
         column(pick_x, pick_y, status, width=220),
         sizing_mode="stretch_width")
-    layout = column(row(plot, grid, sizing_mode="stretch_width"), controls,
-                    sizing_mode="stretch_width", name=uid)
+    caption = Div(text=f"<i>{html.escape(title)}</i>" if title else "", name="caption",
+                  styles={"font-size": "13px"}, sizing_mode="stretch_width")
+    layout = column(caption, plot, grid, controls, sizing_mode="stretch_width", name=uid)
     return json_item(layout, f"{uid}-plot")
 
 
