@@ -244,9 +244,10 @@ for row in sig.itertuples():
 fig = plots.alignment_scatter(table)
 
 # %% [markdown]
-# **Explore the points.** Hover over (or click) a point to see its image, class, subset,
-# $L_f$, $L_g$ and $m$; tick subsets and classes to filter, and pick other axes (e.g. the
-# score against atypicality, chapter 2).
+# **Explore the points.** Hover over a point to see its image, class, subset, $L_f$, $L_g$
+# and $m$; drag over points (or click one) to see their images beside the plot; tick subsets
+# and classes to filter, zoom and pan with the toolbar, and pick other axes (e.g. the score
+# against atypicality, chapter 2).
 
 # %%
 explore(table, exp.train, exp.test, fields=("atypicality",),

@@ -144,7 +144,8 @@ else:
 glue_text("rho_verdict", rho_verdict)
 
 # %% [markdown]
-# Hover over a candidate to see which image it is; the axes can be switched to $L_f$ and $L_g$.
+# Hover over a candidate to see which image it is, or drag over a group of candidates to see
+# their images; the axes can be switched to $L_f$ and $L_g$.
 
 # %%
 explore(cands, exp.train, x="knn_distance", y="score_raw",

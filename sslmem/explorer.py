@@ -1,14 +1,21 @@
-"""A per-point explorer: a scatter of scored points where hovering a point shows its image.
+"""A per-point explorer: a Bokeh scatter of scored points where hovering a point shows its image.
 
 Why: the paper's claims are about *which* images are memorized, and a static scatter of L_f
-against L_g hides them. The explorer is one self-contained HTML block (no server, no network, no
-CDN): thumbnails as one JPEG sprite sheet, points as compact JSON, ~13 kB of vanilla JS and
-CSS drawing on a canvas. It displays in Jupyter (``_repr_html_``) and so in the built book, where
-myst-nb renders the text/html output as is. Readers without JavaScript see a static PNG scatter.
+against L_g hides them. The explorer is a Bokeh figure embedded as standalone HTML (no server, no
+network, no CDN): hover shows a point's thumbnail, index, class, subset, L_f, L_g, m (and its
+ensemble s.e. when the table has ``se``); checkboxes filter subsets and classes (the legend gives
+each subset's colour and count); zoom, pan, box and lasso selection come from Bokeh's toolbar,
+and a selection shows its images as a grid beside the plot. BokehJS is not in the output: the
+book serves one copy from its static files (``sslmem.sphinxext`` adds it to the pages that hold
+an explorer); in Jupyter, run ``bokeh.io.output_notebook()`` first. Readers without JavaScript
+(or without BokehJS) see a static PNG scatter.
 
-Page weight (CIFAR-10 images, measured by tests/test_explorer.py): about 0.5 MB for 1,000 points
-and 1.7 MB for 10,000; thumbnails shrink as points grow (``thumb_size=None``) so the sprite sheet
-stays near ``THUMB_PIXELS`` pixels.
+Thumbnails are one JPEG sprite sheet, held once as a CSS custom property of the page
+(``:root{--sx-ID:url(...)}``, since Bokeh's tooltips hang from ``<body>``): the tooltip and the
+selection grid show a tile of it by its background position. Per-point data travel as Bokeh's
+compressed typed arrays. Page weight (CIFAR-10 images, measured by tests/test_explorer.py):
+about 0.55 MB for 1,000 points and 1.5 MB for 10,000 (the hand-written canvas explorer this
+replaced: 0.5 and 1.7 MB), plus BokehJS (1.65 MB, once for the whole book, cached).
 
 Example::
 
@@ -27,6 +34,7 @@ import itertools
 import json
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,33 +44,55 @@ from sslmem.splits import SUBSETS, TRAIN_SUBSETS
 
 TEST_SUBSETS = tuple(s for s in SUBSETS if s not in TRAIN_SUBSETS)  # ("extra",): test split
 THUMB_PIXELS = 3_200_000  # sprite-sheet budget: up to 3,125 points at 32 px, 10,000 at 16 px
-BASE_FIELDS = ("L_f", "L_g", "score_raw")
+THUMB_SHOWN = 64  # px of a thumbnail in the tooltip
+GRID_SHOWN = 32  # px of a thumbnail in the selection grid
+GRID_MAX = 100  # at most this many thumbnails in the selection grid
+BASE_FIELDS = ("L_f", "L_g", "score_raw", "se")
 FIELD_LABEL = {"L_f": "L_f (alignment loss of f)", "L_g": "L_g (alignment loss of g)",
                "score_raw": "m = L_g − L_f", "score_zscore": "m, z-score against S_E",
-               "score_ratio": "m / (L_f + L_g)", "score_range": "m / range of m"}
-FIELD_SHORT = {"L_f": "L<sub>f</sub>", "L_g": "L<sub>g</sub>", "score_raw": "m"}
-SUBSET_HTML = {"candidate": "S<sub>C</sub> candidate (f only)",
-               "shared": "S<sub>S</sub> shared (f and g)",
-               "extra": "S<sub>E</sub> extra (neither, test split)",
-               "independent": "S<sub>I</sub> independent (g only)"}
+               "score_ratio": "m / (L_f + L_g)", "score_range": "m / range of m",
+               "se": "s.e. of m (over encoders)"}
+FIELD_SHORT = {"L_f": "L<sub>f</sub>", "L_g": "L<sub>g</sub>", "score_raw": "m",
+               "se": "s.e."}
+SUBSET_TEXT = {"candidate": "S_C candidate (f only)", "shared": "S_S shared (f and g)",
+               "extra": "S_E extra (neither, test split)",
+               "independent": "S_I independent (g only)"}
 SUBSET_COLOR = {"candidate": "#d62728", "shared": "#7f7f7f", "extra": "#1f77b4",
                 "independent": "#2ca02c"}  # as sslmem.plots.SUBSET_COLOR
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf")
+# drawn first to last: the big S_S at the bottom, the small S_C and S_I on top (another
+# subset name first of all)
+DRAW_ORDER = ("shared", "extra", "independent", "candidate")
 
 # An image source: an ImageData, a uint8 tensor/array, or a callable positions -> images.
 Images = object
 _ids = itertools.count()
 
 
+def bokehjs_files() -> list[Path]:
+    """The BokehJS bundles an explorer page needs (core and widgets), from the pinned package."""
+    from bokeh.util.paths import bokehjs_path
+
+    root = Path(bokehjs_path()) / "js"
+    files = [root / "bokeh.min.js", root / "bokeh-widgets.min.js"]
+    missing = [str(f) for f in files if not f.exists()]
+    if missing:
+        raise SSLMemError(f"BokehJS files missing from the bokeh package: {', '.join(missing)}; "
+                          "reinstall it (pip install -e '.[book]')")
+    return files
+
+
 class Explorer:
     """The explorer's HTML; displays itself in Jupyter and in the built book."""
 
-    def __init__(self, html_text: str, n_points: int, n_total: int, parts: dict[str, int]):
+    def __init__(self, html_text: str, n_points: int, n_total: int, parts: dict[str, int],
+                 geometry: dict[str, int]):
         self.html = html_text
         self.n_points = n_points
         self.n_total = n_total
-        self.parts = parts  # bytes of each part: thumbnails, points, fallback, script
+        self.parts = parts  # bytes of each part: thumbnails, figure (data + models), fallback
+        self.geometry = geometry  # the sprite sheet: ``tile`` px per thumbnail, ``cols`` a row
 
     @property
     def nbytes(self) -> int:
@@ -76,9 +106,12 @@ class Explorer:
                 f"{self.nbytes / 1e6:.2f} MB of HTML)")
 
     def save(self, path) -> None:
-        """A standalone page (to share one figure outside the book)."""
+        """A standalone page with BokehJS inline (to share one figure outside the book)."""
+        scripts = "".join(f"<script>{f.read_text(encoding='utf-8')}</script>"
+                          for f in bokehjs_files())
         page = ("<!doctype html><html><head><meta charset='utf-8'><title>sslmem explorer"
-                f"</title></head><body style='font-family:sans-serif'>{self.html}</body></html>")
+                f"</title>{scripts}</head><body style='font-family:sans-serif'>{self.html}"
+                "</body></html>")
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(page)
 
@@ -93,7 +126,8 @@ def explore(table: pd.DataFrame, train_images: Images, test_images: Images | Non
 
     Args:
         table: scored points with columns subset, position, index, label and the numeric
-            columns named in ``x``, ``y`` and ``fields`` (L_f, L_g, score_raw shown when present).
+            columns named in ``x``, ``y`` and ``fields`` (L_f, L_g, score_raw and se are shown
+            when present).
         train_images: images of the rows of the training subsets (S_S, S_C, S_I), looked up by
             ``position``: an ImageData, a uint8 tensor/array (N,C,H,W) or (N,H,W[,C]), or a
             callable taking an int64 array of positions and returning such an array.
@@ -110,49 +144,249 @@ def explore(table: pd.DataFrame, train_images: Images, test_images: Images | Non
     """
     table = _checked(table, x, y, fields)
     shown = _sample(table, max_points, seed)
+    rank = {s: k for k, s in enumerate(DRAW_ORDER)}  # drawn in row order: small subsets on top
+    shown = shown.iloc[np.argsort(shown.subset.map(lambda s: rank.get(s, -1)).to_numpy(),
+                                  kind="stable")].reset_index(drop=True)
     fields = list(dict.fromkeys([f for f in (*BASE_FIELDS, x, y, *fields) if f in table]))
     names_of = {**FIELD_LABEL, **(labels or {})}
     if classes is None:
         classes = getattr(train_images, "classes", None)
     classes = [str(c) for c in classes] if classes is not None else None
-    images = _gather(shown, train_images, test_images)
-    tile = thumb_size or _thumb_size(images.shape[1], len(shown))
-    sprite, geometry = _sprite(images, tile, quality)
     subsets = [s for s in (*SUBSETS, *sorted(set(table.subset) - set(SUBSETS)))
                if s in set(table.subset)]
-    code = {s: i for i, s in enumerate(subsets)}
-    labels = shown.label.to_numpy(dtype=np.int64)
     n_classes = max(int(table.label.max()) + 1, len(classes or ()))
     names = classes or [str(k) for k in range(n_classes)]
     names = names + [str(k) for k in range(len(names), n_classes)]
-    data = {
-        "total": len(table), "x": x, "y": y, "fields": fields,
-        "fieldLabels": {f: names_of.get(f, f) for f in fields},
-        "fieldShort": {f: FIELD_SHORT.get(f, html.escape(f)) for f in fields},
-        "values": {f: [_num(v) for v in shown[f].to_numpy(dtype=np.float64)] for f in fields},
-        "index": shown["index"].astype(np.int64).tolist(), "label": labels.tolist(),
-        "subset": [code[s] for s in shown.subset],
-        "subsets": [{"key": s, "html": SUBSET_HTML.get(s, html.escape(s)),
-                     "color": SUBSET_COLOR.get(s, PALETTE[i % len(PALETTE)]),
-                     "split": "test" if s in TEST_SUBSETS else "train",
-                     "total": int((table.subset == s).sum())} for i, s in enumerate(subsets)],
-        "classes": names, "palette": list(PALETTE),
-        "sprite": {"src": sprite, **geometry},
-    }
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    images = _gather(shown, train_images, test_images)
+    tile = thumb_size or _thumb_size(images.shape[1], len(shown))
+    sprite, geometry = _sprite(images, tile, quality)
+    uid = f"sx-{hashlib.sha1(shown.to_csv().encode()).hexdigest()[:10]}-{next(_ids)}"
+    item = _figure(shown, table, x, y, fields, names_of, names, subsets, geometry, title, uid)
+    payload = json.dumps(item, separators=(",", ":")).replace("</", "<\\/")
     fallback = _static_png(shown, x, y, subsets, names_of) if static else ""
-    uid = f"sx-{hashlib.sha1(payload.encode()).hexdigest()[:10]}-{next(_ids)}"
-    caption = html.escape(title or "Hover or click a point to see its image; tick boxes to filter")
-    noscript = (f'<noscript><img alt="scatter of {html.escape(y)} against {html.escape(x)} by '
-                f'subset (static: enable JavaScript for images)" src="{fallback}" '
-                'style="max-width:100%"></noscript>') if fallback else ""
+    alt = (f"scatter of {html.escape(y)} against {html.escape(x)} by subset (static: enable "
+           "JavaScript for the interactive figure)")
+    noscript = (f'<noscript><img alt="{alt}" src="{fallback}" style="max-width:100%">'
+                '</noscript>') if fallback else ""
+    # the sheet once, as a custom property of the page: Bokeh's tooltips hang from <body>
     body = (f'<div class="sslmem-explorer mathjax_ignore" id="{uid}">'
-            f'<style>{_CSS}</style><div class="sx-caption">{caption}</div>{noscript}'
-            f'<script type="application/json" class="sx-data">{payload}</script>'
-            f'<script>{_JS.replace("__ID__", uid)}</script></div>')
-    parts = {"thumbnails": len(sprite), "points": len(payload) - len(sprite),
-             "fallback": len(fallback), "script": len(_JS) + len(_CSS)}
-    return Explorer(body, len(shown), len(table), parts)
+            f'<style>:root{{--{uid}:url({sprite})}}</style>{noscript}'
+            f'<div class="sx-plot" id="{uid}-plot"></div>'
+            f'<script type="application/json" class="sx-item">{payload}</script>'
+            f'<script>{_EMBED_JS.replace("__ID__", uid)}</script></div>')
+    parts = {"thumbnails": len(sprite), "figure": len(payload), "fallback": len(fallback)}
+    return Explorer(body, len(shown), len(table), parts, geometry)
+
+
+def _figure(shown: pd.DataFrame, table: pd.DataFrame, x: str, y: str, fields: list[str],
+            names_of: dict, classes: list[str], subsets: list[str], geometry: dict,
+            title: str | None, uid: str) -> dict:
+    """The Bokeh document (as ``bokeh.embed.json_item``) of the explorer.
+
+    One scatter renderer (so that hover shows the one nearest point), coloured by subset code
+    through a colour mapper; a ``BooleanFilter`` that the subset and class checkboxes rewrite
+    decides which points are drawn.
+    """
+    from bokeh.embed import json_item
+    from bokeh.layouts import column, row
+    from bokeh.models import (
+        BooleanFilter,
+        Button,
+        CDSView,
+        CheckboxGroup,
+        ColumnDataSource,
+        CustomJS,
+        CustomJSHover,
+        Div,
+        HoverTool,
+        InlineStyleSheet,
+        Legend,
+        LegendItem,
+        LinearColorMapper,
+        Select,
+        Slope,
+    )
+    from bokeh.plotting import figure
+
+    code = shown.subset.map({s: k for k, s in enumerate(subsets)}).to_numpy(dtype=np.int8)
+    label = shown.label.to_numpy(dtype=np.int16)
+    data = {f: shown[f].to_numpy(dtype=np.float32) for f in fields}
+    data.update(index=shown["index"].to_numpy(dtype=np.int32), label=label, subset=code)
+    source = ColumnDataSource(data=data)
+    colors = [SUBSET_COLOR.get(s, PALETTE[k % len(PALETTE)]) for k, s in enumerate(subsets)]
+    by_subset = LinearColorMapper(palette=colors, low=-0.5, high=len(subsets) - 0.5)
+    cols = geometry["cols"]
+    plot = figure(height=420, sizing_mode="stretch_width", min_width=300,
+                  tools="pan,wheel_zoom,box_zoom,box_select,lasso_select,tap,reset",
+                  active_drag="box_select", active_scroll=None, toolbar_location="above",
+                  x_axis_label=names_of.get(x, x), y_axis_label=names_of.get(y, y))
+    for axis in (plot.xaxis, plot.yaxis):
+        axis.axis_label_text_font_style = "normal"
+        axis.axis_label_text_font_size = "12px"
+    diagonal = Slope(gradient=1, y_intercept=0, line_color="black", line_alpha=0.6,
+                     line_width=1, visible={x, y} == {"L_f", "L_g"})
+    plot.add_layout(diagonal)
+    shown_filter = BooleanFilter(booleans=np.ones(len(shown), dtype=bool))
+    color = {"field": "subset", "transform": by_subset}
+    points = plot.scatter(x, y, source=source, size=5, fill_color=color, line_color=None,
+                          fill_alpha=0.65, selection_fill_alpha=0.9,
+                          nonselection_fill_alpha=0.12, hover_fill_color=color,
+                          hover_line_color="black", hover_fill_alpha=1,
+                          view=CDSView(filter=shown_filter), name="points")
+    counts = {s: int((shown.subset == s).sum()) for s in subsets}
+    totals = {s: int((table.subset == s).sum()) for s in subsets}
+    # the legend's dots: renderers of one undrawn (NaN) point in each subset's colour, which no
+    # filter hides
+    keys = [plot.scatter([np.nan], [np.nan], size=7, fill_color=c, line_color=None)
+            for c in colors]
+    plot.add_layout(Legend(
+        items=[LegendItem(label=f"{SUBSET_TEXT.get(s, s)}: {counts[s]}"
+                          + (f" of {totals[s]}" if counts[s] < totals[s] else ""),
+                          renderers=[key]) for s, key in zip(subsets, keys)],
+        label_text_font_size="11px", glyph_width=12, spacing=0, padding=4, margin=6,
+        background_fill_alpha=0.75, location="top_left"))
+
+    num = CustomJSHover(code=_NUMBER_JS)
+    names = CustomJSHover(args=dict(classes=classes,
+                                    subsets=[SUBSET_TEXT.get(s, s) for s in subsets],
+                                    split=["test" if s in TEST_SUBSETS else "train"
+                                           for s in subsets]),
+                          code="return format === 'split' ? split[value] : format === 'class'"
+                               " ? classes[value] : subsets[value];")
+    px = THUMB_SHOWN
+    thumb = CustomJSHover(code=f"""
+        const i = special_vars.index, c = i % {cols}, r = Math.floor(i / {cols});
+        return format === 'pos' ? `-${{c * {px}}}px -${{r * {px}}}px` : String(value);""")
+    rows_html = "".join(f"<tr><td>{FIELD_SHORT.get(f, html.escape(f))}</td>"
+                        f"<td><b>@{{{f}}}{{num}}</b></td></tr>" for f in fields)
+    tooltips = f"""
+<div class="sx-tip" style="display:flex;gap:8px;align-items:flex-start;font-size:12px">
+<div class="sx-thumb" style="flex:0 0 {px}px;height:{px}px;background-image:var(--{uid});
+ background-size:{cols * px}px auto;background-position:@index{{pos}};
+ image-rendering:pixelated"></div>
+<table style="border-collapse:collapse;line-height:1.3">
+<tr><td>index&nbsp;</td><td><b>@index</b> (@subset{{split}})</td></tr>
+<tr><td>class</td><td><b>@label{{class}}</b></td></tr>
+<tr><td>subset</td><td><b>@subset{{subset}}</b></td></tr>{rows_html}
+</table></div>"""
+    plot.add_tools(HoverTool(renderers=[points], tooltips=tooltips, limit=1,
+                             point_policy="snap_to_data",
+                             formatters={"@index": thumb, "@label": names, "@subset": names,
+                                         **{f"@{{{f}}}": num for f in fields}}))
+
+    n_class = np.bincount(label, minlength=len(classes))
+    present = [k for k in range(len(classes)) if n_class[k]]
+    # each subset's checkbox in its colour; the class checkboxes wrap
+    tick = InlineStyleSheet(css="".join(
+        f"label:nth-of-type({k + 1}) input{{accent-color:{c}}}" for k, c in enumerate(colors)))
+    wrap = InlineStyleSheet(css=".bk-input-group{flex-wrap:wrap;column-gap:12px}")
+    subset_box = CheckboxGroup(labels=[SUBSET_TEXT.get(s, s) for s in subsets],
+                               active=list(range(len(subsets))), stylesheets=[tick],
+                               name="subsets")
+    class_box = CheckboxGroup(labels=[f"{classes[k]} ({n_class[k]})" for k in present],
+                              active=list(range(len(present))), inline=True,
+                              stylesheets=[wrap], sizing_mode="stretch_width", name="classes")
+    status = Div(text=_status(len(shown), len(shown), len(table)), name="status",
+                 styles={"font-size": "12px", "opacity": "0.8"}, tags=[len(shown)])
+    refilter = CustomJS(args=dict(source=source, filter=shown_filter, subset_box=subset_box,
+                                  class_box=class_box, present=present, status=status,
+                                  total=len(table)), code=_FILTER_JS)
+    subset_box.js_on_change("active", refilter)
+    class_box.js_on_change("active", refilter)
+    every = Button(label="all", width=50, height=26)
+    none = Button(label="none", width=60, height=26)
+    every.js_on_click(CustomJS(args=dict(box=class_box),
+                               code="box.active = box.labels.map((_, k) => k);"))
+    none.js_on_click(CustomJS(args=dict(box=class_box), code="box.active = [];"))
+
+    options = [(f, names_of.get(f, f)) for f in fields]
+    pick_x = Select(title="x axis", value=x, options=options, width=210, name="x")
+    pick_y = Select(title="y axis", value=y, options=options, width=210, name="y")
+    axes_js = CustomJS(args=dict(points=points, plot=plot, diagonal=diagonal, px=pick_x,
+                                 py=pick_y, names=dict(options), xaxis=plot.xaxis[0],
+                                 yaxis=plot.yaxis[0]), code="""
+        points.glyph.x = {field: px.value}; points.glyph.y = {field: py.value};
+        xaxis.axis_label = names[px.value]; yaxis.axis_label = names[py.value];
+        diagonal.visible = [px.value, py.value].sort().join() === "L_f,L_g";
+        plot.reset.emit();""")
+    pick_x.js_on_change("value", axes_js)
+    pick_y.js_on_change("value", axes_js)
+
+    # below the plot, so that the plot takes the page's width (a book's column is narrow)
+    grid = Div(text=_GRID_EMPTY, name="grid", sizing_mode="stretch_width",
+               styles={"font-size": "12px", "max-height": "260px", "overflow-y": "auto"},
+               stylesheets=[InlineStyleSheet(css=".bk-clearfix{display:block !important}")])
+    source.selected.js_on_change("indices", CustomJS(args=dict(
+        source=source, grid=grid, classes=classes, cols=cols, empty=_GRID_EMPTY, uid=uid,
+        most=GRID_MAX, size=GRID_SHOWN), code=_GRID_JS))
+
+    controls = row(
+        column(Div(text="<b>subsets</b>"), subset_box, width=250),
+        column(row(Div(text="<b>classes</b>"), every, none), class_box,
+               sizing_mode="stretch_width"),
+        column(pick_x, pick_y, status, width=220),
+        sizing_mode="stretch_width")
+    caption = Div(text=f"<i>{html.escape(title)}</i>" if title else "", name="caption",
+                  styles={"font-size": "13px"}, sizing_mode="stretch_width")
+    layout = column(caption, plot, grid, controls, sizing_mode="stretch_width", name=uid)
+    return json_item(layout, f"{uid}-plot")
+
+
+def _status(n: int, of: int, total: int) -> str:
+    return f"{n} of {of} points shown" + (f" (a sample of {total})" if of < total else "")
+
+
+_GRID_EMPTY = ("<i>Drag over points (box select; lasso in the toolbar) or click one: "
+               "their images appear here.</i>")
+_NUMBER_JS = """
+    return value === null || value === undefined || isNaN(value) ? "–"
+        : Math.abs(value) >= 1e4 || (value !== 0 && Math.abs(value) < 1e-3)
+        ? value.toExponential(2) : String(+value.toPrecision(4));"""
+# the drawn points: those of a ticked subset and a ticked class
+_FILTER_JS = """
+    const subsets = new Set(subset_box.active);
+    const classes = new Set(class_box.active.map(k => present[k]));
+    const s = source.data.subset, l = source.data.label;
+    const keep = Array.from(s, (code, i) => subsets.has(code) && classes.has(l[i]));
+    filter.booleans = keep;
+    source.change.emit();
+    const n = keep.filter(Boolean).length;
+    status.text = `${n} of ${s.length} points shown` +
+        (s.length < total ? ` (a sample of ${total})` : "");
+    status.tags = [n];"""
+# the selected points' thumbnails, tiles of the sprite sheet
+_GRID_JS = """
+    const ids = cb_obj.indices, d = source.data;
+    if (!ids.length) { grid.text = empty; return; }
+    const esc = t => String(t).replace(/[&<>"]/g, c => `&#${c.charCodeAt(0)};`);
+    const cells = ids.slice(0, most).map(i => {
+        const c = i % cols, r = Math.floor(i / cols);
+        return `<div title="${d.index[i]}: ${esc(classes[d.label[i]])}" style="width:${size}px;` +
+            `height:${size}px;background-image:var(--${uid});` +
+            `background-size:${cols * size}px auto;` +
+            `background-position:-${c * size}px -${r * size}px;image-rendering:pixelated"></div>`;
+    }).join("");
+    grid.text = `<b>${ids.length} selected</b>` +
+        (ids.length > most ? ` (the first ${most} shown)` : "") +
+        `<div class="sx-grid" style="display:grid;grid-template-columns:repeat(auto-fill,` +
+        `${size}px);gap:2px;margin-top:4px">${cells}</div>`;"""
+# Renders the figure with the book's BokehJS; without it, the static image and a hint.
+_EMBED_JS = r"""
+(function () {
+  var root = document.getElementById("__ID__");
+  if (!root || root.sxReady) return;
+  root.sxReady = true;
+  var item = JSON.parse(root.querySelector("script.sx-item").textContent);
+  if (!window.Bokeh || !window.Bokeh.embed) {
+    var still = root.querySelector("noscript");
+    root.querySelector(".sx-plot").innerHTML = (still ? still.textContent : "") +
+      "<p><i>The interactive figure needs BokehJS: in Jupyter, run " +
+      "<code>bokeh.io.output_notebook()</code> first (the built book serves it).</i></p>";
+    return;
+  }
+  Bokeh.embed.embed_item(item, "__ID__-plot");
+})();
+"""
 
 
 def _checked(table: pd.DataFrame, x: str, y: str, fields: Sequence[str]) -> pd.DataFrame:
@@ -268,11 +502,6 @@ def _sprite(images: np.ndarray, tile: int, quality: int) -> tuple[str, dict]:
     return uri, {"tile": tile, "cols": cols}
 
 
-def _num(v: float):
-    """4 significant digits: plenty for a scatter, and a third of the bytes of a float64."""
-    return None if not math.isfinite(v) else float(f"{v:.4g}")
-
-
 def _static_png(rows: pd.DataFrame, x: str, y: str, subsets: list[str],
                 names_of: dict[str, str]) -> str:
     """The no-JavaScript fallback: the same scatter as a small PNG data URI."""
@@ -296,272 +525,3 @@ def _static_png(rows: pd.DataFrame, x: str, y: str, subsets: list[str],
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-_CSS = """
-.sslmem-explorer{font-size:13px;line-height:1.35;margin:.5em 0 1em;color:inherit}
-.sslmem-explorer .sx-caption{font-style:italic;margin-bottom:4px;opacity:.8}
-.sslmem-explorer .sx-row{display:flex;flex-wrap:wrap;gap:8px 12px;align-items:flex-start}
-.sslmem-explorer .sx-plot{flex:1 1 360px;min-width:260px}
-.sslmem-explorer canvas.sx-canvas{width:100%;height:400px;display:block;cursor:crosshair}
-.sslmem-explorer .sx-detail{flex:0 0 190px;min-height:200px;border:1px solid rgba(128,128,128,.4);
- border-radius:4px;padding:6px;box-sizing:border-box}
-.sslmem-explorer .sx-detail canvas{width:96px;height:96px;image-rendering:pixelated;
- display:block;margin-bottom:4px;background:rgba(128,128,128,.15)}
-.sslmem-explorer .sx-detail table{border:0;margin:0;font-size:12px}
-.sslmem-explorer .sx-detail td{border:0;padding:0 6px 0 0;vertical-align:top}
-.sslmem-explorer fieldset{border:1px solid rgba(128,128,128,.4);border-radius:4px;
- margin:0;padding:2px 8px 4px;min-width:0}
-.sslmem-explorer legend{font-size:12px;font-weight:bold;width:auto;margin:0;padding:0 3px;
- float:none;border:0}
-.sslmem-explorer label{white-space:nowrap;margin:0 10px 0 0;font-weight:normal;
- display:inline-block}
-.sslmem-explorer .sx-subsets label,.sslmem-explorer .sx-axes label{display:block}
-.sslmem-explorer .sx-classes{flex:1 1 260px}
-.sslmem-explorer .sx-sw{display:inline-block;width:10px;height:10px;border-radius:50%;
- margin:0 4px 0 2px}
-.sslmem-explorer button{font-size:11px;padding:0 6px;margin:0 4px 2px 0}
-.sslmem-explorer select{font-size:12px;max-width:220px}
-.sslmem-explorer .sx-count{font-size:12px;opacity:.75}
-"""
-
-_JS = r"""
-(function () {
-  "use strict";
-  var root = document.getElementById("__ID__");
-  if (!root || root.sxReady) return;
-  root.sxReady = true;
-  var D = JSON.parse(root.querySelector("script.sx-data").textContent);
-  var N = D.index.length, F = D.fields;
-  var el = function (tag, attrs, html) {
-    var e = document.createElement(tag);
-    for (var k in attrs || {}) e.setAttribute(k, attrs[k]);
-    if (html !== undefined) e.innerHTML = html;
-    return e;
-  };
-  var fmt = function (v) {
-    return v === null || v === undefined ? "–" : Math.abs(v) >= 1e4 || (v !== 0 &&
-      Math.abs(v) < 1e-3) ? v.toExponential(2) : (+v.toPrecision(4)).toString();
-  };
-  var state = {x: D.x, y: D.y, color: "subset", hover: -1, pinned: -1,
-               subsets: D.subsets.map(function () { return true; }),
-               classes: D.classes.map(function () { return true; })};
-  // layout: the plot with the detail of a point beside it; filters and axes in a row below
-  var row = el("div", {"class": "sx-row"}), plot = el("div", {"class": "sx-plot"});
-  var canvas = el("canvas", {"class": "sx-canvas", "role": "img",
-                             "aria-label": "scatter of the scored points"});
-  var detail = el("div", {"class": "sx-detail"});
-  var thumb = el("canvas", {width: 96, height: 96});
-  var info = el("div", {"class": "sx-info"}, "Hover or click a point.");
-  detail.appendChild(thumb); detail.appendChild(info);
-  plot.appendChild(canvas); row.appendChild(plot); row.appendChild(detail);
-  var controls = el("div", {"class": "sx-row"});
-  controls.style.marginTop = "8px";
-  var count = el("div", {"class": "sx-count"});
-  var axes = el("fieldset", {"class": "sx-axes"}, "<legend>axes and colour</legend>");
-  var select = function (name, options, value) {
-    var s = el("select", {"class": "sx-" + name});
-    options.forEach(function (o) {
-      var opt = el("option", {value: o[0]}, o[1]);
-      if (o[0] === value) opt.selected = true;
-      s.appendChild(opt);
-    });
-    var l = el("label", {}, name + " ");
-    l.appendChild(s); axes.appendChild(l);
-    return s;
-  };
-  var fieldOptions = F.map(function (f) { return [f, D.fieldLabels[f]]; });
-  var selX = select("x", fieldOptions, state.x), selY = select("y", fieldOptions, state.y);
-  var selC = select("colour", [["subset", "subset"], ["class", "class"]], "subset");
-  var subsetBox = el("fieldset", {"class": "sx-subsets"}, "<legend>subsets</legend>");
-  var classBox = el("fieldset", {"class": "sx-classes"}, "<legend>classes</legend>");
-  var classList = el("div");
-  var nSub = D.subsets.map(function () { return 0; });
-  var nCls = D.classes.map(function () { return 0; });
-  for (var i = 0; i < N; i++) { nSub[D.subset[i]]++; nCls[D.label[i]]++; }
-  var swatches = [];
-  D.subsets.forEach(function (s, k) {
-    var l = el("label", {}, "<input type='checkbox' checked data-subset='" + s.key + "'>" +
-      "<span class='sx-sw' style='background:" + s.color + "'></span>" + s.html +
-      " <span class='sx-count'>" + nSub[k] + (nSub[k] < s.total ? "/" + s.total : "") +
-      "</span>");
-    l.firstChild.addEventListener("change", function (e) {
-      state.subsets[k] = e.target.checked; draw();
-    });
-    subsetBox.appendChild(l);
-  });
-  var classChecks = [];
-  D.classes.forEach(function (c, k) {
-    if (!nCls[k]) return;
-    var l = el("label", {}, "<input type='checkbox' checked data-class='" + k + "'>" +
-      "<span class='sx-sw'></span>" + c.replace(/</g, "&lt;") +
-      " <span class='sx-count'>" + nCls[k] + "</span>");
-    swatches[k] = l.querySelector(".sx-sw");
-    classChecks.push(l.firstChild);
-    l.firstChild.addEventListener("change", function (e) {
-      state.classes[k] = e.target.checked; draw();
-    });
-    classList.appendChild(l);
-  });
-  var all = el("button", {type: "button"}, "all"), none = el("button", {type: "button"}, "none");
-  [[all, true], [none, false]].forEach(function (b) {
-    b[0].addEventListener("click", function () {
-      classChecks.forEach(function (c) {
-        c.checked = b[1]; state.classes[+c.dataset.class] = b[1];
-      });
-      draw();
-    });
-    classBox.appendChild(b[0]);
-  });
-  classBox.appendChild(classList);
-  axes.appendChild(count);
-  controls.appendChild(subsetBox); controls.appendChild(classBox); controls.appendChild(axes);
-  root.appendChild(row); root.appendChild(controls);
-  [selX, selY, selC].forEach(function (s) {
-    s.addEventListener("change", function () {
-      state.x = selX.value; state.y = selY.value; state.color = selC.value; draw();
-    });
-  });
-  var sprite = new Image(), spriteReady = false;
-  sprite.onload = function () { spriteReady = true; show(); };
-  sprite.src = D.sprite.src;
-
-  var sx = new Float32Array(N), sy = new Float32Array(N), visible = new Uint8Array(N);
-  var M = {l: 58, r: 12, t: 10, b: 42};
-  var ticks = function (lo, hi, n) {
-    var step = Math.pow(10, Math.floor(Math.log10((hi - lo) / n)));
-    var err = (hi - lo) / n / step;
-    step *= err >= 7.5 ? 10 : err >= 3.5 ? 5 : err >= 1.5 ? 2 : 1;
-    var out = [];
-    // integer multiples of the step, rounded: no 6.9e-18 where 0 belongs
-    for (var k = Math.ceil(lo / step); k * step <= hi + step * 1e-9; k++) {
-      out.push(parseFloat((k * step).toPrecision(12)));
-    }
-    return out;
-  };
-  var range = function (f) {
-    var lo = Infinity, hi = -Infinity, v = D.values[f];
-    for (var i = 0; i < N; i++) {
-      if (v[i] !== null) { lo = Math.min(lo, v[i]); hi = Math.max(hi, v[i]); }
-    }
-    if (!isFinite(lo)) { lo = 0; hi = 1; }
-    if (hi === lo) { lo -= 0.5; hi += 0.5; }
-    var pad = (hi - lo) * 0.04;
-    return [lo - pad, hi + pad];
-  };
-  var colorOf = function (i) {
-    return state.color === "subset" ? D.subsets[D.subset[i]].color
-      : D.palette[D.label[i] % D.palette.length];
-  };
-  function draw() {
-    var dpr = window.devicePixelRatio || 1, w = canvas.clientWidth, h = canvas.clientHeight;
-    if (!w || !h) return;
-    canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr);
-    var g = canvas.getContext("2d");
-    g.setTransform(dpr, 0, 0, dpr, 0, 0);
-    g.clearRect(0, 0, w, h);
-    var ink = getComputedStyle(root).color || "#222";
-    var rx = range(state.x), ry = range(state.y);
-    var X = function (v) { return M.l + (v - rx[0]) / (rx[1] - rx[0]) * (w - M.l - M.r); };
-    var Y = function (v) { return h - M.b - (v - ry[0]) / (ry[1] - ry[0]) * (h - M.t - M.b); };
-    g.font = "11px sans-serif"; g.fillStyle = ink; g.strokeStyle = "rgba(128,128,128,.25)";
-    g.lineWidth = 1; g.textAlign = "center"; g.textBaseline = "top";
-    ticks(rx[0], rx[1], 6).forEach(function (v) {
-      g.beginPath(); g.moveTo(X(v), M.t); g.lineTo(X(v), h - M.b); g.stroke();
-      g.fillText(fmt(v), X(v), h - M.b + 4);
-    });
-    g.textAlign = "right"; g.textBaseline = "middle";
-    ticks(ry[0], ry[1], 6).forEach(function (v) {
-      g.beginPath(); g.moveTo(M.l, Y(v)); g.lineTo(w - M.r, Y(v)); g.stroke();
-      g.fillText(fmt(v), M.l - 4, Y(v));
-    });
-    g.textAlign = "center"; g.textBaseline = "bottom"; g.font = "12px sans-serif";
-    g.fillText(D.fieldLabels[state.x], M.l + (w - M.l - M.r) / 2, h - 2);
-    g.save(); g.translate(12, M.t + (h - M.t - M.b) / 2); g.rotate(-Math.PI / 2);
-    g.textBaseline = "middle"; g.fillText(D.fieldLabels[state.y], 0, 0); g.restore();
-    var pair = [state.x, state.y].sort().join();
-    if (pair === "L_f,L_g") {  // m = 0: above it f aligns x better than g does
-      var lo = Math.max(rx[0], ry[0]), hi = Math.min(rx[1], ry[1]);
-      g.strokeStyle = ink; g.globalAlpha = 0.6; g.beginPath();
-      g.moveTo(X(lo), Y(lo)); g.lineTo(X(hi), Y(hi)); g.stroke(); g.globalAlpha = 1;
-      g.font = "11px sans-serif"; g.textAlign = "right"; g.textBaseline = "bottom";
-      g.fillText(state.y === "L_g" ? "m = 0 (above: m > 0)" : "m = 0 (below: m > 0)",
-                 X(hi) - 4, Y(hi) + 14);
-    }
-    var vx = D.values[state.x], vy = D.values[state.y], shown = 0;
-    g.globalAlpha = 0.65;
-    for (var i = 0; i < N; i++) {
-      visible[i] = state.subsets[D.subset[i]] && state.classes[D.label[i]] &&
-        vx[i] !== null && vy[i] !== null ? 1 : 0;
-      if (!visible[i]) continue;
-      shown++;
-      sx[i] = X(vx[i]); sy[i] = Y(vy[i]);
-      g.fillStyle = colorOf(i); g.beginPath(); g.arc(sx[i], sy[i], 2.6, 0, 2 * Math.PI); g.fill();
-    }
-    g.globalAlpha = 1;
-    var sel = current();
-    if (sel >= 0 && visible[sel]) {
-      g.strokeStyle = ink; g.lineWidth = 2; g.beginPath();
-      g.arc(sx[sel], sy[sel], 6, 0, 2 * Math.PI); g.stroke();
-    }
-    D.classes.forEach(function (c, k) {
-      if (swatches[k]) swatches[k].style.background = state.color === "class" ?
-        D.palette[k % D.palette.length] : "transparent";
-    });
-    count.textContent = shown + " of " + N + " points shown" +
-      (N < D.total ? " (a sample of " + D.total + ")" : "");
-    root.dataset.visible = shown;
-  }
-  function current() { return state.hover >= 0 ? state.hover : state.pinned; }
-  function show() {
-    var i = current();
-    var g = thumb.getContext("2d");
-    g.clearRect(0, 0, 96, 96);
-    if (i < 0) { info.innerHTML = "Hover or click a point."; root.dataset.shown = ""; return; }
-    var s = D.sprite, sub = D.subsets[D.subset[i]];
-    if (spriteReady) {
-      g.imageSmoothingEnabled = false;
-      g.drawImage(sprite, (i % s.cols) * s.tile, Math.floor(i / s.cols) * s.tile,
-                  s.tile, s.tile, 0, 0, 96, 96);
-    }
-    var rows = [["index", D.index[i] + " (" + sub.split + ")"],
-                ["class", (D.classes[D.label[i]] || D.label[i]).replace(/</g, "&lt;")],
-                ["subset", sub.html]];
-    F.forEach(function (f) {
-      rows.push([D.fieldShort[f], fmt(D.values[f][i])]);
-    });
-    info.innerHTML = "<table>" + rows.map(function (r) {
-      return "<tr><td>" + r[0] + "</td><td><b>" + r[1] + "</b></td></tr>";
-    }).join("") + "</table>" + (state.pinned === i ? "<i>pinned: click elsewhere</i>" : "");
-    root.dataset.shown = String(D.index[i]);
-  }
-  function nearest(ev) {
-    var r = canvas.getBoundingClientRect(), mx = ev.clientX - r.left, my = ev.clientY - r.top;
-    var best = -1, bd = 64;  // within 8 px
-    for (var i = 0; i < N; i++) {
-      if (!visible[i]) continue;
-      var d = (sx[i] - mx) * (sx[i] - mx) + (sy[i] - my) * (sy[i] - my);
-      if (d < bd) { bd = d; best = i; }
-    }
-    return best;
-  }
-  canvas.addEventListener("mousemove", function (ev) {
-    var i = nearest(ev);
-    if (i !== state.hover) { state.hover = i; draw(); show(); }
-  });
-  canvas.addEventListener("mouseleave", function () { state.hover = -1; draw(); show(); });
-  canvas.addEventListener("click", function (ev) {
-    state.pinned = nearest(ev); state.hover = -1; draw(); show();
-  });
-  // for tests and the console: where point i is drawn (client coordinates), what is shown
-  root.sxExplorer = {
-    point: function (i) {
-      var r = canvas.getBoundingClientRect();
-      return {x: r.left + sx[i], y: r.top + sy[i], visible: !!visible[i]};
-    },
-    size: N
-  };
-  if (window.ResizeObserver) new ResizeObserver(function () { draw(); }).observe(canvas);
-  draw();
-})();
-"""

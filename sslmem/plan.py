@@ -10,6 +10,7 @@ processes sharing the store) adds up to the whole book, and ``make book`` render
     sslmem plan --profile paper                        # list units, cost here, stored or not
     sslmem plan --profile laptop --run --budget-minutes 9   # run what fits, in order
     sslmem plan --profile paper --emit-commands | xargs -P 4 -I{} sh -c {}   # in parallel
+    sslmem plan --profile paper --run --executor slurm --partition gpu   # a SLURM job array
 """
 
 from __future__ import annotations
@@ -423,8 +424,12 @@ def _swap_in(profile: str, root: Path, staging: Path, log) -> None:
 
 def run_plan(profile: str, *, run: bool = False, budget_minutes: float | None = None,
              names=None, emit: bool = False, fresh: bool = False, jobs: int = 1, log=None,
-             **runtime) -> int:
-    """List (and with ``run``, execute) the units of ``profile``; returns an exit code."""
+             executor=None, **runtime) -> int:
+    """List (and with ``run``, execute) the units of ``profile``; returns an exit code.
+
+    ``jobs > 1`` or ``executor`` (:class:`sslmem.executors.Settings`): the missing units run
+    through submitit, as local processes or SLURM array tasks (:mod:`sslmem.executors`).
+    """
     log = log or (lambda *a: print(*a, flush=True))
     root = results_root(runtime.get("results_root"))
     if fresh:
@@ -460,10 +465,14 @@ def run_plan(profile: str, *, run: bool = False, budget_minutes: float | None = 
     budget = None if budget_minutes is None else budget_minutes * 60
     spent = 0.0
     left = []
-    if jobs > 1:
+    if jobs > 1 or executor is not None:
+        from sslmem.executors import run_units
+
         missing = [u for u in chosen if not stored[u.name]]
-        spent = _run_parallel(profile, missing, jobs, runtime, log)
-    for u in chosen if jobs <= 1 else []:
+        spent, queued = run_units(profile, missing, runtime, jobs=jobs, settings=executor, log=log)
+        if queued:  # SLURM array tasks not waited for: the store tells when they are done
+            return 0
+    for u in chosen if jobs <= 1 and executor is None else []:
         if stored[u.name]:
             continue
         estimate = u.estimate_s(rates)
@@ -484,56 +493,8 @@ def run_plan(profile: str, *, run: bool = False, budget_minutes: float | None = 
     return 0
 
 
-def _run_parallel(profile: str, units: list[Unit], jobs: int, runtime: dict, log) -> float:
-    """Run ``units`` in ``jobs`` processes of ``sslmem plan --run --units NAME`` each.
-
-    Why processes: on a CPU, two single-threaded trainings use two cores better than one
-    two-threaded one (no synchronisation between threads), and they share the store and run
-    cache safely (locks, atomic writes). Each process gets ``cores // jobs`` threads; a unit
-    that depends on another (a chapter-4 retrain) waits on its lock. Returns wall seconds.
-    """
-    import subprocess
-
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    needed = {d for u in units for d in u.depends}  # what others wait for goes first
-    order = ([u for u in units if u.name in needed]
-             + [u for u in units if not u.depends and u.name not in needed]
-             + [u for u in units if u.depends])
-    t0, running, failed = time.perf_counter(), [], []
-    extra = ["--device", str(runtime["device"])] if runtime.get("device") else []
-    for key in ("data_root", "runs_root", "results_root"):
-        if runtime.get(key) is not None:
-            extra += [f"--{key.replace('_', '-')}", str(runtime[key])]
-    log(f"running {len(order)} unit(s) in {jobs} processes of {threads} thread(s) each")
-    queue = list(order)
-    while queue or running:
-        while queue and len(running) < jobs:
-            u = queue.pop(0)
-            cmd = [sys.executable, "-m", "sslmem", "plan", "--profile", profile, "--run",
-                   "--units", u.name, *extra]
-            running.append((u, time.perf_counter(), subprocess.Popen(
-                cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
-            log(f"started {u.name}")
-        time.sleep(1.0)
-        for item in list(running):
-            u, start, proc = item
-            if proc.poll() is None:
-                continue
-            running.remove(item)
-            err = proc.stderr.read().strip().splitlines() if proc.stderr else []
-            if proc.returncode == 0:
-                log(f"  {u.name} stored in {(time.perf_counter() - start) / 60:.1f} min")
-            else:
-                failed.append(u.name)
-                log(f"  {u.name} failed: {err[-1] if err else proc.returncode}")
-    if failed:
-        raise SSLMemError(f"unit(s) {', '.join(failed)} failed; rerun the same command to "
-                          "retry them (finished units are stored)")
-    return time.perf_counter() - t0
-
-
 def main(argv=None) -> int:
+    from sslmem import executors
     from sslmem.config import FIELDS, PROFILES
     from sslmem.validate import (
         OneLineParser,
@@ -556,14 +517,16 @@ def main(argv=None) -> int:
     parser.add_argument("--emit-commands", action="store_true",
                         help="print one independent command per missing unit (for a scheduler)")
     parser.add_argument("--jobs", type=positive_int, default=1,
-                        help="with --run: units run in this many processes at once (each with "
-                        "cores/jobs threads; on a CPU, --jobs 2 uses two cores best)")
+                        help="with --run: units run in this many processes at once (submitit's "
+                        "local executor; each with cores/jobs threads; on a CPU, --jobs 2 uses "
+                        "two cores best)")
     parser.add_argument("--fresh", action="store_true",
                         help="recompute every unit into a fresh store, swapped in when complete")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--runs-root", default=None)
     parser.add_argument("--results-root", default=None)
+    executors.add_arguments(parser)
     args = parser.parse_args(argv)
     runtime = {k: v for k, v in dict(device=args.device, data_root=args.data_root,
                                      runs_root=args.runs_root,
@@ -572,7 +535,7 @@ def main(argv=None) -> int:
         runtime = check_fields(runtime, FIELDS)  # one line for a bad --device, before any data
         return run_plan(args.profile, run=args.run, budget_minutes=args.budget_minutes,
                         names=args.units, emit=args.emit_commands, fresh=args.fresh,
-                        jobs=args.jobs, **runtime)
+                        jobs=args.jobs, executor=executors.settings_from(args), **runtime)
     except SSLMemError as err:
         print(f"sslmem plan: error: {err}", file=sys.stderr)
         return 2

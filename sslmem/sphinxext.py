@@ -12,7 +12,12 @@ Enable with ``sphinx: extra_extensions: [sslmem.sphinxext]`` in ``_config.yml``.
 2. Each script once per page. Sphinx 7.4 re-adds inline scripts registered after the builder
    started (``filename=None`` becomes ``''``), so sphinx-thebe's ``const THEBE_JS_URL`` ran twice
    and every page threw "Identifier 'THEBE_JS_URL' has already been declared".
-3. Citations that tell papers apart. The book cites two "Wang et al., 2024" papers (SSLMem and
+3. BokehJS from the book itself, once. The per-point explorer (``sslmem.explorer``) is a Bokeh
+   document embedded in a notebook output without BokehJS; the pages that hold one load the
+   pinned package's ``bokeh.min.js`` and ``bokeh-widgets.min.js`` from ``_static/bokeh/`` (one
+   copy for the whole book, named with the version, so a cached older copy is never used), no
+   CDN and no server.
+4. Citations that tell papers apart. The book cites two "Wang et al., 2024" papers (SSLMem and
    its follow-up [LM]); author-year citations showed the same text for both, and the reference
    list used other labels (WKD+24). The ``sslmem_authoryear`` bibliography style labels entries
    "Wang et al., 2024a" / "2024b" and, with ``bibtex_reference_style: label``, citations in the
@@ -41,6 +46,8 @@ BUNDLE = "tex-mml-chtml.js"  # the bundle Sphinx takes from the CDN, so pages be
 # MathML entities, the woff fonts of the CHTML output, the context menu's a11y tools and speech).
 LAZY = ("input/tex/extensions", "input/mml", "output/chtml/fonts/woff-v2", "ui", "a11y", "sre")
 TARGET = "mathjax"  # under _static/
+BOKEH_TARGET = "bokeh"  # under _static/
+EXPLORER_MARK = 'class="sslmem-explorer'  # in the body of a page with an explorer
 
 
 def mathjax_root() -> Path:
@@ -78,6 +85,32 @@ def _copy_mathjax(app: Sphinx, exception: Exception | None) -> None:
         for src in sorted((root / sub).rglob("*")):
             if src.is_file():
                 _copy(src, out / src.relative_to(root))
+
+
+def _bokeh_files() -> list[tuple[Path, str]]:
+    """(the pinned BokehJS bundle, its versioned name under ``_static/bokeh/``)."""
+    import bokeh
+
+    from sslmem.explorer import bokehjs_files
+
+    return [(f, f.name.replace(".min.js", f"-{bokeh.__version__}.min.js"))
+            for f in bokehjs_files()]
+
+
+def _copy_bokeh(app: Sphinx, exception: Exception | None) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    out = Path(app.outdir) / "_static" / BOKEH_TARGET
+    for src, name in _bokeh_files():
+        _copy(src, out / name)
+
+
+def _load_bokeh(app: Sphinx, pagename: str, templatename: str, context: dict,
+                doctree) -> None:
+    """Only the pages with an explorer load BokehJS (before the page's own scripts run)."""
+    if EXPLORER_MARK in (context.get("body") or ""):
+        for _, name in _bokeh_files():
+            app.add_js_file(f"{BOKEH_TARGET}/{name}", priority=400)
 
 
 def _dedupe_scripts(app: Sphinx, pagename: str, templatename: str, context: dict,
@@ -122,10 +155,13 @@ class AuthorYearStyle(UnsrtStyle):
 
 def setup(app: Sphinx) -> dict:
     mathjax_root()  # fail at start, not after the whole build
+    _bokeh_files()
     register_plugin("pybtex.style.labels", "sslmem_authoryear", AuthorYearLabels, force=True)
     register_plugin("pybtex.style.formatting", "sslmem_authoryear", AuthorYearStyle, force=True)
     app.setup_extension("sphinx.ext.mathjax")
     app.connect("config-inited", _use_local_mathjax)
     app.connect("build-finished", _copy_mathjax)
+    app.connect("build-finished", _copy_bokeh)
+    app.connect("html-page-context", _load_bokeh, priority=400)  # before the dedupe
     app.connect("html-page-context", _dedupe_scripts, priority=900)  # after mathjax's
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,13 +1,12 @@
 """The built book in a real browser: no JavaScript error, math rendered, images and links intact.
 
-Drives Debian's headless ``chromium`` over the DevTools protocol on a pipe
-(``--remote-debugging-pipe``: fd 3 in, fd 4 out, NUL-separated JSON), so it needs no websocket
-library, no port and no network. Every page of a temporary build of the book (plus a test page
-with the per-point explorer on a synthetic table) is loaded and fails the test on
+Playwright (sync API) drives Debian's ``chromium`` (``executable_path``: no browser is downloaded,
+none is needed on CI beyond ``apt-get install chromium``). Every page of a temporary build of the
+book (plus a test page with the per-point explorer on a synthetic table) is loaded and fails the
+test on
 
-* a JavaScript error: uncaught exceptions (``Runtime.exceptionThrown``), ``console.error``
-  (``Runtime.consoleAPICalled``), and browser log errors (``Log.entryAdded``: failed resource
-  loads, CSP, ...);
+* a JavaScript error: an uncaught exception (``pageerror``), ``console.error`` or an assertion,
+  and a request that failed (a missing script, stylesheet, font or image);
 * a formula left unrendered: a ``.math`` element without MathJax output, raw ``\\(``, ``\\[`` or
   ``$$`` in the visible text, or MathJax/KaTeX error nodes;
 * a missing image: an ``<img>`` whose ``decode()`` fails (broken src, naturalWidth 0);
@@ -15,30 +14,32 @@ with the per-point explorer on a synthetic table) is loaded and fails the test o
   that the target page does not define.
 
 One screenshot per page is kept (full page, PNG) in ``$SSLMEM_SCREENSHOTS`` or a pytest temp folder;
-its path is printed. ``test_detector_catches_injected_failures`` proves each check fires.
+its path is printed. ``test_detector_catches_injected_failures`` proves each check fires; the
+explorer's page is also used: hovering a point shows its image, a filter changes the number of
+points drawn, a box selection shows the selected images.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import fcntl
-import json
+import io
 import os
 import re
-import select
 import shutil
-import signal
-import subprocess
-import tempfile
-import time
 import urllib.parse
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# the system chromium, headless and quiet: no network of its own, no sandbox (CI runs as root)
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                 "--hide-scrollbars", "--allow-file-access-from-files"]
 WIDTH, HEIGHT, MAX_SHOT_HEIGHT = 1280, 900, 12_000
+TIMEOUT_MS = 30_000
 
 ON_CI = bool(os.environ.get("CI"))  # there a missing chromium fails: .ci/run installs it
 
@@ -48,160 +49,86 @@ pytestmark = [pytest.mark.slow,
                                  ".ci/run installs it on CI)")]
 
 
-class Chromium:
-    """Headless Chromium driven over the DevTools protocol on a pipe (stdlib only)."""
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium under Playwright, for the whole module."""
+    if CHROMIUM is None:
+        pytest.fail("chromium is missing on CI: .ci/run should have installed it")
+    from playwright.sync_api import sync_playwright
 
-    def __init__(self, timeout: float = 30.0):
-        self.timeout = timeout
-        self.profile = tempfile.mkdtemp(prefix="sslmem-chromium-")
-        to_r, self._to = os.pipe()  # we write commands, chromium reads fd 3
-        self._from, from_w = os.pipe()  # chromium writes fd 4, we read
-        # F_DUPFD >= 10 first, so that dup2 onto 3 and 4 never clobbers the other end
-        child_r, child_w = fcntl.fcntl(to_r, fcntl.F_DUPFD, 10), fcntl.fcntl(from_w,
-                                                                             fcntl.F_DUPFD, 10)
+    with sync_playwright() as pw:
+        chrome = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                    timeout=TIMEOUT_MS)
+        yield chrome
+        chrome.close()
 
-        def wire():
-            os.dup2(child_r, 3)
-            os.dup2(child_w, 4)
 
-        self.proc = subprocess.Popen(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--disable-dev-shm-usage", "--hide-scrollbars",
-             "--allow-file-access-from-files", "--remote-debugging-pipe",
-             f"--user-data-dir={self.profile}", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=wire, pass_fds=(3, 4), start_new_session=True)
-        for fd in (to_r, from_w, child_r, child_w):
-            os.close(fd)
-        self._buf, self._id, self.events, self._targets = b"", 0, [], {}
+class Tab:
+    """One page, loaded and settled, with the errors it reported."""
+
+    def __init__(self, browser, url: str):
+        self.page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
+        self.page.set_default_timeout(TIMEOUT_MS)
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda err: self.errors.append(f"uncaught: {err}"))
+        self.page.on("console", self._console)
+        self.page.on("requestfailed", lambda r: self.errors.append(
+            f"request failed: {r.url[:160]} ({r.failure})"))
+        self.page.goto(url, wait_until="load")
+        for attempt in range(3):  # a redirect (the book's index.html): the page it leads to
+            try:
+                if self.page.locator("meta[http-equiv=refresh i]").count():
+                    first = self.page.url
+                    self.page.wait_for_url(lambda to: to != first, wait_until="load")
+                self.page.evaluate(SETTLE_JS)
+                break
+            except PlaywrightError as err:  # navigated away while we looked: look again
+                if attempt == 2 or "context was destroyed" not in str(err):
+                    raise
+
+    def _console(self, msg) -> None:
+        if msg.type in ("error", "assert"):
+            self.errors.append(f"console.{msg.type}: {msg.text}")
+
+    def screenshot(self, path: Path) -> None:
+        height = self.page.evaluate("document.documentElement.scrollHeight")
+        height = min(max(int(height), HEIGHT), MAX_SHOT_HEIGHT)
+        self.page.screenshot(path=path, full_page=True,
+                             clip={"x": 0, "y": 0, "width": WIDTH, "height": height})
 
     def close(self) -> None:
-        """End this chromium and its helper processes (its own process group, started above)."""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.proc.pid, sig)
-                self.proc.wait(10)
-                break
-            except ProcessLookupError:
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        os.close(self._to)
-        os.close(self._from)
-        shutil.rmtree(self.profile, ignore_errors=True)
-
-    def _read(self, deadline: float) -> dict | None:
-        while b"\0" not in self._buf:
-            wait = deadline - time.monotonic()
-            if wait <= 0 or not select.select([self._from], [], [], wait)[0]:
-                return None
-            chunk = os.read(self._from, 1 << 20)
-            if not chunk:
-                raise RuntimeError("chromium closed the DevTools pipe")
-            self._buf += chunk
-        msg, self._buf = self._buf.split(b"\0", 1)
-        return json.loads(msg)
-
-    def send(self, method: str, session: str | None = None, **params) -> dict:
-        """One command; events that arrive meanwhile are kept in ``events``."""
-        self._id += 1
-        msg = {"id": self._id, "method": method, "params": params}
-        if session:
-            msg["sessionId"] = session
-        os.write(self._to, json.dumps(msg).encode() + b"\0")
-        deadline = time.monotonic() + self.timeout
-        while True:
-            reply = self._read(deadline)
-            if reply is None:
-                raise TimeoutError(f"{method}: no reply in {self.timeout} s")
-            if reply.get("id") == self._id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply.get("result", {})
-            self.events.append(reply)
-
-    def wait_event(self, method: str, session: str, timeout: float | None = None) -> dict | None:
-        """The first ``method`` event of ``session`` not waited for yet (None on time-out)."""
-        deadline = time.monotonic() + (timeout or self.timeout)
-        while True:
-            for k, e in enumerate(self.events):
-                if e.get("method") == method and e.get("sessionId") == session:
-                    return self.events.pop(k)
-            event = self._read(deadline)
-            if event is None:
-                return None
-            self.events.append(event)
-
-    def evaluate(self, session: str, expression: str):
-        result = self.send("Runtime.evaluate", session, expression=expression,
-                           awaitPromise=True, returnByValue=True)
-        if "exceptionDetails" in result:
-            raise RuntimeError(f"evaluate failed: {result['exceptionDetails']}")
-        return result["result"].get("value")
-
-    def open(self, url: str) -> str:
-        """A fresh tab on ``url``, loaded, fonts and MathJax done; returns its session id."""
-        target = self.send("Target.createTarget", url="about:blank")["targetId"]
-        session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        self._targets[session] = target
-        for domain in ("Page", "Runtime", "Log"):
-            self.send(f"{domain}.enable", session)
-        self.send("Emulation.setDeviceMetricsOverride", session, width=WIDTH, height=HEIGHT,
-                  deviceScaleFactor=1, mobile=False)
-        self.send("Page.navigate", session, url=url)
-        if self.wait_event("Page.loadEventFired", session) is None:
-            raise TimeoutError(f"{url} did not load in {self.timeout} s")
-        if self.evaluate(session, "!!document.querySelector('meta[http-equiv=refresh i]')"):
-            # a redirect (the book's index.html): check the page it leads to
-            if self.wait_event("Page.loadEventFired", session) is None:
-                raise TimeoutError(f"{url} did not redirect in {self.timeout} s")
-        self.evaluate(session, SETTLE_JS)
-        return session
-
-    def errors(self, session: str) -> list[str]:
-        """JavaScript errors and browser log errors seen by this tab so far."""
-        out = []
-        for e in self.events:
-            if e.get("sessionId") != session:
-                continue
-            p = e.get("params", {})
-            if e["method"] == "Runtime.exceptionThrown":
-                d = p["exceptionDetails"]
-                out.append("uncaught: " + d.get("exception", {}).get("description", d["text"]))
-            elif e["method"] == "Runtime.consoleAPICalled" and p["type"] in ("error", "assert"):
-                out.append("console.error: " + " ".join(str(a.get("value", a.get(
-                    "description", ""))) for a in p["args"]))
-            elif e["method"] == "Log.entryAdded" and p["entry"]["level"] == "error":
-                out.append(f"log: {p['entry']['text']} {p['entry'].get('url', '')}".strip())
-        return out
-
-    def screenshot(self, session: str, path: Path) -> None:
-        height = self.evaluate(session, "document.documentElement.scrollHeight")
-        height = min(max(int(height), HEIGHT), MAX_SHOT_HEIGHT)
-        self.send("Emulation.setDeviceMetricsOverride", session, width=WIDTH, height=height,
-                  deviceScaleFactor=1, mobile=False)
-        shot = self.send("Page.captureScreenshot", session, format="png")
-        path.write_bytes(base64.b64decode(shot["data"]))
-        self.send("Emulation.setDeviceMetricsOverride", session, width=WIDTH, height=HEIGHT,
-                  deviceScaleFactor=1, mobile=False)
-
-    def close_tab(self, session: str) -> None:
-        self.send("Target.closeTarget", targetId=self._targets.pop(session))
-        self.events = [e for e in self.events if e.get("sessionId") != session]
+        self.page.close()
 
 
-# Waits for what renders after "load": web fonts, MathJax's typesetting, every image's decode.
-SETTLE_JS = """(async () => {
+@contextlib.contextmanager
+def opened(browser, path: Path):
+    tab = Tab(browser, path.as_uri())
+    try:
+        yield tab
+    finally:
+        tab.close()
+
+
+# Waits for what renders after "load": web fonts, MathJax's typesetting, every image's decode,
+# and Bokeh's documents (the explorer) once they are idle.
+SETTLE_JS = """async () => {
+  if (document.readyState !== "complete")
+    await new Promise(done => addEventListener("load", done, {once: true}));
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise;
   await document.fonts.ready;
   await Promise.all(Array.from(document.images, i => {i.loading = "eager";
     return i.decode().catch(() => null);}));
+  const explorers = document.querySelectorAll(".sslmem-explorer").length;
+  for (let k = 0; explorers && window.Bokeh && k < 200; k++) {
+    const docs = Bokeh.documents || [];
+    if (docs.length >= explorers && docs.every(d => d.is_idle)) break;
+    await new Promise(r => setTimeout(r, 50));
+  }
   return true;
-})()"""
+}"""
 
 # What a reader would see as broken, collected in the page after SETTLE_JS.
-INSPECT_JS = r"""(async () => {
+INSPECT_JS = r"""async () => {
   const skip = "pre, code, script, style, textarea, noscript, .highlight, mjx-container, .katex";
   const raw = [];
   const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
@@ -223,9 +150,8 @@ INSPECT_JS = r"""(async () => {
     if (!ok) images.push(img.getAttribute("src").slice(0, 120));
   }
   const links = Array.from(document.querySelectorAll("a[href]"), a => a.href);
-  return {raw, unrendered, mathErrors, images, links,
-          mathjax: !!window.MathJax, title: document.title};
-})()"""
+  return {raw, unrendered, mathErrors, images, links};
+}"""
 
 
 def broken_links(links: list[str], ids_of) -> list[str]:
@@ -253,33 +179,20 @@ def _ids(cache: dict, path: Path) -> set[str]:
     return cache[path]
 
 
-def check_page(browser: Chromium, page: Path, shot: Path | None, id_cache: dict) -> dict:
+def check_page(browser, page: Path, shot: Path | None, id_cache: dict) -> dict:
     """Load one page, screenshot it, and return its problems by kind (empty lists when fine)."""
-    session = browser.open(page.as_uri())
-    try:
-        found = browser.evaluate(session, INSPECT_JS)
+    with opened(browser, page) as tab:
+        found = tab.page.evaluate(INSPECT_JS)
         if shot is not None:
-            browser.screenshot(session, shot)
-        problems = {
-            "javascript": browser.errors(session),
+            tab.screenshot(shot)
+        return {
+            "javascript": list(tab.errors),
             "math": ([f"raw: {t}" for t in found["raw"]]
                      + [f"unrendered: {t}" for t in found["unrendered"]]
                      + [f"error: {t}" for t in found["mathErrors"]]),
             "images": found["images"],
             "links": broken_links(found["links"], lambda p: _ids(id_cache, p)),
         }
-        return problems
-    finally:
-        browser.close_tab(session)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        pytest.fail("chromium is missing on CI: .ci/run should have installed it")
-    chrome = Chromium()
-    yield chrome
-    chrome.close()
 
 
 # A page of its own in the test's book copy: math in every form the book uses (inline, display,
@@ -388,8 +301,8 @@ def test_every_page_is_clean(pages, kind):
 
 
 def test_screenshots_kept(pages, shots):
-    kept = sorted(shots.glob("*.png"))
-    assert len(kept) == len(pages)
+    kept = [shots / (name[:-len(".html")].replace(os.sep, "__") + ".png") for name in pages]
+    assert all(p.exists() for p in kept)
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
                for p in kept)
 
@@ -398,59 +311,106 @@ def test_math_renders_offline(site, browser):
     """MathJax comes from the book (no CDN) and typesets every kind of math on the check page."""
     html = (site / "book" / f"{EXPLORER_PAGE}.html").read_text()
     assert "_static/mathjax/tex-mml-chtml.js" in html and "cdn.jsdelivr" not in html
-    session = browser.open((site / "book" / f"{EXPLORER_PAGE}.html").as_uri())
-    try:
-        rendered = browser.evaluate(session, "document.querySelectorAll('mjx-container').length")
-        glued = browser.evaluate(session, """Array.from(document.querySelectorAll('p'))
+    with opened(browser, site / "book" / f"{EXPLORER_PAGE}.html") as tab:
+        rendered = tab.page.locator("mjx-container").count()
+        glued = tab.page.evaluate("""Array.from(document.querySelectorAll('p'))
             .filter(p => p.textContent.includes('A glued markdown value'))
             .map(p => p.querySelectorAll('mjx-container').length)""")
-    finally:
-        browser.close_tab(session)
     # inline x2, display, align, glued md, markdown output, latex output (none left raw: see
     # test_every_page_is_clean[math])
     assert rendered >= 6, rendered
     assert glued == [1], glued
 
 
-def test_explorer_works_in_the_built_page(site, browser):
+def test_bokehjs_is_served_by_the_book_once(site):
+    """One copy of BokehJS in _static/, loaded by the pages with an explorer and only by them."""
+    import bokeh
+
+    served = sorted(p.name for p in (site / "_static" / "bokeh").glob("*.js"))
+    assert served == [f"bokeh-{bokeh.__version__}.min.js",
+                      f"bokeh-widgets-{bokeh.__version__}.min.js"]
     html = (site / "book" / f"{EXPLORER_PAGE}.html").read_text()
-    assert html.count('class="sx-data"') == 1 and "sxExplorer" in html
-    session = browser.open((site / "book" / f"{EXPLORER_PAGE}.html").as_uri())
-    try:
-        root = "document.querySelector('.sslmem-explorer')"
-        assert browser.evaluate(session, f"{root}.dataset.visible") == str(N_POINTS)
-        # hover point 0 with a real mouse event: its index, class and thumbnail appear
-        data = browser.evaluate(session, f"JSON.parse({root}.querySelector('.sx-data')"
-                                         ".textContent)")
-        at = browser.evaluate(session, f"({root}.scrollIntoView({{block: 'center'}}),"
-                                       f"{root}.sxExplorer.point(0))")
-        assert at["visible"]
-        browser.send("Input.dispatchMouseEvent", session, type="mouseMoved", x=at["x"],
-                     y=at["y"])
-        shown = browser.evaluate(session, f"{root}.dataset.shown")
-        # the nearest point is 0 unless another sits on the very same pixel
-        i = data["index"].index(int(shown))
-        assert abs(data["values"]["L_f"][i] - data["values"]["L_f"][0]) < 0.02
-        detail = browser.evaluate(session, f"{root}.querySelector('.sx-detail').innerText")
-        assert shown in detail and f"class {data['label'][i]}" in detail and "subset" in detail
-        ink = browser.evaluate(session, f"""(() => {{
-            const c = {root}.querySelector('.sx-detail canvas');
-            return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)
-                .reduce((a, b) => a + b, 0); }})()""")
-        assert ink > 0, "the thumbnail stayed blank"
-        # a click pins it; untick S_E: its points disappear
-        browser.send("Input.dispatchMouseEvent", session, type="mousePressed", x=at["x"],
-                     y=at["y"], button="left", clickCount=1)
-        browser.send("Input.dispatchMouseEvent", session, type="mouseReleased", x=at["x"],
-                     y=at["y"], button="left", clickCount=1)
-        assert "pinned" in browser.evaluate(session, f"{root}.querySelector('.sx-detail')"
-                                                     ".innerText")
-        extra = data["subset"].count([s["key"] for s in data["subsets"]].index("extra"))
-        browser.evaluate(session, f"{root}.querySelector('input[data-subset=extra]').click()")
-        assert browser.evaluate(session, f"{root}.dataset.visible") == str(N_POINTS - extra)
-        assert browser.errors(session) == []
-    finally:
-        browser.close_tab(session)
+    assert html.count('class="sx-item"') == 1
+    assert f'src="../_static/bokeh/bokeh-{bokeh.__version__}.min.js' in html
+    assert "cdn.bokeh.org" not in html and "bokeh.min.js\"" not in html
+    assert "_static/bokeh/" not in (site / "book" / "intro.html").read_text()
+    assert not [p for p in site.rglob("*.js") if p.name.startswith("bokeh")
+                and p.parent != site / "_static" / "bokeh"]
+
+
+# Where point ``i`` of the explorer's data is drawn, in page coordinates (Bokeh's own scales).
+POINT_JS = """(i) => {
+  const doc = Bokeh.documents[0], points = doc.get_model_by_name("points");
+  const views = [];
+  const walk = v => { views.push(v); for (const c of (v.child_views || [])) walk(c); };
+  const index = Bokeh.index;  // a Map-like registry of the root views, or a plain object
+  for (const v of (typeof index.values === "function" ? [...index.values()]
+                   : Object.values(index))) walk(v);
+  const fig = views.find(v => v.model.renderers && v.model.renderers.includes(points));
+  const data = points.data_source.data, glyph = points.glyph;
+  const box = fig.canvas_view.el.getBoundingClientRect(), frame = fig.frame.bbox;
+  return {x: box.left + fig.frame.x_scale.compute(data[glyph.x.field][i]),
+          y: box.top + fig.frame.y_scale.compute(data[glyph.y.field][i]),
+          index: data.index[i], extra: Array.from(data.subset).filter(s => s === 3).length,
+          frame: {left: box.left + frame.left, top: box.top + frame.top, width: frame.width,
+                  height: frame.height}};
+}"""
+DRAWN_JS = "() => Bokeh.documents[0].get_model_by_name('points').view.indices.count"
+
+
+def _ink(png: bytes) -> float:
+    """The spread of the pixel values of a screenshot: 0 for a blank one."""
+    import numpy as np
+    from PIL import Image
+
+    return float(np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=float).std())
+
+
+def test_explorer_works_in_the_built_page(site, browser, shots):
+    with opened(browser, site / "book" / f"{EXPLORER_PAGE}.html") as tab:
+        page = tab.page
+        page.locator(".sslmem-explorer").scroll_into_view_if_needed()
+        assert page.evaluate(DRAWN_JS) == N_POINTS
+        # hover point 0 with the mouse: a tooltip with its index, class, subset and image
+        at = page.evaluate(POINT_JS, 0)
+        page.mouse.move(at["x"], at["y"])
+        tip = page.locator(".sx-tip")
+        tip.wait_for(state="visible")
+        text = tip.inner_text()
+        assert "class" in text and "subset" in text and re.search(r"^m\s", text, re.M), text
+        shown = int(re.search(r"index\s+(\d+)", text).group(1))
+        assert 1000 <= shown < 1000 + N_POINTS  # the nearest point: 0 or one on the same pixel
+        thumb = page.locator(".sx-tip .sx-thumb")
+        assert "data:image/jpeg" in thumb.evaluate("e => getComputedStyle(e).backgroundImage")
+        assert _ink(thumb.screenshot()) > 5, "the thumbnail in the tooltip stayed blank"
+        page.screenshot(path=shots / "explorer-hover.png")
+        # untick S_E: its points are no longer drawn, and the count says so
+        plot = page.locator(".sx-plot")
+        before = plot.screenshot()
+        page.mouse.move(1, 1)
+        page.locator("label", has_text="S_E extra").locator("input").click()
+        page.wait_for_function(f"({DRAWN_JS})() === {N_POINTS - at['extra']}")
+        assert page.get_by_text(f"{N_POINTS - at['extra']} of {N_POINTS} points shown").count()
+        assert plot.screenshot() != before
+        # untick a class as well: fewer again
+        page.locator("label", has_text="class 3 (").locator("input").click()
+        assert page.evaluate(DRAWN_JS) < N_POINTS - at["extra"]
+        # a box selection shows the selected images
+        frame = page.evaluate(POINT_JS, 0)["frame"]  # the plot's data area, below the legend
+        page.mouse.move(frame["left"] + 0.3 * frame["width"], frame["top"] + 0.3 * frame["height"])
+        page.mouse.down()
+        page.mouse.move(frame["left"] + 0.95 * frame["width"],
+                        frame["top"] + 0.95 * frame["height"], steps=6)
+        page.mouse.up()
+        cells = page.locator(".sx-grid > div")
+        cells.first.wait_for(state="visible")
+        chosen = page.evaluate(
+            "Bokeh.documents[0].get_model_by_name('points').data_source.selected.indices.length")
+        assert chosen > 0 and cells.count() == min(chosen, 100)
+        assert page.locator("b", has_text=f"{chosen} selected").count() == 1
+        assert _ink(page.locator(".sx-grid").screenshot()) > 5
+        page.screenshot(path=shots / "explorer-selection.png")
+        assert tab.errors == []
 
 
 INJECTED = """<!doctype html><html><head><meta charset="utf-8">
@@ -479,7 +439,7 @@ def test_detector_catches_injected_failures(site, browser, tmp_path):
     js = found["javascript"]
     assert any("injected uncaught error" in e and e.startswith("uncaught") for e in js), js
     assert any("injected console error" in e for e in js), js
-    assert any("missing.png" in e for e in js), js  # the failed load is logged too
+    assert any("missing.png" in e and e.startswith("request failed") for e in js), js
     assert found["images"] == ["missing.png"]
     math = found["math"]
     assert any(m.startswith("raw:") and "x^2" in m and "$$y$$" in m for m in math), math

@@ -1,0 +1,207 @@
+"""Plan units through submitit (sslmem.executors): SLURM settings, and the local executor at work.
+
+The local executor runs the same code path as a SLURM array task (a pickled ``UnitTask`` in a
+process of its own that rebuilds the plan, runs its unit under the unit's lock and writes into
+the shared store), so the tests run real units of the tiny profile with it: two at once, one
+that fails (a full disk, injected by tests/faults/sitecustomize.py) and is retried, one killed
+and resumed from its checkpoint. Without a SLURM cluster, the SLURM side is checked down to the
+sbatch file submitit would submit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sslmem import executors
+from sslmem.errors import SSLMemError
+
+FAULTS = Path(__file__).resolve().parent / "faults"
+REPO = Path(__file__).resolve().parents[1]
+SIMCLR, SUPERVISED = "ens-simclr-e6-000", "ens-supervised-e6-000"  # tiny units (~20 s of work)
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    executors.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+CLUSTER = """
+[slurm]
+partition = "gpu"
+time_min = 30
+cpus_per_unit = 8
+gpus_per_unit = 1
+mem_gb = 32
+array_parallelism = 4
+account = "my-lab"
+setup = ["module load cuda/12.4", "source /shared/sslmem/.venv/bin/activate"]
+[slurm.additional]
+mail-type = "END"
+"""
+
+
+def test_slurm_settings_from_a_file_and_options(tmp_path):
+    """The config file's values, overridden by options, become the array's sbatch lines."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    (tmp_path / "cluster.toml").write_text(CLUSTER)
+    settings = executors.settings_from(_parse(
+        "--executor", "slurm", "--slurm-config", str(tmp_path / "cluster.toml"),
+        "--time-min", "20", "--array-parallelism", "6"))
+    assert (settings.executor, settings.partition, settings.time_min) == ("slurm", "gpu", 20)
+    params = settings.slurm_parameters(10)
+    sbatch = _make_sbatch_string(command="python -u -m submitit.core._submit x",
+                                 folder=tmp_path / "%j", map_count=10, **params)
+    for line in ("--partition=gpu", "--time=20", "--cpus-per-task=8", "--gpus-per-node=1",
+                 "--mem=32GB", "--account=my-lab", "--mail-type=END", "--array=0-9%6",
+                 "--job-name=sslmem"):
+        assert f"#SBATCH {line}" in sbatch, (line, sbatch)
+    assert "module load cuda/12.4" in sbatch
+    assert settings.slurm_parameters(3)["array_parallelism"] == 3  # never more than the units
+    # a CPU-only plan asks for no GPU unless told to
+    plain = executors.settings_from(_parse("--executor", "slurm"))
+    assert "gpus_per_node" not in plain.slurm_parameters(5, cpu_only=True)
+    assert plain.slurm_parameters(5)["gpus_per_node"] == 1
+
+
+def test_settings_errors_are_one_line(tmp_path):
+    assert executors.settings_from(_parse()) is None  # units run here, one after another
+    with pytest.raises(SSLMemError, match="need --executor"):
+        executors.settings_from(_parse("--partition", "gpu"))
+    (tmp_path / "bad.toml").write_text("[slurm]\npartitin = 'gpu'\n")
+    with pytest.raises(SSLMemError, match="unknown key.*partitin.*known:.*partition"):
+        executors.settings_from(_parse("--executor", "slurm", "--slurm-config",
+                                       str(tmp_path / "bad.toml")))
+    (tmp_path / "broken.toml").write_text("[slurm\n")
+    with pytest.raises(SSLMemError, match="not valid TOML"):
+        executors.settings_from(_parse("--executor", "local", "--slurm-config",
+                                       str(tmp_path / "broken.toml")))
+
+
+def test_slurm_executor_without_slurm_says_what_to_do(tmp_results, capsys):
+    """Here there is no srun: one line pointing at the local executor and --emit-commands."""
+    from sslmem.plan import main
+
+    assert main(["--profile", "tiny", "--run", "--executor", "slurm",
+                 "--units", SIMCLR]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--executor local" in err and "--emit-commands" in err
+
+
+def _run(names: list[str], jobs: int = 2, **kwargs) -> tuple[list[str], Exception | None]:
+    from sslmem.plan import run_plan
+
+    lines = []
+    try:
+        run_plan("tiny", run=True, names=names, jobs=jobs, log=lines.append, **kwargs)
+    except SSLMemError as err:
+        return lines, err
+    return lines, None
+
+
+def _stored(name: str) -> bool:
+    from sslmem.plan import book_units, select
+
+    return select(book_units("tiny"), [name])[0].stored()
+
+
+@pytest.mark.slow
+def test_two_units_at_once_one_fails_and_is_retried(tmp_runs, tmp_results, monkeypatch,
+                                                    shared_data):
+    """--jobs 2: both units run at once; the one whose result cannot be written (disk full) is
+    reported in one line with its log kept, the other is stored; a rerun runs only the first."""
+    monkeypatch.setenv("SSLMEM_DATA", str(shared_data))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(FAULTS), str(REPO),
+                                                      os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("SSLMEM_FAULT_NOSPACE", "*/supervised-*/.member-*")
+    lines, err = _run([SIMCLR, SUPERVISED])
+    text = "\n".join(lines)
+    assert "submitit's local executor in 2 processes" in text
+    started = [k for k, line in enumerate(lines) if line.startswith("started ")]
+    ended = [k for k, line in enumerate(lines) if line.startswith("  ")]
+    assert len(started) == 2 and max(started) < min(ended), text  # at once
+    assert err is not None and f"unit(s) {SUPERVISED} failed" in str(err), text
+    failure = next(line for line in lines if f"{SUPERVISED} failed:" in line)
+    assert "No space left on device" in failure and "Traceback" not in failure, failure
+    log = Path(failure.rsplit("(log: ", 1)[1].rstrip(")"))
+    assert log.exists() and "No space left" in log.read_text()  # kept for the reader
+    assert f"{SIMCLR} stored" in text
+    assert _stored(SIMCLR) and not _stored(SUPERVISED)
+    assert not list(tmp_results.rglob("*.tmp"))  # nothing half-written
+    monkeypatch.delenv("SSLMEM_FAULT_NOSPACE")
+    lines, err = _run([SIMCLR, SUPERVISED])
+    assert err is None, lines
+    assert "running 1 unit(s)" in "\n".join(lines) and _stored(SUPERVISED)
+    # a stored unit's job folder goes; the failed one's log stays for the reader
+    assert list((tmp_runs / "submitit").iterdir()) == [log.parent]
+
+
+def _grandchildren(marker: str) -> list[int]:
+    """Processes started by the processes this test started whose command line has ``marker``
+    (submitit's local controller is our child, the unit's task is its child)."""
+    def children(pid: int) -> list[int]:
+        out = []
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            text = (task / "children").read_text() if (task / "children").exists() else ""
+            out += [int(p) for p in text.split()]
+        return out
+
+    found = []
+    for child in children(os.getpid()):
+        for grandchild in children(child):
+            cmdline = Path(f"/proc/{grandchild}/cmdline").read_bytes().replace(b"\0", b" ")
+            if marker.encode() in cmdline:
+                found.append(grandchild)
+    return found
+
+
+@pytest.mark.slow
+def test_a_killed_unit_resumes_from_its_checkpoint(tmp_runs, tmp_results, monkeypatch,
+                                                    shared_data):
+    """SIGKILL the unit's process once its encoder has a checkpoint: the unit is reported,
+    nothing is half-written, and the rerun continues the training from that checkpoint (the
+    epochs before it are the killed run's, not trained again)."""
+    from sslmem.store import read_frame
+    from sslmem.train import load_checkpoint
+
+    monkeypatch.setenv("SSLMEM_DATA", str(shared_data))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    result: dict = {}
+    first = threading.Thread(target=lambda: result.update(
+        zip(("lines", "err"), _run([SIMCLR], jobs=1, executor=executors.Settings()))))
+    first.start()
+    checkpoint, killed = None, []
+    deadline = time.monotonic() + 600
+    while first.is_alive() and not killed and time.monotonic() < deadline:
+        found = list(tmp_runs.glob("*/simclr-*/ens0-seed*/checkpoint.pt"))
+        if found:
+            checkpoint = found[0]
+            for pid in _grandchildren("submitit.core._submit"):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+        time.sleep(0.05)
+    first.join(600)
+    assert killed and checkpoint is not None, result
+    assert result["err"] is not None and SIMCLR in str(result["err"]), result
+    assert any("ended without a result" in line for line in result["lines"]), result["lines"]
+    assert not _stored(SIMCLR)
+    assert not list(tmp_results.rglob("*.tmp"))
+    at_kill = load_checkpoint(checkpoint)
+    lines, err = _run([SIMCLR], jobs=1, executor=executors.Settings())
+    assert err is None, lines
+    assert _stored(SIMCLR)
+    (history,) = tmp_results.rglob("simclr-*/history-ens0-seed0-*.csv.gz")
+    frame = read_frame(history)[0]
+    assert len(frame) == 6 and 1 <= at_kill["epoch"] <= 6
+    # the epochs up to the checkpoint are the killed run's own (their measured seconds)
+    done = [round(r["seconds"], 6) for r in at_kill["history"]]
+    assert [round(v, 6) for v in frame["seconds"][:at_kill["epoch"]]] == done
