@@ -52,6 +52,21 @@ def data_root(data_root: str | os.PathLike | None = None) -> Path:
     return shared if own_empty and (shared / "README.md").exists() else own
 
 
+def data_root_origin(root: str | os.PathLike | None = None) -> str:
+    """The data root :func:`data_root` picks for ``root`` and why, for messages about data."""
+    if root is not None:
+        return f"{Path(root).expanduser()}, given as data_root/--data-root"
+    env = os.environ.get("SSLMEM_DATA")
+    if env:
+        return f"{Path(env).expanduser()}, from $SSLMEM_DATA"
+    found, shared = data_root(), repo_dir().parent / "shared" / "data"
+    if found == shared:
+        return f"{found}, ../shared/data beside the checkout ($SSLMEM_DATA is unset)"
+    if (shared / "README.md").exists():
+        return f"{found}, the checkout's data/ ($SSLMEM_DATA is unset)"
+    return f"{found}, the checkout's data/ ($SSLMEM_DATA is unset and there is no {shared})"
+
+
 def runs_root(runs_root: str | os.PathLike | None = None) -> Path:
     """The run cache root: argument, else $SSLMEM_RUNS, else <repo>/runs."""
     if runs_root is not None:
