@@ -118,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "plan":
         from sslmem.plan import main as plan_main
+        from sslmem.plan import resume_text
 
-        with command_line("sslmem plan", RESUME) as status:
+        with command_line("sslmem plan", resume_text) as status:
             status.code = plan_main(argv[1:])
         return status.code
     args = _parser().parse_args(argv)

@@ -192,13 +192,21 @@ class Experiment:
 
     # ---- the store -----------------------------------------------------------------------------
     def _read(self, reader, path: Path):
-        """A stored result, or None when it must be computed (absent, or proven corrupt)."""
+        """A stored result, or None when it must be computed (absent, or proven corrupt).
+
+        Reading only (``results_only``), a corrupt result raises :class:`CorruptResult` (the
+        plan lists its unit as damaged); the advice names $SSLMEM_RESULTS_ONLY only when that
+        variable is what forbids computing.
+        """
         try:
             return reader(path)
         except CorruptResult as err:
             if self.results_only:
-                raise SSLMemError(f"{err}. Restore it (git checkout -- {path}) or recompute it "
-                                  "(unset SSLMEM_RESULTS_ONLY)") from None
+                how = ("unset SSLMEM_RESULTS_ONLY" if self.cfg.results_only is None  # the env
+                       else f"`sslmem plan --profile {self.cfg.profile} --run` recomputes "
+                       "damaged results")
+                raise CorruptResult(f"{err}. Restore it (git checkout -- {path}, where the "
+                                    f"store is committed) or recompute it ({how})") from None
             warnings.warn(f"{err}; recomputing it", stacklevel=4)
             return None
 

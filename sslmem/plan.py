@@ -14,19 +14,32 @@ processes sharing the store) adds up to the whole book, and ``make book`` render
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import shlex
 import shutil
+import signal
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sslmem import chapters
-from sslmem.errors import SSLMemError
+from sslmem.errors import SSLMemError, Stopped, one_line
 from sslmem.experiment import Experiment, snapshot_epochs
 from sslmem.io import device_name
-from sslmem.store import MissingResult, lock, read_frame, results_root
+from sslmem.store import (
+    CorruptResult,
+    MissingResult,
+    lock,
+    read_frame,
+    read_record,
+    results_root,
+)
 
 # Training throughput in images per second (one image = all of its views through the method),
 # at 32 px, before anything was measured on this machine. ``cuda``: an H100 (NOTES.md: SimCLR
@@ -67,15 +80,20 @@ class Unit:
     counts: tuple[str, ...] = ()  # result-name prefixes that are this unit's own (() = all)
 
     def stored(self) -> bool:
-        """All of the unit's results are in the store (computes nothing)."""
-        return self.measured() is not None
+        """All of the unit's results are in the store and pass their hashes (computes nothing)."""
+        return self.state() == "yes"
 
-    def measured(self) -> tuple[float, str] | None:
-        """(minutes, device) its stored results took to compute, or None if any is missing.
+    def state(self) -> str:
+        """'yes' (every result stored), 'no' (some missing) or 'damaged' (one is stored but
+        fails its hash or cannot be parsed: ``run`` recomputes it, with a warning)."""
+        try:
+            return "no" if self._served() is None else "yes"
+        except CorruptResult:
+            return "damaged"
 
-        From the results' own provenance (each records its wall time, training included), so
-        it is the real cost on the machine that ran the unit, however many runs it took.
-        """
+    def _served(self) -> list[Experiment] | None:
+        """The views that served every result of the unit from the store, or None if one is
+        missing (``sources`` of each view: what it served). Raises CorruptResult."""
         views = _views_of(self)
         for view in views:
             view.sources.clear()
@@ -83,14 +101,37 @@ class Unit:
             self.work(True)
         except MissingResult:
             return None
-        seconds, devices = 0.0, set()
+        return views
+
+    def measured(self) -> tuple[float, str] | None:
+        """(minutes, device) its stored results took to compute, or None if any is missing.
+
+        From the results' own provenance, so it is the real cost on the machine that ran the
+        unit, however many runs it took. Training is counted from the encoders' histories (the
+        seconds of every epoch, kept with the checkpoint), not from the wall time of the result
+        that needed the encoder: that result may have found the encoder in the run cache and
+        taken no time for it. Each encoder is counted once, at the larger of the two.
+
+        Raises:
+            CorruptResult: a result is stored but damaged.
+        """
+        views = self._served()
+        if views is None:
+            return None
+        seconds, devices, trained = 0.0, set(), {}
         for view in views:
             for name, prov in view.sources.items():
                 if self.counts and not name.startswith(self.counts):
                     continue
-                seconds += float((prov.get("wall_s") or {}).get("total", 0.0))
+                wall = prov.get("wall_s") or {}
+                training = {k[len("train "):]: float(v) for k, v in wall.items()
+                            if k.startswith("train ") and isinstance(v, (int, float))}
+                seconds += max(0.0, float(wall.get("total", 0.0)) - sum(training.values()))
+                for encoder, spent in [*training.items(), *_trained_seconds(view, name)]:
+                    key = (view.store_dir, encoder)
+                    trained[key] = max(trained.get(key, 0.0), spent)
                 devices.add(str(prov.get("device", "?")))
-        return seconds / 60, ", ".join(sorted(devices))
+        return (seconds + sum(trained.values())) / 60, ", ".join(sorted(devices))
 
     def run(self) -> float:
         """Compute and store what is missing; returns the wall seconds."""
@@ -105,6 +146,28 @@ class Unit:
         rate = _rate(self.exp, rates, kind)
         frozen = _rate(self.exp, rates, kind, dp=False) * INFERENCE_SPEEDUP
         return self.images / rate + self.scored / frozen + 10.0
+
+
+_HISTORY = re.compile(r"^history-(?P<encoder>[fg]-seed\d+)$")
+
+
+def _trained_seconds(view: Experiment, name: str) -> list[tuple[str, float]]:
+    """(encoder, training seconds) that stored result ``name`` records: a history's epochs, or
+    a chapter-4 retrain's ``train_seconds``; [] for other results."""
+    try:
+        if match := _HISTORY.match(name):
+            found = read_frame(view.store_dir / f"{name}.csv.gz")
+            if found is not None and "seconds" in found[0]:
+                return [(match["encoder"], float(found[0]["seconds"].sum()))]
+        elif name.startswith("retrain-"):
+            found = read_record(view.store_dir / f"{name}.json")
+            if found is not None and isinstance(found[0], dict):
+                record = found[0]
+                return [(f"{record.get('tag')}-seed{record.get('seed')}",
+                         float(record.get("train_seconds") or 0.0))]
+    except (SSLMemError, TypeError, ValueError):
+        pass  # the result itself was served: a cost estimate never stops a listing
+    return []
 
 
 def _device_kind(exp: Experiment) -> str:
@@ -351,16 +414,45 @@ def complete_profiles(**runtime) -> list[str]:
 
 # ---- the command line --------------------------------------------------------------------------
 
-def _table(units: list[Unit], stored: dict, rates: dict) -> str:
-    lines = [f"{'unit':28} {'chapters':9} {'kind':8} {'est. min':>8} {'on H100':>8}  stored  "
+def _table(units: list[Unit], state: dict, rates: dict) -> str:
+    lines = [f"{'unit':28} {'chapters':9} {'kind':8} {'est. min':>8} {'on H100':>8}  stored   "
              "measured"]
     for u in units:
-        last = u.measured() if stored[u.name] else None
+        last = u.measured() if state[u.name] == "yes" else None
         when = f"{last[0]:.1f} min on {last[1]}" if last else ""
         lines.append(f"{u.name:28} {','.join(u.chapters):9} {u.kind:8} "
                      f"{u.estimate_s(rates) / 60:8.1f} {u.estimate_s(rates, 'cuda') / 60:8.1f}"
-                     f"  {'yes' if stored[u.name] else 'no ':6}  {when}")
+                     f"  {state[u.name]:7}  {when}")
     return "\n".join(lines)
+
+
+def unit_command(profile: str, name: str, options: dict, *, fresh: bool = False) -> list[str]:
+    """The ``sslmem`` arguments that run unit ``name`` as this plan would run it.
+
+    The one place that decides them, for ``--emit-commands`` and for ``--jobs``: every option
+    that chooses where the unit reads and writes (data, run cache, results store, a fresh
+    store's staging folder via ``--fresh``) or what it runs on (device). Paths are absolute, so
+    a scheduler may start the command in another folder.
+    """
+    args = ["plan", "--profile", profile, "--run", "--units", name]
+    if options.get("device") not in (None, "auto"):
+        args += ["--device", str(options["device"])]
+    for key in ("data_root", "runs_root", "results_root"):
+        if options.get(key) is not None:
+            args += [f"--{key.replace('_', '-')}", str(Path(options[key]).expanduser().absolute())]
+    return args + (["--fresh"] if fresh else [])
+
+
+_RUNNING: list[str] = []  # units in progress (here or in child processes), for an interruption
+
+
+def resume_text() -> str:
+    """How to go on after ``sslmem plan`` was interrupted (names the units it interrupted)."""
+    if _RUNNING:
+        return (f"interrupted unit(s): {', '.join(_RUNNING)} (stopped, nothing half-written); "
+                "rerun the same command to resume them (finished units are stored, training "
+                "resumes from its last checkpoint)")
+    return "rerun the same command to resume (finished units are stored)"
 
 
 def _fresh_root(profile: str, root: Path) -> Path:
@@ -386,34 +478,43 @@ def run_plan(profile: str, *, run: bool = False, budget_minutes: float | None = 
              **runtime) -> int:
     """List (and with ``run``, execute) the units of ``profile``; returns an exit code."""
     log = log or (lambda *a: print(*a, flush=True))
+    options = dict(runtime)  # as given: what a unit's own command repeats
     root = results_root(runtime.get("results_root"))
     if fresh:
         runtime["results_root"] = str(_fresh_root(profile, root))
     units = book_units(profile, **runtime)
     chosen = select(units, names)
     rates = measured_rates(units)
-    stored = {u.name: u.stored() for u in chosen}
+    state = {u.name: u.state() for u in chosen}
+    stored = {name: value == "yes" for name, value in state.items()}
+    missing = [u for u in chosen if not stored[u.name]]
+    damaged = [u.name for u in chosen if state[u.name] == "damaged"]
+    what = "unit(s) asked for" if names else "unit(s)"
     device = device_name(chosen[0].exp.device) if chosen else "?"
     if emit:
-        missing = [u for u in chosen if not stored[u.name]]
-        extra = " --fresh" if fresh else ""
         for stage, group in ((1, [u for u in missing if not u.depends]),
                              (2, [u for u in missing if u.depends])):
             if group:
                 log(f"# stage {stage}: {len(group)} independent unit(s)"
                     + ("" if stage == 1 else " (each waits for its stage-1 dependency)"))
             for u in group:
-                log(f"sslmem plan --profile {profile} --run --units {u.name}{extra}")
+                log(shlex.join(["sslmem", *unit_command(profile, u.name, options, fresh=fresh)]))
         return 0
-    log(f"profile {profile}: {len(chosen)} unit(s), {sum(stored.values())} stored; estimates for "
-        f"{device}{' (fresh store: ' + runtime['results_root'] + ')' if fresh else ''}")
-    log(_table(chosen, stored, rates))
+    log(f"profile {profile}: {len(chosen)} {what}, {sum(stored.values())} stored; estimates "
+        f"for {device}{' (fresh store: ' + runtime['results_root'] + ')' if fresh else ''}")
+    log(_table(chosen, state, rates))
+    if damaged:
+        log(f"damaged: {', '.join(damaged)} (a stored result fails its hash; --run recomputes "
+            "it)")
     if not run:
-        missing = [u for u in chosen if not stored[u.name]]
         total = sum(u.estimate_s(rates) for u in missing) / 60
         if missing:
-            log(f"missing: {len(missing)} unit(s), about {total:.0f} min here; run them with "
-                f"`sslmem plan --profile {profile} --run`")
+            log(f"missing: {len(missing)} of the {len(chosen)} {what}, about {total:.0f} min "
+                f"here; run them with `sslmem plan --profile {profile} --run"
+                f"{' --units ' + ','.join(u.name for u in missing) if names else ''}`")
+        elif names:
+            log(f"every unit asked for is stored ({len(chosen)} of the profile's {len(units)}; "
+                f"`sslmem plan --profile {profile}` lists them all)")
         else:
             log("every unit is stored: `make book` renders the book from them")
         return 0
@@ -421,39 +522,42 @@ def run_plan(profile: str, *, run: bool = False, budget_minutes: float | None = 
     spent = 0.0
     left = []
     if jobs > 1:
-        missing = [u for u in chosen if not stored[u.name]]
-        spent = _run_parallel(profile, missing, jobs, runtime, log)
-    for u in chosen if jobs <= 1 else []:
-        if stored[u.name]:
-            continue
+        spent = _run_parallel(profile, missing, jobs, options, fresh, log)
+    for u in missing if jobs <= 1 else []:
         estimate = u.estimate_s(rates)
         if budget is not None and (left or spent + estimate > budget):
             left.append(u)
             continue
         log(f"running {u.name} (estimate {estimate / 60:.1f} min) ...")
+        _RUNNING[:] = [u.name]
         seconds = u.run()
+        _RUNNING.clear()
         spent += seconds
         log(f"  {u.name} stored in {seconds / 60:.1f} min")
     if left:
         log(f"budget reached after {spent / 60:.1f} min; left: "
             + ", ".join(u.name for u in left))
     else:
-        log(f"all {len(chosen)} unit(s) stored ({spent / 60:.1f} min this run)")
+        log(f"all {len(chosen)} {what} stored ({spent / 60:.1f} min this run)")
         if fresh and names is None:
             _swap_in(profile, root, Path(runtime["results_root"]), log)
     return 0
 
 
-def _run_parallel(profile: str, units: list[Unit], jobs: int, runtime: dict, log) -> float:
+def _run_parallel(profile: str, units: list[Unit], jobs: int, options: dict, fresh: bool,
+                  log) -> float:
     """Run ``units`` in ``jobs`` processes of ``sslmem plan --run --units NAME`` each.
 
     Why processes: on a CPU, two single-threaded trainings use two cores better than one
     two-threaded one (no synchronisation between threads), and they share the store and run
     cache safely (locks, atomic writes). Each process gets ``cores // jobs`` threads; a unit
     that depends on another (a chapter-4 retrain) waits on its lock. Returns wall seconds.
-    """
-    import subprocess
 
+    Each child runs in a process group of its own, so that a signal meant for this process
+    (Ctrl-C in a terminal, SIGTERM from ``timeout``, a scheduler or a preemption) reaches it
+    once, forwarded from here: on Ctrl-C, SIGTERM or SIGHUP the children get the same signal,
+    are waited for (and killed after ``STOP_GRACE_S``), and the units they ran are named.
+    """
     threads = max(1, (os.cpu_count() or 1) // jobs)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     needed = {d for u in units for d in u.depends}  # what others wait for goes first
@@ -461,36 +565,77 @@ def _run_parallel(profile: str, units: list[Unit], jobs: int, runtime: dict, log
              + [u for u in units if not u.depends and u.name not in needed]
              + [u for u in units if u.depends])
     t0, running, failed = time.perf_counter(), [], []
-    extra = ["--device", str(runtime["device"])] if runtime.get("device") else []
-    for key in ("data_root", "runs_root", "results_root"):
-        if runtime.get(key) is not None:
-            extra += [f"--{key.replace('_', '-')}", str(runtime[key])]
     log(f"running {len(order)} unit(s) in {jobs} processes of {threads} thread(s) each")
     queue = list(order)
-    while queue or running:
-        while queue and len(running) < jobs:
-            u = queue.pop(0)
-            cmd = [sys.executable, "-m", "sslmem", "plan", "--profile", profile, "--run",
-                   "--units", u.name, *extra]
-            running.append((u, time.perf_counter(), subprocess.Popen(
-                cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
-            log(f"started {u.name}")
-        time.sleep(1.0)
-        for item in list(running):
-            u, start, proc = item
-            if proc.poll() is None:
-                continue
-            running.remove(item)
-            err = proc.stderr.read().strip().splitlines() if proc.stderr else []
-            if proc.returncode == 0:
-                log(f"  {u.name} stored in {(time.perf_counter() - start) / 60:.1f} min")
-            else:
-                failed.append(u.name)
-                log(f"  {u.name} failed: {err[-1] if err else proc.returncode}")
+    try:
+        while queue or running:
+            while queue and len(running) < jobs:
+                u = queue.pop(0)
+                cmd = [sys.executable, "-m", "sslmem",
+                       *unit_command(profile, u.name, options, fresh=fresh)]
+                err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed when reaped
+                running.append((u, time.perf_counter(), err, subprocess.Popen(
+                    cmd, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True,
+                    process_group=0)))
+                _RUNNING[:] = [item[0].name for item in running]
+                log(f"started {u.name}")
+            time.sleep(0.5)
+            for item in list(running):
+                u, start, err, proc = item
+                if proc.poll() is None:
+                    continue
+                running.remove(item)
+                _RUNNING[:] = [i[0].name for i in running]
+                err.seek(0)
+                lines = err.read().strip().splitlines()
+                err.close()
+                if proc.returncode == 0:
+                    log(f"  {u.name} stored in {(time.perf_counter() - start) / 60:.1f} min")
+                else:
+                    failed.append(u.name)
+                    log(f"  {u.name} failed: {lines[-1] if lines else proc.returncode}")
+    except BaseException as stop:  # a signal, or this process failing: no orphans either way
+        signum = (stop.signum if isinstance(stop, Stopped)
+                  else signal.SIGINT if isinstance(stop, KeyboardInterrupt) else signal.SIGTERM)
+        _stop([item[3] for item in running], signum)
+        raise
+    finally:
+        for item in running:
+            item[2].close()
     if failed:
         raise SSLMemError(f"unit(s) {', '.join(failed)} failed; rerun the same command to "
                           "retry them (finished units are stored)")
     return time.perf_counter() - t0
+
+
+STOP_GRACE_S = 60.0  # how long stopped children may take to finish their cleanup
+
+
+def _stop(procs: list[subprocess.Popen], signum: int) -> None:
+    """Forward ``signum`` to each child's process group and wait for them; a child still
+    running after ``STOP_GRACE_S`` seconds, or when a second signal arrives, is killed."""
+    alive = [p for p in procs if p.poll() is None]
+    for proc in alive:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signum)
+    try:
+        deadline = time.monotonic() + STOP_GRACE_S
+        for proc in alive:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+    except (subprocess.TimeoutExpired, KeyboardInterrupt, Stopped):
+        pass
+    finally:
+        for proc in alive:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+        for proc in alive:
+            while True:
+                try:
+                    proc.wait()
+                    break
+                except (KeyboardInterrupt, Stopped):
+                    continue  # already killed: only reaping is left
 
 
 def main(argv=None) -> int:
@@ -536,7 +681,4 @@ def main(argv=None) -> int:
     except SSLMemError as err:
         print(f"sslmem plan: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("sslmem plan: interrupted; rerun the same command to resume (finished units are "
-              "stored, the unit in progress resumes from its last checkpoint)", file=sys.stderr)
-        return 130
+    # Ctrl-C and signals: ``sslmem.errors.command_line`` prints one line with ``resume_text``
