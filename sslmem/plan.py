@@ -394,20 +394,36 @@ def select(units: list[Unit], names) -> list[Unit]:
     return [u for u in units if u.name in names]
 
 
-def complete_profiles(**runtime) -> list[str]:
-    """The profiles whose every unit is stored, best first."""
-    from sslmem.config import PROFILES
+def complete_profiles(why: dict | None = None, **runtime) -> list[str]:
+    """The profiles whose every unit is stored, best first.
+
+    ``why``, if given, receives for each profile with a folder in the store that is not
+    complete the reason in one line (its dataset is missing here, or units are missing).
+    """
+    from sslmem.config import PROFILES, Config
 
     done = []
+    why = {} if why is None else why
     root = results_root(runtime.get("results_root"))
     for profile in PROFILES:
         if not (root / profile).is_dir():
             continue  # nothing stored: no need to load its datasets to know
+        dataset = Config.for_profile(profile).dataset
+        missing = chapters.available(dataset, runtime.get("data_root"))
+        if missing:  # checked first: the keys of its results hash the data itself
+            why[profile] = (f"its results are keyed by the {dataset} data, which is not here: "
+                            f"{missing}")
+            continue
         try:
             units = book_units(profile, **runtime)
-        except SSLMemError:
-            continue  # e.g. its dataset is not available here
-        if all(u.stored() for u in units):
+        except SSLMemError as err:
+            why[profile] = one_line(err)
+            continue
+        absent = [u.name for u in units if not u.stored()]
+        if absent:
+            why[profile] = (f"{len(absent)} of its {len(units)} units are not stored "
+                            f"({', '.join(absent[:4])}{', ...' if len(absent) > 4 else ''})")
+        else:
             done.append(profile)
     return done
 

@@ -66,11 +66,18 @@ def resolve_profile(profile: str) -> str:
         return "paper" if torch.cuda.is_available() else "tiny"
     if profile == "stored":
         from sslmem.plan import complete_profiles
+        from sslmem.store import results_root
 
-        done = complete_profiles()
+        why: dict[str, str] = {}
+        done = complete_profiles(why)
         if not done:
-            raise SSLMemError("the results store holds no complete profile; compute one with "
-                              "`make reproduce PROFILE=tiny` (or sslmem plan --profile tiny --run)")
+            found = "; ".join(f"{name}: {reason}" for name, reason in why.items())
+            raise SSLMemError(
+                f"the results store {results_root()} holds no profile that can be rendered "
+                f"here ({found or 'it holds no profile at all'}); "
+                + ("provide that data, or " if why else "")
+                + "compute a profile with `make reproduce PROFILE=tiny` (or sslmem plan "
+                "--profile tiny --run)")
         return done[0]
     return profile
 

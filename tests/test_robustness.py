@@ -687,6 +687,21 @@ def test_runner_interrupted_keeps_the_page(toy_runner, sig, code):
     assert sorted(p.name for p in out.iterdir()) == ["01_toy.ipynb"]
 
 
+def test_stored_profile_names_the_missing_dataset_and_where_it_was_looked_for(
+        tmp_path, capsys, monkeypatch):
+    """`make book` where the store holds the laptop profile but the data root lacks CIFAR-10."""
+    results, data = tmp_path / "results", tmp_path / "data"
+    (results / "laptop").mkdir(parents=True)
+    data.mkdir()
+    monkeypatch.setenv("SSLMEM_RESULTS", str(results))
+    monkeypatch.setenv("SSLMEM_DATA", str(data))
+    code, err = runner(["--profile", "stored", "--out", str(tmp_path / "book")], capsys)
+    assert code == 1
+    line = one_line(err, "laptop", "'cifar10' not found", str(data / "cifar10"),
+                    "from $SSLMEM_DATA")
+    assert "no complete profile" not in line
+
+
 def test_missing_dataset_is_one_line(tmp_path, capsys, tmp_runs):
     code, err = cli(["score", *SMALL, "--dataset", "cifar10-mini", "--data-root",
                      str(tmp_path)], capsys)
