@@ -188,7 +188,33 @@ def save_state(path: Path, state: dict) -> None:
     a checkpoint or snapshot is trusted for the rest of the project's life.
     """
     with atomic_path(path) as tmp, open(tmp, "wb") as f:  # Python I/O: a full disk is OSError
-        torch.save({**state, "sha256": state_digest(state)}, f)
+        out = _KeepsWriteError(f)
+        try:
+            torch.save({**state, "sha256": state_digest(state)}, out)
+        except RuntimeError:
+            # torch's zip writer turns a failed write (a full disk, ENOSPC; the file-size
+            # limit, EFBIG) into "RuntimeError: [enforce fail at inline_container.cc...]":
+            # give atomic_path the OSError itself, which it reports in one line
+            if out.error is not None:
+                raise out.error from None
+            raise
+
+
+class _KeepsWriteError:
+    """A binary file for ``torch.save`` that keeps the ``OSError`` of a failed write."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 def load_state(path: Path, map_location="cpu", what: str = "file") -> dict:

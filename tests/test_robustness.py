@@ -350,6 +350,27 @@ def test_full_disk_during_a_checkpoint_is_one_line(tmp_runs, tmp_results):
     assert not [f for f in files(tmp_runs) if f.endswith(".tmp")]
 
 
+def test_real_write_failure_inside_torch_save_is_one_line(tmp_runs, tmp_results):
+    """Not the shim: the operating system refuses the write (the file-size limit, EFBIG, the way
+    a full disk gives ENOSPC) inside ``torch.save``, which reports it as a RuntimeError of its
+    zip writer."""
+    import resource
+
+    limit = 256 * 1024  # run.json fits, the first snapshot (a ResNet-9) does not
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # Python ignores SIGXFSZ
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "sslmem", "train", *SMALL], env=env,
+                          capture_output=True, text=True, timeout=300, preexec_fn=small_files)
+    assert done.returncode == 2, done.stderr[-3000:]
+    line = one_line(done.stderr, "cannot write", ".pt", "File too large", "free on its disk")
+    assert "inline_container" not in line
+    left = files(tmp_runs)
+    assert not [f for f in left if f.endswith((".tmp", ".pt"))], left  # nothing half-written
+
+
 def test_truncated_run_json_is_rewritten_not_called_incompatible(copied):
     runs, results = copied
     (info,) = results.rglob("run.json")
