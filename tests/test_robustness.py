@@ -723,6 +723,17 @@ def test_stored_profile_names_the_missing_dataset_and_where_it_was_looked_for(
     assert "no complete profile" not in line
 
 
+@pytest.mark.parametrize("command", ["train", "score", "run"])
+def test_every_profile_is_a_choice_of_the_cli(command):
+    from sslmem.cli import _parser
+    from sslmem.config import PROFILES
+
+    for profile in PROFILES:
+        args = _parser().parse_args([command, "--profile", profile])
+        assert args.profile == profile
+    assert "laptop" in PROFILES
+
+
 def test_missing_dataset_is_one_line(tmp_path, capsys, tmp_runs):
     code, err = cli(["score", *SMALL, "--dataset", "cifar10-mini", "--data-root",
                      str(tmp_path)], capsys)
