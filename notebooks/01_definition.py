@@ -347,8 +347,8 @@ show_table(compare)
 # {glue:text}`seconds:.0f` s.
 
 # %% tags=["remove-input", "hide-output"]
-glue_number("minutes", _timer.minutes())
-glue_number("seconds", 60 * _timer.minutes())
+glue_number("minutes", _timer.minutes(), volatile=True)
+glue_number("seconds", 60 * _timer.minutes(), volatile=True)
 glue_number("train_minutes", training_minutes(exp))
 glue_number("score_minutes", scoring_minutes(exp))
 info = exp.result_provenance()

@@ -263,8 +263,8 @@ show_table(compare)
 # this page rendered them in {glue:text}`seconds:.0f` s.
 
 # %% tags=["remove-input", "hide-output"]
-glue_number("minutes", _timer.minutes())
-glue_number("seconds", 60 * _timer.minutes())
+glue_number("minutes", _timer.minutes(), volatile=True)
+glue_number("seconds", 60 * _timer.minutes(), volatile=True)
 glue_number("train_minutes", training_minutes(*{id(e): e for e in setup.lambdas.values()}.values())
             + retrain_seconds / 60)
 info = exp.result_provenance()

@@ -270,8 +270,8 @@ show_table(compare)
 # rendered them in {glue:text}`seconds:.0f` s.
 
 # %% tags=["remove-input", "hide-output"]
-glue_number("minutes", _timer.minutes())
-glue_number("seconds", 60 * _timer.minutes())
+glue_number("minutes", _timer.minutes(), volatile=True)
+glue_number("seconds", 60 * _timer.minutes(), volatile=True)
 glue_number("dejavu_minutes", compute_minutes(*experiments.values(), results=("dejavu-",)))
 print("Provenance of the results on this page (one entry per experiment):")
 for name, exp in experiments.items():

@@ -5,6 +5,7 @@ parser reads whole, and pages that a re-execution with unchanged outputs leaves 
 from __future__ import annotations
 
 import logging
+import textwrap
 
 import jupytext
 import nbformat
@@ -54,3 +55,82 @@ def test_papermill_passes_a_declared_parameter_without_warning(tmp_path, caplog)
         parameterize_notebook(notebook, {"dataset": "fashionmnist"}, kernel_name="python3",
                               language="python")
     assert "dataset" in known and not caplog.records
+
+
+# ---- a page re-executed with the same outputs is left byte-identical ---------------------------
+
+def _toy(folder):
+    folder.mkdir()
+    (folder / "01_toy.py").write_text(textwrap.dedent('''\
+        # ---
+        # jupyter:
+        #   kernelspec:
+        #     display_name: Python 3
+        #     language: python
+        #     name: python3
+        # ---
+
+        # %% [markdown]
+        # A page rendered in {glue:text}`seconds:.0f` s.
+
+        # %% tags=["parameters"]
+        profile: str = "paper"  # the profile
+        shown: int = 1  # the number the page shows
+
+        # %%
+        import time
+
+        from sslmem.notebook import glue_number
+
+        glue_number("shown", shown)
+        glue_number("seconds", time.perf_counter(), volatile=True)  # differs at every run
+        print("shown", shown)
+        '''))
+    return folder
+
+
+@pytest.fixture
+def toy_book(tmp_path, monkeypatch):
+    monkeypatch.setattr(rp, "NOTEBOOK_DIR", _toy(tmp_path / "notebooks"))
+    monkeypatch.setattr(rp, "NOTEBOOKS", ("01_toy",))
+    return tmp_path / "book"
+
+
+def test_reexecuting_an_unchanged_page_leaves_it_byte_identical(toy_book):
+    page = toy_book / "01_toy.ipynb"
+    logs = []
+    rp.reproduce("tiny", out=toy_book, log=logs.append)
+    first = page.read_bytes()
+    nb = nbformat.reads(first.decode(), as_version=4)
+    assert "papermill" not in str([c.metadata for c in nb.cells])  # no per-cell timings
+    assert "start_time" not in nb.metadata.get("papermill", {})
+    rp.reproduce("tiny", out=toy_book, log=logs.append)
+    assert page.read_bytes() == first
+    assert "unchanged" in logs[-1]
+    rp.reproduce("tiny", out=toy_book, params={"01": {"shown": 2}}, log=logs.append)
+    again = page.read_bytes()
+    assert again != first and "shown 2" in again.decode()
+    ids = [c.id for c in nbformat.reads(again.decode(), as_version=4).cells]
+    assert ids[0] == nb.cells[0].id  # a cell whose source is unchanged keeps its id
+
+
+def test_write_page_ignores_only_volatile_values(tmp_path):
+    def page(value, seconds, cell_id):
+        nb = nbformat.v4.new_notebook()
+        cell = nbformat.v4.new_code_cell("x", id=cell_id)
+        cell.outputs = [nbformat.v4.new_output("display_data", data={"text/plain": value}),
+                        nbformat.v4.new_output("display_data", data={"text/plain": seconds},
+                                               metadata={"sslmem": {"volatile": True}})]
+        cell.metadata["papermill"] = {"duration": seconds}
+        cell.metadata["execution"] = {"iopub.status.idle": seconds}
+        nb.cells.append(cell)
+        nb.metadata["papermill"] = {"start_time": seconds, "parameters": {"a": 1}}
+        return nb
+
+    target = tmp_path / "page.ipynb"
+    assert rp.write_page(page("1", "3.2", "aaa"), target)
+    before = target.read_bytes()
+    assert not rp.write_page(page("1", "4.7", "bbb"), target)
+    assert target.read_bytes() == before
+    assert rp.write_page(page("2", "4.7", "ccc"), target)
+    assert b'"2"' in target.read_bytes()
