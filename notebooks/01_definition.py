@@ -51,20 +51,21 @@ from sslmem.notebook import (
 _timer = Timer()
 
 # %% tags=["parameters", "hide-input"]
-profile = "paper"  # 'paper' (GPU, the paper's CIFAR-10 setup) or 'tiny' (CPU smoke run)
-dataset = None  # None = the profile dataset (paper: cifar10, tiny: digits)
-method = "simclr"  # the SSL framework of encoders f and g
-backbone = None  # None = the profile or method default
-epochs = None  # None = the method default (paper) or the profile value (tiny)
-sizes = None  # e.g. {"shared": 600, "candidate": 150, ...}; None = the profile split
-seeds = None  # e.g. [0, 1, 2]; None = the profile seeds
-n_pairs = None  # augmentation pairs per point; None = the profile value
-epoch_points = None  # points per subset scored at each snapshot; None = the profile's
-device = "auto"
-data_root = None  # None = $SSLMEM_DATA
-runs_root = None  # None = $SSLMEM_RUNS (cache of trained encoders)
-results_root = None  # None = $SSLMEM_RESULTS, else the checkout's results/ (the store)
-_declared = [k for k in dir() if not k.startswith("_")]
+profile: str = "paper"  # 'paper' (GPU, the paper's setup), 'laptop' (2 CPU cores) or 'tiny' (CPU smoke run)
+dataset: "Optional[str]" = None  # None: the profile dataset (paper, laptop: cifar10; tiny: digits)
+method: str = "simclr"  # the SSL framework of encoders f and g
+backbone: "Optional[str]" = None  # None: the profile or method default
+epochs: "Optional[int]" = None  # None: the method default (paper) or the profile value (tiny)
+sizes: "Optional[dict]" = None  # e.g. {"shared": 600, "candidate": 150, ...}; None: the profile split
+seeds: "Optional[list]" = None  # e.g. [0, 1, 2]; None: the profile seeds
+n_pairs: "Optional[int]" = None  # augmentation pairs per point; None: the profile value
+epoch_points: "Optional[int]" = None  # points per subset scored at each snapshot; None: the profile's
+device: str = "auto"  # auto (CUDA if available), cpu or cuda[:N]
+data_root: "Optional[str]" = None  # None: $SSLMEM_DATA
+runs_root: "Optional[str]" = None  # None: $SSLMEM_RUNS (cache of trained encoders)
+results_root: "Optional[str]" = None  # None: $SSLMEM_RESULTS, else the checkout's results/ (the store)
+# the names declared above (parenthesized: papermill reads no parameter here)
+(_declared) = [k for k in dir() if not k.startswith("_")]
 
 # %% tags=["remove-input"]
 parameters = check_parameters(globals(), _declared)
@@ -355,8 +356,8 @@ show_table(compare)
 # {glue:text}`seconds:.0f` s.
 
 # %% tags=["remove-input", "hide-output"]
-glue_number("minutes", _timer.minutes())
-glue_number("seconds", 60 * _timer.minutes())
+glue_number("minutes", _timer.minutes(), volatile=True)
+glue_number("seconds", 60 * _timer.minutes(), volatile=True)
 glue_number("train_minutes", training_minutes(exp))
 glue_number("score_minutes", scoring_minutes(exp))
 info = exp.result_provenance()

@@ -50,22 +50,23 @@ from sslmem.notebook import (
 _timer = Timer()
 
 # %% tags=["parameters", "hide-input"]
-profile = "paper"  # 'paper' (GPU, the paper's CIFAR-10 setup) or 'tiny' (CPU smoke run)
-dataset = None  # None = the profile dataset (paper: cifar10, tiny: digits)
-methods = None  # SSL frameworks scored on the same split; None = the profile's list
-backbones = None  # per-method backbone, e.g. {"mae": "vit_tiny"}; None = the profile's
-patch_sizes = None  # per-method ViT patch size, e.g. {"mae": 4}; None = the profile's
-method_epochs = None  # per-method epochs, e.g. {"dino": 2}; None = the profile's
-epochs = None  # epochs of every method (overrides method_epochs); None = per method
-sizes = None  # e.g. {"shared": 600, "candidate": 150, ...}; None = the profile split
-seeds = None  # e.g. [0, 1, 2]; None = the profile seeds
-n_pairs = None  # augmentation pairs per point; None = the profile value
-top_k = None  # size of the top sets compared; None = 100 (paper) or a fifth of the candidates
-device = "auto"
-data_root = None  # None = $SSLMEM_DATA
-runs_root = None  # None = $SSLMEM_RUNS (cache of trained encoders)
-results_root = None  # None = $SSLMEM_RESULTS, else the checkout's results/ (the store)
-_declared = [k for k in dir() if not k.startswith("_")]
+profile: str = "paper"  # 'paper' (GPU, the paper's setup), 'laptop' (2 CPU cores) or 'tiny' (CPU smoke run)
+dataset: "Optional[str]" = None  # None: the profile dataset (paper, laptop: cifar10; tiny: digits)
+methods: "Optional[list]" = None  # SSL frameworks scored on the same split; None: the profile's list
+backbones: "Optional[dict]" = None  # per-method backbone, e.g. {"mae": "vit_tiny"}; None: the profile's
+patch_sizes: "Optional[dict]" = None  # per-method ViT patch size, e.g. {"mae": 4}; None: the profile's
+method_epochs: "Optional[dict]" = None  # per-method epochs, e.g. {"dino": 2}; None: the profile's
+epochs: "Optional[int]" = None  # epochs of every method (overrides method_epochs); None: per method
+sizes: "Optional[dict]" = None  # e.g. {"shared": 600, "candidate": 150, ...}; None: the profile split
+seeds: "Optional[list]" = None  # e.g. [0, 1, 2]; None: the profile seeds
+n_pairs: "Optional[int]" = None  # augmentation pairs per point; None: the profile value
+top_k: "Optional[int]" = None  # size of the top sets compared; None: 100 (paper) or a fifth of the candidates
+device: str = "auto"  # auto (CUDA if available), cpu or cuda[:N]
+data_root: "Optional[str]" = None  # None: $SSLMEM_DATA
+runs_root: "Optional[str]" = None  # None: $SSLMEM_RUNS (cache of trained encoders)
+results_root: "Optional[str]" = None  # None: $SSLMEM_RESULTS, else the checkout's results/ (the store)
+# the names declared above (parenthesized: papermill reads no parameter here)
+(_declared) = [k for k in dir() if not k.startswith("_")]
 
 # %% tags=["remove-input"]
 parameters = check_parameters(globals(), _declared)
@@ -271,8 +272,8 @@ show_table(compare)
 # this page rendered them in {glue:text}`seconds:.0f` s.
 
 # %% tags=["remove-input", "hide-output"]
-glue_number("minutes", _timer.minutes())
-glue_number("seconds", 60 * _timer.minutes())
+glue_number("minutes", _timer.minutes(), volatile=True)
+glue_number("seconds", 60 * _timer.minutes(), volatile=True)
 glue_number("train_minutes", training_minutes(*experiments.values(), supervised))
 print("Provenance of the results on this page (one entry per experiment):")
 for name, exp in {**experiments, "supervised": supervised}.items():

@@ -49,24 +49,25 @@ from sslmem.notebook import (
 _timer = Timer()
 
 # %% tags=["parameters", "hide-input"]
-profile = "paper"  # 'paper' (GPU, the paper's CIFAR-10 setup) or 'tiny' (CPU smoke run)
-dataset = None  # None = the profile dataset (paper: cifar10, tiny: digits)
-method = "simclr"  # the SSL framework pre-trained, scored and retrained
-backbone = None  # None = the profile or method default
-epochs = None  # epochs of the scoring encoders; None = the method default or the profile value
-retrain_epochs = None  # epochs of every retrained encoder; None = the profile's
-sizes = None  # the two halves, e.g. {"shared": 0, "candidate": 0.3, ...}; None = the profile's
-removal_ks = None  # points removed (ints, or fractions of the scored half); None = the profile's
-random_draws = None  # random removal sets per k (different seeds); None = the profile's
-downstream = None  # datasets probed besides the dataset itself; None = mnist, fashionmnist, cifar100
-probe_max_train = None  # cap on probe training images; None = the profile's
-align_lambdas = None  # alignment regularizer weights; None = the profile's
-n_pairs = None  # augmentation pairs per point; None = the profile value
-device = "auto"
-data_root = None  # None = $SSLMEM_DATA
-runs_root = None  # None = $SSLMEM_RUNS (cache of trained encoders)
-results_root = None  # None = $SSLMEM_RESULTS, else the checkout's results/ (the store)
-_declared = [k for k in dir() if not k.startswith("_")]
+profile: str = "paper"  # 'paper' (GPU, the paper's setup), 'laptop' (2 CPU cores) or 'tiny' (CPU smoke run)
+dataset: "Optional[str]" = None  # None: the profile dataset (paper, laptop: cifar10; tiny: digits)
+method: str = "simclr"  # the SSL framework pre-trained, scored and retrained
+backbone: "Optional[str]" = None  # None: the profile or method default
+epochs: "Optional[int]" = None  # epochs of the scoring encoders; None: the method default or the profile value
+retrain_epochs: "Optional[int]" = None  # epochs of every retrained encoder; None: the profile's
+sizes: "Optional[dict]" = None  # the two halves, e.g. {"shared": 0, "candidate": 0.3, ...}; None: the profile's
+removal_ks: "Optional[list]" = None  # points removed (ints, or fractions of the scored half); None: the profile's
+random_draws: "Optional[int]" = None  # random removal sets per k (different seeds); None: the profile's
+downstream: "Optional[list]" = None  # datasets probed besides the dataset itself; None: mnist, fashionmnist, cifar100
+probe_max_train: "Optional[int]" = None  # cap on probe training images; None: the profile's
+align_lambdas: "Optional[list]" = None  # alignment regularizer weights; None: the profile's
+n_pairs: "Optional[int]" = None  # augmentation pairs per point; None: the profile value
+device: str = "auto"  # auto (CUDA if available), cpu or cuda[:N]
+data_root: "Optional[str]" = None  # None: $SSLMEM_DATA
+runs_root: "Optional[str]" = None  # None: $SSLMEM_RUNS (cache of trained encoders)
+results_root: "Optional[str]" = None  # None: $SSLMEM_RESULTS, else the checkout's results/ (the store)
+# the names declared above (parenthesized: papermill reads no parameter here)
+(_declared) = [k for k in dir() if not k.startswith("_")]
 
 # %% tags=["remove-input"]
 parameters = check_parameters(globals(), _declared)
@@ -262,8 +263,8 @@ show_table(compare)
 # this page rendered them in {glue:text}`seconds:.0f` s.
 
 # %% tags=["remove-input", "hide-output"]
-glue_number("minutes", _timer.minutes())
-glue_number("seconds", 60 * _timer.minutes())
+glue_number("minutes", _timer.minutes(), volatile=True)
+glue_number("seconds", 60 * _timer.minutes(), volatile=True)
 glue_number("train_minutes", training_minutes(*{id(e): e for e in setup.lambdas.values()}.values())
             + retrain_seconds / 60)
 info = exp.result_provenance()

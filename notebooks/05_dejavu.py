@@ -51,20 +51,21 @@ from sslmem.notebook import (
 _timer = Timer()
 
 # %% tags=["parameters", "hide-input"]
-profile = "paper"  # 'paper' (GPU, the paper's CIFAR-10 setup) or 'tiny' (CPU smoke run)
-dataset = None  # None = the profile dataset (paper: cifar10, tiny: digits)
-methods = None  # SSL frameworks tested (chapter 3's pairs); None = the profile's list
-k = None  # neighbours of the label-inference attack; None = the profile's (paper: 100)
-crop_frac = 0.3  # side of the corner crop as a fraction of the image side (Déjà vu: 0.3)
-top_k = None  # size of the top sets compared; None = chapter 3's
-sizes = None  # split sizes, as in chapter 3; None = the profile's
-seeds = None  # e.g. [0, 1]; None = the profile seeds (the test uses the first)
-n_pairs = None  # augmentation pairs of the SSLMem scores; None = the profile value
-device = "auto"
-data_root = None  # None = $SSLMEM_DATA
-runs_root = None  # None = $SSLMEM_RUNS (cache of trained encoders)
-results_root = None  # None = $SSLMEM_RESULTS, else the checkout's results/ (the store)
-_declared = [k for k in dir() if not k.startswith("_")]
+profile: str = "paper"  # 'paper' (GPU, the paper's setup), 'laptop' (2 CPU cores) or 'tiny' (CPU smoke run)
+dataset: "Optional[str]" = None  # None: the profile dataset (paper, laptop: cifar10; tiny: digits)
+methods: "Optional[list]" = None  # SSL frameworks tested (chapter 3's pairs); None: the profile's list
+k: "Optional[int]" = None  # neighbours of the label-inference attack; None: the profile's (paper: 100)
+crop_frac: float = 0.3  # side of the corner crop as a fraction of the image side (Déjà vu: 0.3)
+top_k: "Optional[int]" = None  # size of the top sets compared; None: chapter 3's
+sizes: "Optional[dict]" = None  # split sizes, as in chapter 3; None: the profile's
+seeds: "Optional[list]" = None  # e.g. [0, 1]; None: the profile seeds (the test uses the first)
+n_pairs: "Optional[int]" = None  # augmentation pairs of the SSLMem scores; None: the profile value
+device: str = "auto"  # auto (CUDA if available), cpu or cuda[:N]
+data_root: "Optional[str]" = None  # None: $SSLMEM_DATA
+runs_root: "Optional[str]" = None  # None: $SSLMEM_RUNS (cache of trained encoders)
+results_root: "Optional[str]" = None  # None: $SSLMEM_RESULTS, else the checkout's results/ (the store)
+# the names declared above (parenthesized: papermill reads no parameter here)
+(_declared) = [k for k in dir() if not k.startswith("_")]
 
 # %% tags=["remove-input"]
 parameters = check_parameters(globals(), _declared)
@@ -269,8 +270,8 @@ show_table(compare)
 # rendered them in {glue:text}`seconds:.0f` s.
 
 # %% tags=["remove-input", "hide-output"]
-glue_number("minutes", _timer.minutes())
-glue_number("seconds", 60 * _timer.minutes())
+glue_number("minutes", _timer.minutes(), volatile=True)
+glue_number("seconds", 60 * _timer.minutes(), volatile=True)
 glue_number("dejavu_minutes", compute_minutes(*experiments.values(), results=("dejavu-",)))
 print("Provenance of the results on this page (one entry per experiment):")
 for name, exp in experiments.items():

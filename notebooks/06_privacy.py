@@ -51,20 +51,21 @@ from sslmem.notebook import (
 _timer = Timer()
 
 # %% tags=["parameters", "hide-input"]
-profile = "paper"  # 'paper' (GPU, the paper's CIFAR-10 setup) or 'tiny' (CPU smoke run)
-dataset = None  # None = the profile dataset (paper: cifar10, tiny: digits)
-method = None  # a method with a per-sample loss (mae, supervised); None = the profile's (mae)
-epsilons = None  # privacy levels; None = the profile's [None (no DP), 20, 8]
-epochs = None  # epochs of every pair; None = the profile's
-dp_max_grad_norm = None  # per-sample clipping bound C; None = 1.0
-sizes = None  # split sizes; None = the profile's
-seeds = None  # e.g. [0, 1]; None = the profile seeds
-n_pairs = None  # augmentation pairs per point; None = the profile value
-device = "auto"
-data_root = None  # None = $SSLMEM_DATA
-runs_root = None  # None = $SSLMEM_RUNS (cache of trained encoders)
-results_root = None  # None = $SSLMEM_RESULTS, else the checkout's results/ (the store)
-_declared = [k for k in dir() if not k.startswith("_")]
+profile: str = "paper"  # 'paper' (GPU, the paper's setup), 'laptop' (2 CPU cores) or 'tiny' (CPU smoke run)
+dataset: "Optional[str]" = None  # None: the profile dataset (paper, laptop: cifar10; tiny: digits)
+method: "Optional[str]" = None  # a method with a per-sample loss (mae, supervised); None: the profile's (mae)
+epsilons: "Optional[list]" = None  # privacy levels; None: the profile's [None (no DP), 20, 8]
+epochs: "Optional[int]" = None  # epochs of every pair; None: the profile's
+dp_max_grad_norm: "Optional[float]" = None  # per-sample clipping bound C; None: 1.0
+sizes: "Optional[dict]" = None  # split sizes; None: the profile's
+seeds: "Optional[list]" = None  # e.g. [0, 1]; None: the profile seeds
+n_pairs: "Optional[int]" = None  # augmentation pairs per point; None: the profile value
+device: str = "auto"  # auto (CUDA if available), cpu or cuda[:N]
+data_root: "Optional[str]" = None  # None: $SSLMEM_DATA
+runs_root: "Optional[str]" = None  # None: $SSLMEM_RUNS (cache of trained encoders)
+results_root: "Optional[str]" = None  # None: $SSLMEM_RESULTS, else the checkout's results/ (the store)
+# the names declared above (parenthesized: papermill reads no parameter here)
+(_declared) = [k for k in dir() if not k.startswith("_")]
 
 # %% tags=["remove-input"]
 parameters = check_parameters(globals(), _declared)
@@ -222,8 +223,8 @@ show_table(compare)
 # this page rendered them in {glue:text}`seconds:.0f` s.
 
 # %% tags=["remove-input", "hide-output"]
-glue_number("minutes", _timer.minutes())
-glue_number("seconds", 60 * _timer.minutes())
+glue_number("minutes", _timer.minutes(), volatile=True)
+glue_number("seconds", 60 * _timer.minutes(), volatile=True)
 glue_number("train_minutes", training_minutes(*experiments.values()))
 print("Provenance of the results on this page (one entry per privacy level):")
 for eps, exp in experiments.items():

@@ -58,14 +58,15 @@ from sslmem.notebook import Timer, banner, check_parameters, glue_number, glue_t
 _timer = Timer()
 
 # %% tags=["parameters", "hide-input"]
-profile = "paper"  # 'paper' (GPU), 'laptop' (2 CPU cores) or 'tiny' (CPU smoke run)
-designs = None  # list of ensemble design names of the profile; None = all
-members = None  # members per design when computing; None = the profile value
-device = "auto"
-data_root = None  # None = $SSLMEM_DATA
-runs_root = None  # None = $SSLMEM_RUNS (cache of trained encoders)
-results_root = None  # None = $SSLMEM_RESULTS, else the checkout's results/ (the store)
-_declared = [k for k in dir() if not k.startswith("_")]
+profile: str = "paper"  # 'paper' (GPU), 'laptop' (2 CPU cores) or 'tiny' (CPU smoke run)
+designs: "Optional[list]" = None  # ensemble design names of the profile; None: all
+members: "Optional[int]" = None  # members per design when computing; None: the profile value
+device: str = "auto"  # auto (CUDA if available), cpu or cuda[:N]
+data_root: "Optional[str]" = None  # None: $SSLMEM_DATA
+runs_root: "Optional[str]" = None  # None: $SSLMEM_RUNS (cache of trained encoders)
+results_root: "Optional[str]" = None  # None: $SSLMEM_RESULTS, else the checkout's results/ (the store)
+# the names declared above (parenthesized: papermill reads no parameter here)
+(_declared) = [k for k in dir() if not k.startswith("_")]
 
 # %% tags=["remove-input"]
 parameters = check_parameters(globals(), _declared)
@@ -289,8 +290,8 @@ show_table(compare)
 # {glue:text}`seconds:.0f` s.
 
 # %% tags=["remove-input", "hide-output"]
-glue_number("minutes", _timer.minutes())
-glue_number("seconds", 60 * _timer.minutes())
+glue_number("minutes", _timer.minutes(), volatile=True)
+glue_number("seconds", 60 * _timer.minutes(), volatile=True)
 info = first.exp.result_provenance()
 print("Provenance of the ensemble (config, versions; each member's result has its own):")
 print(pd.Series({k: v for k, v in info.items() if k != "config"}).to_string())

@@ -227,12 +227,16 @@ class Generalization:
 
 
 def available(name: str, data_root=None) -> str | None:
-    """None when dataset ``name`` can be loaded offline, else the reason (first sentence)."""
-    from sslmem.data import load_dataset
+    """None when dataset ``name`` has its offline files, else the reason (first sentence).
+
+    Only the files are checked, nothing is read: listing a plan must not decompress the
+    downstream datasets (MNIST, Fashion-MNIST: ~110 MB of caches) that only a probe loads.
+    """
+    from sslmem.data import SPLITS, locate
 
     try:
-        load_dataset(name, "train", data_root=data_root, download=False)
-        load_dataset(name, "test", data_root=data_root, download=False)
+        for split in SPLITS:
+            locate(name, split, data_root)
     except SSLMemError as err:
         return str(err).split(". To provide")[0]
     return None

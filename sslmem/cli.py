@@ -1,10 +1,10 @@
 """``sslmem`` command line: train, score, probe, or run a whole experiment.
 
-Every option maps onto a field of :class:`sslmem.config.Config`; ``--profile`` picks the paper
-default or the CPU ``tiny`` profile, and ``--set FIELD=VALUE`` reaches any other field. Values are
-checked once, by ``Config`` (``sslmem.config.FIELDS``), before any data is loaded. Errors a user
-can fix print one line and exit with status 2; Ctrl-C exits with 130 and SIGTERM with 143, after
-one line (a rerun resumes from the last checkpoint).
+Every option maps onto a field of :class:`sslmem.config.Config`; ``--profile`` picks one of
+``sslmem.config.PROFILES`` (paper, laptop, tiny), and ``--set FIELD=VALUE`` reaches any other
+field. Values are checked once, by ``Config`` (``sslmem.config.FIELDS``), before any data is
+loaded. Errors a user can fix print one line and exit with status 2; Ctrl-C exits with 130 and
+SIGTERM with 143, after one line (a rerun resumes from the last checkpoint).
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import argparse
 import ast
 import json
 import os
+import re
 import sys
 
-from sslmem.config import FIELDS, Config
+from sslmem.config import FIELDS, PROFILES, Config
 from sslmem.errors import SSLMemError, command_line
 from sslmem.validate import OneLineParser, seed_list
 
@@ -33,6 +34,13 @@ COMMON = {  # option -> (Config field, type, help)
     "--runs-root": ("runs_root", str, "run cache root (default: $SSLMEM_RUNS or ./runs)"),
 }
 
+
+
+def _profile_help() -> str:
+    """Each of ``PROFILES`` with the first words of its ``Config`` constructor's docstring."""
+    words = {name: re.split(r"[:.](?:\s|$)", getattr(Config, name).__doc__ or "")[0].strip()
+             for name in PROFILES}
+    return "; ".join(f"{name} = {text[:1].lower() + text[1:]}" for name, text in words.items())
 
 _WORDS = {"true": True, "false": False, "none": None, "null": None, "inf": float("inf")}
 
@@ -78,8 +86,8 @@ def _parser() -> argparse.ArgumentParser:
                         "time budget, or emit one command per unit (sslmem plan --help)")
     for name, text in helps.items():
         p = sub.add_parser(name, help=text, description=text)
-        p.add_argument("--profile", choices=("paper", "tiny"), default="paper",
-                       help="paper = the paper's CIFAR-10 setup; tiny = seconds on a CPU")
+        p.add_argument("--profile", choices=PROFILES, default="paper",
+                       help=_profile_help())
         for opt, (_, typ, hlp) in COMMON.items():
             p.add_argument(opt, type=typ, default=None, help=hlp)
         p.add_argument("--set", action="append", metavar="FIELD=VALUE",
@@ -118,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "plan":
         from sslmem.plan import main as plan_main
+        from sslmem.plan import resume_text
 
-        with command_line("sslmem plan", RESUME) as status:
+        with command_line("sslmem plan", resume_text) as status:
             status.code = plan_main(argv[1:])
         return status.code
     args = _parser().parse_args(argv)

@@ -54,7 +54,7 @@ from sslmem.errors import (
     unknown_choice,
     unreadable,
 )
-from sslmem.io import atomic_path, file_stamp, runs_root
+from sslmem.io import atomic_path, data_root_origin, file_stamp, runs_root
 from sslmem.io import data_root as _data_root
 
 DATASETS = ("cifar10", "cifar100", "svhn", "stl10", "mnist", "fashionmnist", "cifar10-mini",
@@ -138,7 +138,7 @@ class _Raw(NamedTuple):
 
 def load_dataset(name: str, split: str = "train", *, data_root=None, device="cpu",
                  image_size: int | None = None, channels: int | None = None,
-                 download: bool = True) -> ImageData:
+                 download: bool = True, cache_root=None) -> ImageData:
     """Load one split of a dataset as uint8 tensors on ``device``.
 
     Args:
@@ -158,6 +158,8 @@ def load_dataset(name: str, split: str = "train", *, data_root=None, device="cpu
         image_size: resize to this square side (bilinear, antialiased), e.g. 28 -> 32 for MNIST.
         channels: 1 or 3; 1 -> 3 repeats the grey channel, 3 -> 1 takes ITU-R 601 luminance.
         download: fetch a missing dataset with torchvision (needs network once).
+        cache_root: the run cache root whose ``_data/`` holds decompressed and converted
+            copies (default: ``sslmem.io.runs_root()``, i.e. $SSLMEM_RUNS).
     """
     folder = name.startswith("folder:")
     key = name if folder else name.lower()
@@ -173,12 +175,13 @@ def load_dataset(name: str, split: str = "train", *, data_root=None, device="cpu
             raise SSLMemError("stl10: the 'unlabeled' split is not offered (it has no labels for "
                               "probing); use split='train' (5,000) or 'test' (8,000)")
         raise unknown_choice(f"split of {name}", split, SPLITS)
+    cache = runs_root(cache_root) / "_data"
     if folder:
-        raw = _folder(name[len("folder:"):], split, image_size or _FOLDER_SIZE)
+        raw = _folder(name[len("folder:"):], split, image_size or _FOLDER_SIZE, cache)
     elif key == "digits":
         raw = _digits(split)
     else:
-        raw = _stored(key, split, _data_root(data_root), download)
+        raw = _stored(key, split, data_root, download, cache)
     if len(raw.labels) == 0:
         raise SSLMemError(f"{name} split {split!r} holds no images")
     native_size, native_channels = _NATIVE.get(key, (None, None))
@@ -199,6 +202,44 @@ def source_file(name: str, split: str, data_root=None) -> Path | None:
         return None
     path = _data_root(data_root) / folder / f"{split}.npz"
     return path if path.exists() else None
+
+
+def locate(name: str, split: str = "train", data_root=None) -> Path | None:
+    """The offline file of a named dataset split, checked without reading it (no download).
+
+    Returns None for datasets that need no file (digits) and for folder datasets whose folder
+    exists. Raises the one-line :class:`SSLMemError` that :func:`load_dataset` would give for a
+    missing file or a data root that is not a folder. Why: listing what a plan or a chapter can
+    do must not decompress hundreds of MB of data it will not train on.
+    """
+    if name.startswith("folder:"):
+        root = Path(name[len("folder:"):]).expanduser()
+        if not root.is_dir():
+            raise SSLMemError(f"folder dataset: {root} is not a directory")
+        return None
+    key = name.lower()
+    if key not in DATASETS:
+        raise unknown_choice("dataset", name, DATASETS + ("folder:PATH",))
+    if key == "digits":
+        return None
+    path = _offline_path(key, split, data_root)
+    if not path.is_file():
+        _missing(key, path, data_root, "checked without downloading" if key in _TORCHVISION
+                 else _NOT_DOWNLOADABLE)
+    return path
+
+
+_NOT_DOWNLOADABLE = "it is not downloadable"
+
+
+def _offline_path(name: str, split: str, data_root) -> Path:
+    """``<data root>/<dir>/<split>.npz``; a data root that exists but is no folder is refused."""
+    root = _data_root(data_root)
+    if root.exists() and not root.is_dir():
+        raise SSLMemError(f"the data root {data_root_origin(data_root)}, is a file, not a "
+                          f"folder; set SSLMEM_DATA (or data_root=) to the folder that holds "
+                          f"{_DIRS[name]}/<split>.npz")
+    return root / _DIRS[name] / f"{split}.npz"
 
 
 def fingerprint(data: ImageData) -> str:
@@ -275,31 +316,37 @@ def _digits(split: str) -> _Raw:
                 tuple(str(c) for c in digits.target_names), idx, None)
 
 
-def _stored(name: str, split: str, root: Path, download: bool) -> _Raw:
+def _stored(name: str, split: str, data_root, download: bool, cache: Path) -> _Raw:
     """Read ``<root>/<dir>/<split>.npz``, downloading it first if it is absent and allowed."""
-    path = root / _DIRS[name] / f"{split}.npz"
+    path = _offline_path(name, split, data_root)
+    root = path.parent.parent
     if not path.exists():
         if name not in _TORCHVISION:
-            _missing(name, path, "it is not downloadable: it ships in the shared data folder "
-                                 "(../shared/data/cifar10-mini)")
+            _missing(name, path, data_root, _NOT_DOWNLOADABLE)
         if not download:
-            _missing(name, path, "download=False")
+            _missing(name, path, data_root, "download=False")
         if not _writable(root):
-            _missing(name, path, f"the data root {root} is read-only, so nothing is downloaded "
-                                 f"into it")
+            _missing(name, path, data_root, f"the data root {root} is read-only, so nothing is "
+                                            "downloaded into it")
         try:
             _download(name, root)
         except Exception as err:  # noqa: BLE001 - any failure means "not available"; say so once
-            _missing(name, path, f"download failed: {type(err).__name__}: {err}")
-    return _read_npz(path, runs_root() / "_data" / _DIRS[name])
+            _missing(name, path, data_root, f"download failed: {type(err).__name__}: {err}")
+    return _read_npz(path, cache / _DIRS[name])
 
 
-def _missing(name: str, path: Path, why: str):
+def _missing(name: str, path: Path, data_root, why: str):
+    """Stop with where the file was looked for, where that folder came from, and what to do
+    (a download is suggested only for a dataset torchvision can fetch)."""
+    fetch = (", or run once with network access (download=True, the default of sslmem's "
+             "commands) to fetch it with torchvision" if name in _TORCHVISION else
+             f"; it ships in the shared data folder: copy ../shared/data/{_DIRS[name]} into "
+             "the data root")
     raise SSLMemError(
-        f"dataset {name!r} not found: looked for {path} ({why}). To provide it, set SSLMEM_DATA "
-        f"(or data_root=) to a folder holding {_DIRS[name]}/<split>.npz (arrays images (N,H,W,C) "
-        f"uint8, labels, classes; see ../shared/data/README.md), or run once with network access "
-        f"and download=True to fetch it with torchvision") from None
+        f"dataset {name!r} not found: looked for {path} ({why}); the data root is "
+        f"{data_root_origin(data_root)}. To provide it, set SSLMEM_DATA (or data_root=) "
+        f"to a folder holding {_DIRS[name]}/<split>.npz (arrays images (N,H,W,C) uint8, labels, "
+        f"classes; see ../shared/data/README.md){fetch}") from None
 
 
 def _writable(root: Path) -> bool:
@@ -466,7 +513,7 @@ def _write_cache(cache: Path, images: np.ndarray, source: Path) -> None:
 # --- folder: datasets ------------------------------------------------------------------------
 
 
-def _folder(spec: str, split: str, image_size: int) -> _Raw:
+def _folder(spec: str, split: str, image_size: int, cache: Path) -> _Raw:
     """An ImageFolder tree, converted once to .npz under the runs root (see load_dataset)."""
     if not spec:
         raise SSLMemError("folder: needs a path, e.g. 'folder:/data/my_images'")
@@ -474,7 +521,7 @@ def _folder(spec: str, split: str, image_size: int) -> _Raw:
     if not root.is_dir():
         raise SSLMemError(f"folder dataset: {root} is not a directory; expected an ImageFolder "
                           f"tree {root}/<class>/<image> (optionally with train/ and test/)")
-    out = runs_root() / "_data" / f"folder-{_folder_hash(root, image_size)}"
+    out = cache / f"folder-{_folder_hash(root, image_size)}"
     path = out / f"{split}.npz"
     if path.exists():
         try:

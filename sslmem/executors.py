@@ -181,12 +181,14 @@ class UnitTask(submitit.helpers.Checkpointable):
 
 
 def run_units(profile: str, units: list, runtime: dict, *, jobs: int = 1,
-              settings: Settings | None = None, log=print) -> tuple[float, bool]:
+              settings: Settings | None = None, log=print,
+              running: list | None = None) -> tuple[float, bool]:
     """Run ``units`` through submitit; returns (wall seconds, whether they still run).
 
-    Local: ``jobs`` processes at once, each unit one job; the call waits and raises an
-    ``SSLMemError`` naming the units that failed. SLURM: one array (two when some units depend
-    on others), waited for only with ``settings.wait``.
+    ``running``, if given, is kept equal to the names of the local units in progress (what an
+    interruption names). Local: ``jobs`` processes at once, each unit one job; the call waits
+    and raises an ``SSLMemError`` naming the units that failed. SLURM: one array (two when
+    some units depend on others), waited for only with ``settings.wait``.
     """
     from sslmem.io import runs_root
     from sslmem.store import results_root
@@ -208,7 +210,7 @@ def run_units(profile: str, units: list, runtime: dict, *, jobs: int = 1,
         return _run_slurm(profile, first, then, runtime, settings, folder, log)
     try:
         return _run_local(profile, first + then, runtime, settings, max(1, jobs), folder,
-                          log), False
+                          log, [] if running is None else running), False
     finally:
         with contextlib.suppress(OSError):
             folder.rmdir()  # the empty "%j" folder submitit's local controller makes
@@ -228,7 +230,7 @@ def _gpu_ids(runtime: dict) -> list[str]:
 
 
 def _run_local(profile: str, order: list, runtime: dict, settings: Settings, jobs: int,
-               folder: Path, log) -> float:
+               folder: Path, log, names: list) -> float:
     gpus = _gpu_ids(runtime)
     per_unit = settings.gpus_per_unit if settings.gpus_per_unit is not None else min(1, len(gpus))
     threads = settings.cpus_per_unit or max(1, (os.cpu_count() or 1) // jobs)
@@ -250,11 +252,13 @@ def _run_local(profile: str, order: list, runtime: dict, settings: Settings, job
                     f"export CUDA_VISIBLE_DEVICES={shlex.quote(','.join(mine))}"] if mine else [])
                 job = executor.submit(UnitTask(profile, unit.name, runtime, threads))
                 running[slot] = (unit, job, time.perf_counter())
+                names[:] = [u.name for u, _, _ in running.values()]
                 log(f"started {unit.name}")
             time.sleep(POLL_S)
             for slot, (unit, job, start) in list(running.items()):
                 if job.done():
                     del running[slot]
+                    names[:] = [u.name for u, _, _ in running.values()]
                     if not _report(unit, job, start, log):
                         failed.append(unit.name)
     except BaseException:  # Ctrl-C, SIGTERM (sslmem.errors.Stopped) or a failure here

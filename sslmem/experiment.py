@@ -81,7 +81,8 @@ def _hash_positions(positions) -> str:
 _DATA_CACHE: dict[tuple, ImageData] = {}
 
 
-def _load(name: str, split: str, *, root, device, image_size, channels=None) -> ImageData:
+def _load(name: str, split: str, *, root, device, image_size, channels=None,
+          cache_root=None) -> ImageData:
     """``load_dataset`` with a per-process cache keyed by the source file's stamp (``file_stamp``:
     path, size, times, inode — any edit changes it).
 
@@ -90,13 +91,14 @@ def _load(name: str, split: str, *, root, device, image_size, channels=None) -> 
     """
     if name.startswith("folder:"):
         return load_dataset(name, split, data_root=root, device=device, image_size=image_size,
-                            channels=channels)
+                            channels=channels, cache_root=cache_root)
     source = source_file(name, split, root)
     stamp = None if source is None else file_stamp(source)
     key = (name, split, str(data_root(root)), str(device), image_size, channels, stamp)
     if key not in _DATA_CACHE:
         _DATA_CACHE[key] = load_dataset(name, split, data_root=root, device=device,
-                                        image_size=image_size, channels=channels)
+                                        image_size=image_size, channels=channels,
+                                        cache_root=cache_root)
     return _DATA_CACHE[key]
 
 
@@ -117,12 +119,12 @@ class Experiment:
     @cached_property
     def train(self) -> ImageData:
         return _load(self.cfg.dataset, "train", root=self.cfg.data_root, device=self.device,
-                     image_size=self.cfg.image_size)
+                     image_size=self.cfg.image_size, cache_root=self.cfg.runs_root)
 
     @cached_property
     def test(self) -> ImageData:
         return _load(self.cfg.dataset, "test", root=self.cfg.data_root, device=self.device,
-                     image_size=self.cfg.image_size)
+                     image_size=self.cfg.image_size, cache_root=self.cfg.runs_root)
 
     @cached_property
     def split(self) -> Split:
@@ -190,13 +192,21 @@ class Experiment:
 
     # ---- the store -----------------------------------------------------------------------------
     def _read(self, reader, path: Path):
-        """A stored result, or None when it must be computed (absent, or proven corrupt)."""
+        """A stored result, or None when it must be computed (absent, or proven corrupt).
+
+        Reading only (``results_only``), a corrupt result raises :class:`CorruptResult` (the
+        plan lists its unit as damaged); the advice names $SSLMEM_RESULTS_ONLY only when that
+        variable is what forbids computing.
+        """
         try:
             return reader(path)
         except CorruptResult as err:
             if self.results_only:
-                raise SSLMemError(f"{err}. Restore it (git checkout -- {path}) or recompute it "
-                                  "(unset SSLMEM_RESULTS_ONLY)") from None
+                how = ("unset SSLMEM_RESULTS_ONLY" if self.cfg.results_only is None  # the env
+                       else f"`sslmem plan --profile {self.cfg.profile} --run` recomputes "
+                       "damaged results")
+                raise CorruptResult(f"{err}. Restore it (git checkout -- {path}, where the "
+                                    f"store is committed) or recompute it ({how})") from None
             warnings.warn(f"{err}; recomputing it", stacklevel=4)
             return None
 
@@ -449,7 +459,8 @@ class Experiment:
             tr, te = self.train, self.test
         else:
             kw = dict(root=self.cfg.data_root, device=self.device,
-                      image_size=self.train.image_size, channels=self.train.channels)
+                      image_size=self.train.image_size, channels=self.train.channels,
+                      cache_root=self.cfg.runs_root)
             tr, te = _load(dataset, "train", **kw), _load(dataset, "test", **kw)
         if max_train is not None and len(tr) > max_train:
             tr = tr.subset(np.random.default_rng(0).permutation(len(tr))[:max_train])

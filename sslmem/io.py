@@ -15,11 +15,13 @@ a writer that was killed is removed by the next write to its folder.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import platform
 import re
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -52,6 +54,21 @@ def data_root(data_root: str | os.PathLike | None = None) -> Path:
     return shared if own_empty and (shared / "README.md").exists() else own
 
 
+def data_root_origin(root: str | os.PathLike | None = None) -> str:
+    """The data root :func:`data_root` picks for ``root`` and why, for messages about data."""
+    if root is not None:
+        return f"{Path(root).expanduser()}, given as data_root/--data-root"
+    env = os.environ.get("SSLMEM_DATA")
+    if env:
+        return f"{Path(env).expanduser()}, from $SSLMEM_DATA"
+    found, shared = data_root(), repo_dir().parent / "shared" / "data"
+    if found == shared:
+        return f"{found}, ../shared/data beside the checkout ($SSLMEM_DATA is unset)"
+    if (shared / "README.md").exists():
+        return f"{found}, the checkout's data/ ($SSLMEM_DATA is unset)"
+    return f"{found}, the checkout's data/ ($SSLMEM_DATA is unset and there is no {shared})"
+
+
 def runs_root(runs_root: str | os.PathLike | None = None) -> Path:
     """The run cache root: argument, else $SSLMEM_RUNS, else <repo>/runs."""
     if runs_root is not None:
@@ -69,11 +86,34 @@ STALE_TMP_S = 3600  # a temporary file untouched this long is an orphan, whoever
 
 
 def write_error(path, err: OSError) -> SSLMemError:
-    """The one-line message for a file that cannot be written (the target is unchanged)."""
-    return SSLMemError(f"cannot write {path} ({type(err).__name__}: {err.strerror or err}); make "
-                       f"{Path(path).parent} writable, free some space, or point the setting "
-                       "that chose it (SSLMEM_RUNS, SSLMEM_RESULTS, --out) elsewhere — nothing "
-                       "was changed")
+    """The one-line message for a file that cannot be written (the target is unchanged); a full
+    disk (or quota, or file-size limit) says how much space is left there."""
+    return SSLMemError(f"cannot write {path} ({type(err).__name__}: {err.strerror or err}"
+                       f"{_space_note(Path(path), err)}); make {Path(path).parent} writable, "
+                       "free some space, or point the setting that chose it (SSLMEM_RUNS, "
+                       "SSLMEM_RESULTS, --out) elsewhere — nothing was changed")
+
+
+def _space_note(path: Path, err: OSError) -> str:
+    if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return ""
+    folder = next((p for p in (path.parent, *path.parents) if p.exists()), None)
+    try:
+        free = f"{format_bytes(shutil.disk_usage(folder).free)} free on its disk"
+    except (OSError, TypeError):
+        free = "free space unknown"
+    if err.errno == errno.EFBIG:
+        return f"; the file-size limit of this process (ulimit -f) was reached, {free}"
+    return f"; {free}"
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes as a short human number (``512 B``, ``3.2 MB``, ``41 GB``)."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" or n >= 100 else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
 
 
 @contextmanager

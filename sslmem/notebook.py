@@ -66,9 +66,12 @@ def plain(value):
     return value
 
 
-def glue_number(name: str, value) -> None:
+def glue_number(name: str, value, volatile: bool = False) -> None:
     """Glue a number for ``{glue:text}`name:.3f``` in the markdown (never shown in place).
 
+    ``volatile``: the number measures this execution (e.g. how long the page took to render),
+    not the results; the book runner does not rewrite a page in which nothing else changed
+    (``sslmem.reproduce.write_page``), so re-rendering an unchanged book leaves git clean.
     Returns None so that a call ending a cell adds no output."""
     from myst_nb import glue
 
@@ -77,7 +80,21 @@ def glue_number(name: str, value) -> None:
         raise SSLMemError(f"glue_number({name!r}) needs a number, got {type(value).__name__}")
     if isinstance(value, float) and abs(value) < 1e-12:
         value = 0.0  # float noise would render as -0.00
-    glue(name, value, display=False)
+    if not volatile:
+        glue(name, value, display=False)
+        return
+    import IPython
+    from myst_nb.ext.glue import GLUE_PREFIX
+
+    # myst_nb's glue, with a mark on the output that only this execution gave its value
+    bundle, metadata = IPython.core.formatters.format_display_data(value)
+    metadata["scrapbook"] = dict(name=name, mime_prefix=GLUE_PREFIX)
+    metadata[VOLATILE_KEY] = {"volatile": True}
+    IPython.display.display({GLUE_PREFIX + k: v for k, v in bundle.items()}, raw=True,
+                            metadata=metadata)
+
+
+VOLATILE_KEY = "sslmem"  # output metadata {"sslmem": {"volatile": true}}: see glue_number
 
 
 class _Text(str):

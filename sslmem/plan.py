@@ -16,6 +16,8 @@ processes sharing the store) adds up to the whole book, and ``make book`` render
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
 import sys
 import time
@@ -24,10 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sslmem import chapters
-from sslmem.errors import SSLMemError
+from sslmem.errors import SSLMemError, one_line
 from sslmem.experiment import Experiment, snapshot_epochs
 from sslmem.io import device_name
-from sslmem.store import MissingResult, lock, read_frame, results_root
+from sslmem.store import (
+    CorruptResult,
+    MissingResult,
+    lock,
+    read_frame,
+    read_record,
+    results_root,
+)
 
 # Training throughput in images per second (one image = all of its views through the method),
 # at 32 px, before anything was measured on this machine. ``cuda``: an H100 (NOTES.md: SimCLR
@@ -69,15 +78,20 @@ class Unit:
     optional: bool = False  # an ensemble member: the book renders from however many are stored
 
     def stored(self) -> bool:
-        """All of the unit's results are in the store (computes nothing)."""
-        return self.measured() is not None
+        """All of the unit's results are in the store and pass their hashes (computes nothing)."""
+        return self.state() == "yes"
 
-    def measured(self) -> tuple[float, str] | None:
-        """(minutes, device) its stored results took to compute, or None if any is missing.
+    def state(self) -> str:
+        """'yes' (every result stored), 'no' (some missing) or 'damaged' (one is stored but
+        fails its hash or cannot be parsed: ``run`` recomputes it, with a warning)."""
+        try:
+            return "no" if self._served() is None else "yes"
+        except CorruptResult:
+            return "damaged"
 
-        From the results' own provenance (each records its wall time, training included), so
-        it is the real cost on the machine that ran the unit, however many runs it took.
-        """
+    def _served(self) -> list[Experiment] | None:
+        """The views that served every result of the unit from the store, or None if one is
+        missing (``sources`` of each view: what it served). Raises CorruptResult."""
         views = _views_of(self)
         for view in views:
             view.sources.clear()
@@ -85,14 +99,37 @@ class Unit:
             self.work(True)
         except MissingResult:
             return None
-        seconds, devices = 0.0, set()
+        return views
+
+    def measured(self) -> tuple[float, str] | None:
+        """(minutes, device) its stored results took to compute, or None if any is missing.
+
+        From the results' own provenance, so it is the real cost on the machine that ran the
+        unit, however many runs it took. Training is counted from the encoders' histories (the
+        seconds of every epoch, kept with the checkpoint), not from the wall time of the result
+        that needed the encoder: that result may have found the encoder in the run cache and
+        taken no time for it. Each encoder is counted once, at the larger of the two.
+
+        Raises:
+            CorruptResult: a result is stored but damaged.
+        """
+        views = self._served()
+        if views is None:
+            return None
+        seconds, devices, trained = 0.0, set(), {}
         for view in views:
             for name, prov in view.sources.items():
                 if self.counts and not name.startswith(self.counts):
                     continue
-                seconds += float((prov.get("wall_s") or {}).get("total", 0.0))
+                wall = prov.get("wall_s") or {}
+                training = {k[len("train "):]: float(v) for k, v in wall.items()
+                            if k.startswith("train ") and isinstance(v, (int, float))}
+                seconds += max(0.0, float(wall.get("total", 0.0)) - sum(training.values()))
+                for encoder, spent in [*training.items(), *_trained_seconds(view, name)]:
+                    key = (view.store_dir, encoder)
+                    trained[key] = max(trained.get(key, 0.0), spent)
                 devices.add(str(prov.get("device", "?")))
-        return seconds / 60, ", ".join(sorted(devices))
+        return (seconds + sum(trained.values())) / 60, ", ".join(sorted(devices))
 
     def run(self) -> float:
         """Compute and store what is missing; returns the wall seconds."""
@@ -107,6 +144,28 @@ class Unit:
         rate = _rate(self.exp, rates, kind)
         frozen = _rate(self.exp, rates, kind, dp=False) * INFERENCE_SPEEDUP
         return self.images / rate + self.scored / frozen + 10.0
+
+
+_HISTORY = re.compile(r"^history-(?P<encoder>[fg]-seed\d+)$")
+
+
+def _trained_seconds(view: Experiment, name: str) -> list[tuple[str, float]]:
+    """(encoder, training seconds) that stored result ``name`` records: a history's epochs, or
+    a chapter-4 retrain's ``train_seconds``; [] for other results."""
+    try:
+        if match := _HISTORY.match(name):
+            found = read_frame(view.store_dir / f"{name}.csv.gz")
+            if found is not None and "seconds" in found[0]:
+                return [(match["encoder"], float(found[0]["seconds"].sum()))]
+        elif name.startswith("retrain-"):
+            found = read_record(view.store_dir / f"{name}.json")
+            if found is not None and isinstance(found[0], dict):
+                record = found[0]
+                return [(f"{record.get('tag')}-seed{record.get('seed')}",
+                         float(record.get("train_seconds") or 0.0))]
+    except (SSLMemError, TypeError, ValueError):
+        pass  # the result itself was served: a cost estimate never stops a listing
+    return []
 
 
 def _device_kind(exp: Experiment) -> str:
@@ -372,36 +431,82 @@ def select(units: list[Unit], names) -> list[Unit]:
     return [u for u in units if u.name in names]
 
 
-def complete_profiles(**runtime) -> list[str]:
-    """The profiles whose every unit is stored, best first."""
-    from sslmem.config import PROFILES
+def complete_profiles(why: dict | None = None, **runtime) -> list[str]:
+    """The profiles whose every unit is stored, best first.
+
+    ``why``, if given, receives for each profile with a folder in the store that is not
+    complete the reason in one line (its dataset is missing here, or units are missing).
+    """
+    from sslmem.config import PROFILES, Config
 
     done = []
+    why = {} if why is None else why
     root = results_root(runtime.get("results_root"))
     for profile in PROFILES:
         if not (root / profile).is_dir():
             continue  # nothing stored: no need to load its datasets to know
+        dataset = Config.for_profile(profile).dataset
+        missing = chapters.available(dataset, runtime.get("data_root"))
+        if missing:  # checked first: the keys of its results hash the data itself
+            why[profile] = (f"its results are keyed by the {dataset} data, which is not here: "
+                            f"{missing}")
+            continue
         try:
             units = book_units(profile, **runtime)
-        except SSLMemError:
-            continue  # e.g. its dataset is not available here
-        if all(u.stored() for u in units if not u.optional):
+        except SSLMemError as err:
+            why[profile] = one_line(err)
+            continue
+        # ensemble members are optional: the book renders from however many are stored
+        absent = [u.name for u in units if not u.optional and not u.stored()]
+        if absent:
+            why[profile] = (f"{len(absent)} of its {len(units)} units are not stored "
+                            f"({', '.join(absent[:4])}{', ...' if len(absent) > 4 else ''})")
+        else:
             done.append(profile)
     return done
 
 
 # ---- the command line --------------------------------------------------------------------------
 
-def _table(units: list[Unit], stored: dict, rates: dict) -> str:
-    lines = [f"{'unit':28} {'chapters':9} {'kind':8} {'est. min':>8} {'on H100':>8}  stored  "
+def _table(units: list[Unit], state: dict, rates: dict) -> str:
+    lines = [f"{'unit':28} {'chapters':9} {'kind':8} {'est. min':>8} {'on H100':>8}  stored   "
              "measured"]
     for u in units:
-        last = u.measured() if stored[u.name] else None
+        last = u.measured() if state[u.name] == "yes" else None
         when = f"{last[0]:.1f} min on {last[1]}" if last else ""
         lines.append(f"{u.name:28} {','.join(u.chapters):9} {u.kind:8} "
                      f"{u.estimate_s(rates) / 60:8.1f} {u.estimate_s(rates, 'cuda') / 60:8.1f}"
-                     f"  {'yes' if stored[u.name] else 'no ':6}  {when}")
+                     f"  {state[u.name]:7}  {when}")
     return "\n".join(lines)
+
+
+def unit_command(profile: str, name: str, options: dict, *, fresh: bool = False) -> list[str]:
+    """The ``sslmem`` arguments that run unit ``name`` as this plan would run it.
+
+    The one place that decides them, for ``--emit-commands`` and for ``--jobs``: every option
+    that chooses where the unit reads and writes (data, run cache, results store, a fresh
+    store's staging folder via ``--fresh``) or what it runs on (device). Paths are absolute, so
+    a scheduler may start the command in another folder.
+    """
+    args = ["plan", "--profile", profile, "--run", "--units", name]
+    if options.get("device") not in (None, "auto"):
+        args += ["--device", str(options["device"])]
+    for key in ("data_root", "runs_root", "results_root"):
+        if options.get(key) is not None:
+            args += [f"--{key.replace('_', '-')}", str(Path(options[key]).expanduser().absolute())]
+    return args + (["--fresh"] if fresh else [])
+
+
+_RUNNING: list[str] = []  # units in progress (here or in child processes), for an interruption
+
+
+def resume_text() -> str:
+    """How to go on after ``sslmem plan`` was interrupted (names the units it interrupted)."""
+    if _RUNNING:
+        return (f"interrupted unit(s): {', '.join(_RUNNING)} (stopped, nothing half-written); "
+                "rerun the same command to resume them (finished units are stored, training "
+                "resumes from its last checkpoint)")
+    return "rerun the same command to resume (finished units are stored)"
 
 
 def _fresh_root(profile: str, root: Path) -> Path:
@@ -431,34 +536,43 @@ def run_plan(profile: str, *, run: bool = False, budget_minutes: float | None = 
     through submitit, as local processes or SLURM array tasks (:mod:`sslmem.executors`).
     """
     log = log or (lambda *a: print(*a, flush=True))
+    options = dict(runtime)  # as given: what a unit's own command repeats
     root = results_root(runtime.get("results_root"))
     if fresh:
         runtime["results_root"] = str(_fresh_root(profile, root))
     units = book_units(profile, **runtime)
     chosen = select(units, names)
     rates = measured_rates(units)
-    stored = {u.name: u.stored() for u in chosen}
+    state = {u.name: u.state() for u in chosen}
+    stored = {name: value == "yes" for name, value in state.items()}
+    missing = [u for u in chosen if not stored[u.name]]
+    damaged = [u.name for u in chosen if state[u.name] == "damaged"]
+    what = "unit(s) asked for" if names else "unit(s)"
     device = device_name(chosen[0].exp.device) if chosen else "?"
     if emit:
-        missing = [u for u in chosen if not stored[u.name]]
-        extra = " --fresh" if fresh else ""
         for stage, group in ((1, [u for u in missing if not u.depends]),
                              (2, [u for u in missing if u.depends])):
             if group:
                 log(f"# stage {stage}: {len(group)} independent unit(s)"
                     + ("" if stage == 1 else " (each waits for its stage-1 dependency)"))
             for u in group:
-                log(f"sslmem plan --profile {profile} --run --units {u.name}{extra}")
+                log(shlex.join(["sslmem", *unit_command(profile, u.name, options, fresh=fresh)]))
         return 0
-    log(f"profile {profile}: {len(chosen)} unit(s), {sum(stored.values())} stored; estimates for "
-        f"{device}{' (fresh store: ' + runtime['results_root'] + ')' if fresh else ''}")
-    log(_table(chosen, stored, rates))
+    log(f"profile {profile}: {len(chosen)} {what}, {sum(stored.values())} stored; estimates "
+        f"for {device}{' (fresh store: ' + runtime['results_root'] + ')' if fresh else ''}")
+    log(_table(chosen, state, rates))
+    if damaged:
+        log(f"damaged: {', '.join(damaged)} (a stored result fails its hash; --run recomputes "
+            "it)")
     if not run:
-        missing = [u for u in chosen if not stored[u.name]]
         total = sum(u.estimate_s(rates) for u in missing) / 60
         if missing:
-            log(f"missing: {len(missing)} unit(s), about {total:.0f} min here; run them with "
-                f"`sslmem plan --profile {profile} --run`")
+            log(f"missing: {len(missing)} of the {len(chosen)} {what}, about {total:.0f} min "
+                f"here; run them with `sslmem plan --profile {profile} --run"
+                f"{' --units ' + ','.join(u.name for u in missing) if names else ''}`")
+        elif names:
+            log(f"every unit asked for is stored ({len(chosen)} of the profile's {len(units)}; "
+                f"`sslmem plan --profile {profile}` lists them all)")
         else:
             log("every unit is stored: `make book` renders the book from them")
         return 0
@@ -468,26 +582,26 @@ def run_plan(profile: str, *, run: bool = False, budget_minutes: float | None = 
     if jobs > 1 or executor is not None:
         from sslmem.executors import run_units
 
-        missing = [u for u in chosen if not stored[u.name]]
-        spent, queued = run_units(profile, missing, runtime, jobs=jobs, settings=executor, log=log)
+        spent, queued = run_units(profile, missing, runtime, jobs=jobs, settings=executor,
+                                  log=log, running=_RUNNING)
         if queued:  # SLURM array tasks not waited for: the store tells when they are done
             return 0
-    for u in chosen if jobs <= 1 and executor is None else []:
-        if stored[u.name]:
-            continue
+    for u in missing if jobs <= 1 and executor is None else []:
         estimate = u.estimate_s(rates)
         if budget is not None and (left or spent + estimate > budget):
             left.append(u)
             continue
         log(f"running {u.name} (estimate {estimate / 60:.1f} min) ...")
+        _RUNNING[:] = [u.name]
         seconds = u.run()
+        _RUNNING.clear()
         spent += seconds
         log(f"  {u.name} stored in {seconds / 60:.1f} min")
     if left:
         log(f"budget reached after {spent / 60:.1f} min; left: "
             + ", ".join(u.name for u in left))
     else:
-        log(f"all {len(chosen)} unit(s) stored ({spent / 60:.1f} min this run)")
+        log(f"all {len(chosen)} {what} stored ({spent / 60:.1f} min this run)")
         if fresh and names is None:
             _swap_in(profile, root, Path(runtime["results_root"]), log)
     return 0
@@ -539,7 +653,4 @@ def main(argv=None) -> int:
     except SSLMemError as err:
         print(f"sslmem plan: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("sslmem plan: interrupted; rerun the same command to resume (finished units are "
-              "stored, the unit in progress resumes from its last checkpoint)", file=sys.stderr)
-        return 130
+    # Ctrl-C and signals: ``sslmem.errors.command_line`` prints one line with ``resume_text``

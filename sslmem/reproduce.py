@@ -12,7 +12,13 @@ cell (read with ``ast``), values of config fields against ``sslmem.config.FIELDS
 injects them itself (papermill's ``parameterize_notebook``) rather than through
 ``execute_notebook(parameters=...)``: papermill's own check reads the cell with a regex that
 gives up on a line whose comment holds ``=`` (``x = None  # None = default``) and then warns
-"Passed unknown parameter" for a parameter the notebook does declare.
+"Passed unknown parameter" for a parameter the notebook does declare. The chapters' cells are
+written for that regex (``name: type = value  # help``, no ``=`` in a comment), so papermill
+itself (``papermill --help-notebook``, ``-p``) reads them whole too.
+
+An executed page is written only when it changed (``write_page``): cell ids hash their sources,
+papermill's timings are dropped, and values glued as volatile (the page's own render time) do not
+count as a change, so rendering an unchanged book leaves a clean checkout clean.
 
 Usage::
 
@@ -66,11 +72,18 @@ def resolve_profile(profile: str) -> str:
         return "paper" if torch.cuda.is_available() else "tiny"
     if profile == "stored":
         from sslmem.plan import complete_profiles
+        from sslmem.store import results_root
 
-        done = complete_profiles()
+        why: dict[str, str] = {}
+        done = complete_profiles(why)
         if not done:
-            raise SSLMemError("the results store holds no complete profile; compute one with "
-                              "`make reproduce PROFILE=tiny` (or sslmem plan --profile tiny --run)")
+            found = "; ".join(f"{name}: {reason}" for name, reason in why.items())
+            raise SSLMemError(
+                f"the results store {results_root()} holds no profile that can be rendered "
+                f"here ({found or 'it holds no profile at all'}); "
+                + ("provide that data, or " if why else "")
+                + "compute a profile with `make reproduce PROFILE=tiny` (or sslmem plan "
+                "--profile tiny --run)")
         return done[0]
     return profile
 
@@ -312,11 +325,80 @@ def execute(name: str, out_dir: Path, parameters: dict, *, timeout: int | None =
     _hide_plumbing(executed)
     executed.metadata["sslmem"] = {"profile": parameters.get("profile"),
                                    "results_only": results_only}
-    with atomic_path(target) as staged:
-        nbformat.write(executed, staged)
+    changed = write_page(executed, target)
     shutil.rmtree(work, ignore_errors=True)
-    log(f"{name}: executed in {time.perf_counter() - t0:.0f} s -> {target}")
+    log(f"{name}: executed in {time.perf_counter() - t0:.0f} s -> {target}"
+        + ("" if changed else " (unchanged: the page was left as it was)"))
     return target
+
+
+# What changes at every execution of a page although the page does not: papermill's timings
+# and the temporary paths it ran from (its "input_path" even holds the whole input notebook)
+VOLATILE_PAPERMILL = ("start_time", "end_time", "duration", "input_path", "output_path",
+                      "exception", "environment_variables")
+
+
+def normalize_page(nb) -> None:
+    """Make an executed page a function of its content: no timings, stable cell ids.
+
+    Why: ``make book`` in a clean checkout must leave it clean. A cell's id becomes a hash of
+    its type and source (numbered when two cells are alike) instead of jupytext's random one;
+    papermill's per-cell and per-notebook timings and nbclient's execution timestamps go.
+    """
+    import hashlib
+
+    papermill = nb.metadata.get("papermill")
+    if isinstance(papermill, dict):
+        for key in VOLATILE_PAPERMILL:
+            papermill.pop(key, None)
+    seen: set[str] = set()
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        base = hashlib.sha256(f"{cell.cell_type}\0{cell.source}".encode()).hexdigest()[:12]
+        cell_id, n = base, 0
+        while cell_id in seen:
+            n += 1
+            cell_id = f"{base}-{n}"
+        seen.add(cell_id)
+        cell["id"] = cell_id
+
+
+def _content(nb) -> str:
+    """The page as compared by :func:`write_page`: normalized, and without the values of
+    outputs marked volatile (``sslmem.notebook.glue_number(..., volatile=True)``)."""
+    import copy
+
+    from sslmem.notebook import VOLATILE_KEY
+
+    nb = copy.deepcopy(nb)
+    normalize_page(nb)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("metadata", {}).get(VOLATILE_KEY, {}).get("volatile"):
+                output["data"] = {}
+    return json.dumps(nb, sort_keys=True, default=str)
+
+
+def write_page(nb, target: Path) -> bool:
+    """Write the executed page ``nb`` to ``target`` atomically, normalized; returns False and
+    leaves ``target`` untouched (byte for byte) when only volatile values would change."""
+    import nbformat
+
+    normalize_page(nb)
+    try:
+        old = nbformat.read(target, as_version=4)
+    except FileNotFoundError:
+        old = None
+    except Exception as err:  # noqa: BLE001 - a damaged page is replaced, an unreadable one not
+        if unreadable(err):
+            raise read_error(target, err) from None
+        old = None
+    if old is not None and _content(old) == _content(nb):
+        return False
+    with atomic_path(target) as staged:
+        nbformat.write(nb, staged)
+    return True
 
 
 @contextlib.contextmanager

@@ -188,7 +188,33 @@ def save_state(path: Path, state: dict) -> None:
     a checkpoint or snapshot is trusted for the rest of the project's life.
     """
     with atomic_path(path) as tmp, open(tmp, "wb") as f:  # Python I/O: a full disk is OSError
-        torch.save({**state, "sha256": state_digest(state)}, f)
+        out = _KeepsWriteError(f)
+        try:
+            torch.save({**state, "sha256": state_digest(state)}, out)
+        except RuntimeError:
+            # torch's zip writer turns a failed write (a full disk, ENOSPC; the file-size
+            # limit, EFBIG) into "RuntimeError: [enforce fail at inline_container.cc...]":
+            # give atomic_path the OSError itself, which it reports in one line
+            if out.error is not None:
+                raise out.error from None
+            raise
+
+
+class _KeepsWriteError:
+    """A binary file for ``torch.save`` that keeps the ``OSError`` of a failed write."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 def load_state(path: Path, map_location="cpu", what: str = "file") -> dict:
@@ -329,6 +355,7 @@ def fit(method: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: Tra
         method.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start, history = state["epoch"], list(state["history"])
+    saved = start if state is not None else None  # epoch of the last good checkpoint
     if start >= spec.epochs:
         if dp is not None:
             dp.close()
@@ -387,11 +414,17 @@ def fit(method: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: Tra
         # DP: the mean per-sample loss of the points drawn this epoch
         mean_loss = (loss_sum / (steps_per_epoch if dp is None else max(1, seen))).item()
         if not math.isfinite(mean_loss):
-            kept = "" if path is None else f" ({path})"
+            if path is None:
+                kept = "This run writes no checkpoints."
+            elif saved is None:
+                kept = (f"No checkpoint had been written yet (one is written every "
+                        f"{spec.checkpoint_every} epochs), so a rerun starts from scratch.")
+            else:
+                kept = f"The last good checkpoint ({path}, epoch {saved}) was kept."
             raise SSLMemError(
                 f"the training loss became {mean_loss} in epoch {epoch + 1} "
                 f"({type(method).__name__}, lr {peak_lr:g}); lower the learning rate or check "
-                f"the data. The last good checkpoint{kept} was kept.")
+                f"the data. {kept}")
         record = {"epoch": epoch + 1, "loss": mean_loss, "lr": lr,
                   "seconds": time.perf_counter() - t0}
         if dp is not None:
@@ -406,6 +439,7 @@ def fit(method: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: Tra
             else:
                 save_checkpoint(path, method, optimizer, epoch + 1, history, fingerprint,
                                 privacy=dp.state_dict())
+            saved = epoch + 1
     if world > 1:  # BatchNorm running statistics are per rank: take rank 0's everywhere
         for buffer in method.buffers():
             dist.broadcast(buffer, 0)

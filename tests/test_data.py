@@ -197,6 +197,35 @@ def test_absent_dataset_no_download(tmp_path):
     assert files(tmp_path) == []
 
 
+def test_missing_dataset_messages_fit_the_dataset(tmp_path):
+    """A dataset torchvision cannot fetch is not told to download; a file is not a folder."""
+    with pytest.raises(SSLMemError) as err:
+        load_dataset("cifar10-mini", data_root=tmp_path)
+    message = str(err.value)
+    assert "not downloadable" in message and "download" not in message.replace(
+        "not downloadable", "")
+    assert "../shared/data/cifar10-mini" in message and str(tmp_path) in message
+    with pytest.raises(SSLMemError) as err:
+        load_dataset("svhn", data_root=tmp_path, download=False)
+    assert "network" in str(err.value)  # this one can be fetched
+    a_file = tmp_path / "data"
+    a_file.write_text("not a folder")
+    for name in ("cifar10", "cifar10-mini"):
+        with pytest.raises(SSLMemError, match=f"data root {a_file}.* is a file, not a folder"):
+            load_dataset(name, data_root=a_file)
+
+
+def test_listing_checks_files_without_reading_them(tmp_path, monkeypatch):
+    import sslmem.data as D
+    from sslmem.chapters import available
+
+    write_npz(tmp_path / "mnist" / "train.npz", **fake_arrays())
+    write_npz(tmp_path / "mnist" / "test.npz", **fake_arrays())
+    monkeypatch.setattr(D, "_read_npz", lambda *a: pytest.fail("read while listing"))
+    assert available("mnist", tmp_path) is None and available("digits", tmp_path) is None
+    assert "not found" in available("fashionmnist", tmp_path)
+
+
 def test_read_only_root_is_never_written(tmp_path, tmp_runs, monkeypatch):
     """Like ../shared/data (mode r-x): no download is even tried, also when running as root."""
     offline(monkeypatch)

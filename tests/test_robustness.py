@@ -350,6 +350,27 @@ def test_full_disk_during_a_checkpoint_is_one_line(tmp_runs, tmp_results):
     assert not [f for f in files(tmp_runs) if f.endswith(".tmp")]
 
 
+def test_real_write_failure_inside_torch_save_is_one_line(tmp_runs, tmp_results):
+    """Not the shim: the operating system refuses the write (the file-size limit, EFBIG, the way
+    a full disk gives ENOSPC) inside ``torch.save``, which reports it as a RuntimeError of its
+    zip writer."""
+    import resource
+
+    limit = 256 * 1024  # run.json fits, the first snapshot (a ResNet-9) does not
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # Python ignores SIGXFSZ
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "sslmem", "train", *SMALL], env=env,
+                          capture_output=True, text=True, timeout=300, preexec_fn=small_files)
+    assert done.returncode == 2, done.stderr[-3000:]
+    line = one_line(done.stderr, "cannot write", ".pt", "File too large", "free on its disk")
+    assert "inline_container" not in line
+    left = files(tmp_runs)
+    assert not [f for f in left if f.endswith((".tmp", ".pt"))], left  # nothing half-written
+
+
 def test_truncated_run_json_is_rewritten_not_called_incompatible(copied):
     runs, results = copied
     (info,) = results.rglob("run.json")
@@ -685,6 +706,32 @@ def test_runner_interrupted_keeps_the_page(toy_runner, sig, code):
     one_line(err, "01_toy")
     assert (out / "01_toy.ipynb").read_text() == '{"sentinel": "last good page"}'
     assert sorted(p.name for p in out.iterdir()) == ["01_toy.ipynb"]
+
+
+def test_stored_profile_names_the_missing_dataset_and_where_it_was_looked_for(
+        tmp_path, capsys, monkeypatch):
+    """`make book` where the store holds the laptop profile but the data root lacks CIFAR-10."""
+    results, data = tmp_path / "results", tmp_path / "data"
+    (results / "laptop").mkdir(parents=True)
+    data.mkdir()
+    monkeypatch.setenv("SSLMEM_RESULTS", str(results))
+    monkeypatch.setenv("SSLMEM_DATA", str(data))
+    code, err = runner(["--profile", "stored", "--out", str(tmp_path / "book")], capsys)
+    assert code == 1
+    line = one_line(err, "laptop", "'cifar10' not found", str(data / "cifar10"),
+                    "from $SSLMEM_DATA")
+    assert "no complete profile" not in line
+
+
+@pytest.mark.parametrize("command", ["train", "score", "run"])
+def test_every_profile_is_a_choice_of_the_cli(command):
+    from sslmem.cli import _parser
+    from sslmem.config import PROFILES
+
+    for profile in PROFILES:
+        args = _parser().parse_args([command, "--profile", profile])
+        assert args.profile == profile
+    assert "laptop" in PROFILES
 
 
 def test_missing_dataset_is_one_line(tmp_path, capsys, tmp_runs):

@@ -161,6 +161,20 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_checkpoint(digits, tmp_path
     assert ckpt.read_bytes() == good
 
 
+def test_nan_loss_before_any_checkpoint_says_none_was_kept(digits, tmp_path):
+    train, _ = digits
+    method = make("simclr", train)
+    with torch.no_grad():
+        next(method.encoder.parameters()).fill_(float("nan"))
+    ckpt = tmp_path / "never.pt"
+    with pytest.raises(SSLMemError, match="loss became nan in epoch 1") as err:
+        fit(method, train.images[:128], train.labels[:128],
+            spec("simclr", epochs=2, checkpoint_every=10), checkpoint=ckpt, fingerprint="f",
+            device="cpu")
+    assert "was kept" not in str(err.value) and "No checkpoint" in str(err.value)
+    assert not ckpt.exists()
+
+
 def test_batch_larger_than_dataset_is_refused(digits):
     train, _ = digits
     with pytest.raises(SSLMemError, match="larger than the training set"):
