@@ -160,7 +160,7 @@ fig = precision.reliability_figure(ssl, table)
 # the ranking means something.
 
 # %% tags=["hide-input"]
-if len(chosen.stored_members()) >= 4:
+if len(chosen.complete_members()) >= 4:
     fig = precision.interval_figure(chosen)
 else:
     print("fewer than 4 encoders stored: no standard errors yet")
@@ -221,7 +221,7 @@ display(Markdown(text))
 
 # %% tags=["remove-input"]
 rows = [{"design": name, **precision.supervised_summary(ens)} for name, ens in sup.items()
-        if len(ens.stored_members()) >= 2]
+        if len(ens.complete_members()) >= 2]
 if rows:
     sup_table = pd.DataFrame(rows).rename(columns={
         "members": "M", "label_mem_mean": "mean label mem.", "consistency_mean":

@@ -157,6 +157,16 @@ class Ensemble:
             folder.is_dir()) else ()
         return sorted(int(mt.group(1)) for mt in found if mt)
 
+    def complete_members(self, repeat: int = 0) -> list[int]:
+        """The stored members that form complete complementary pairs (all stored members when
+        the fraction is not 1/2): a balanced ensemble, in which every pool point is in exactly
+        half of the encoders, so every split of whole pairs can estimate every point."""
+        members = self.stored_members(repeat)
+        if self.fraction != 0.5:
+            return members
+        have = set(members)
+        return [j for j in members if (j ^ 1) in have]
+
     def table(self, members=None, repeat: int = 0) -> pd.DataFrame:
         """Long table of the given (default: all stored) members: one row per member and point."""
         members = self.stored_members(repeat) if members is None else list(members)

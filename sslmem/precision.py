@@ -52,7 +52,7 @@ def summarize(name: str, ens: Ensemble, *, column: str | None = None, n_splits: 
               n_boot: int = 400) -> dict:
     """One design's row: members, cost, the in/out contrast, reliability (pool and placebo),
     the true between-point SD of self-memorization, and what reaching ``TARGET`` would take."""
-    members = ens.stored_members()
+    members = ens.complete_members()
     cfg = ens.exp.cfg
     row = {"design": name, "method": cfg.method, "epochs": cfg.epochs,
            "pool": len(ens.pool), "fraction": ens.fraction, "shared_init": ens.shared_init,
@@ -97,7 +97,7 @@ def summary_table(designs: dict[str, Ensemble], **kw) -> pd.DataFrame:
 
 def curves(ens: Ensemble, *, n_splits: int = 60, n_boot: int = 200) -> pd.DataFrame:
     """Reliability against M for the pool and the placebo (stored members only)."""
-    members = ens.stored_members()
+    members = ens.complete_members()
     if len(members) < 4:
         return pd.DataFrame()
     frames = []
@@ -114,7 +114,7 @@ def curves(ens: Ensemble, *, n_splits: int = 60, n_boot: int = 200) -> pd.DataFr
 
 def k_curve(ens: Ensemble, *, n_splits: int = 100, n_boot: int = 200) -> pd.DataFrame:
     """Reliability of the full ensemble against K, the augmentation pairs per point."""
-    members = ens.stored_members()
+    members = ens.complete_members()
     if len(members) < 4:
         return pd.DataFrame()
     rows = []
@@ -156,7 +156,7 @@ def one_pair(ens: Ensemble, repeat: int = 1) -> dict | None:
 
 def supervised_summary(ens: Ensemble, *, n_splits: int = 200, n_boot: int = 400) -> dict:
     """Reliability of Feldman–Zhang label memorization and of held-out consistency."""
-    members = ens.stored_members()
+    members = ens.complete_members()
     lm = label_memorization(ens, members=members)
     acc, inside, got, _ = ens.matrices("pool", column="correct", members=members)
     groups = ens.pair_groups(got)
@@ -284,7 +284,8 @@ def interval_figure(ens: Ensemble):
 
     fig, axes = plt.subplots(1, 2, figsize=(7.2, 2.6), sharey=True)
     for ax, subset in zip(axes, ("pool", "placebo")):
-        est = ens.scores(subset, center=CENTER).sort_values("m").reset_index(drop=True)
+        est = ens.scores(subset, members=ens.complete_members(), center=CENTER)
+        est = est.sort_values("m").reset_index(drop=True)
         ax.errorbar(est.index, est.m, yerr=1.96 * est.se, fmt=".", ms=2, lw=0.4,
                     color="C0" if subset == "pool" else "0.4")
         ax.axhline(0, color="k", lw=0.5)

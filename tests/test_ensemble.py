@@ -67,7 +67,10 @@ def test_members_accumulate_and_the_estimate_uses_what_is_stored(roots):
     assert reader.stored_members() == [0, 1]
     two = reader.scores()
     assert (two.n_in == 1).all() and (two.n_out == 1).all() and two.se.isna().all()
-    ens.member(2), ens.member(3)
+    ens.member(2)  # half a pair: stored, but not part of the balanced ensemble
+    assert reader.stored_members() == [0, 1, 2] and reader.complete_members() == [0, 1]
+    ens.member(3)
+    assert reader.complete_members() == [0, 1, 2, 3]
     four = reader.scores()
     assert reader.stored_members() == [0, 1, 2, 3]
     assert (four.n_in == 2).all() and np.isfinite(four.se).all()
