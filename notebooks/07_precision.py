@@ -120,7 +120,7 @@ glue_number("placebo_size", len(first.placebo))
 # %% tags=["remove-input"]
 contrast_table, precision_table = precision.tables(table)
 show_table(contrast_table, {"min / encoder": "{:.1f}"})
-show_table(precision_table, {"M for 0.8": "{:.0f}", "hours for 0.8": "{:.0f}"})
+show_table(precision_table, {"M for 0.8": "{:.0f}", "hours for 0.8": "{:.1f}"})
 
 # %% tags=["remove-cell"]
 best = precision.choose(table)

@@ -260,7 +260,7 @@ def reliability_figure(designs: dict[str, Ensemble], table: pd.DataFrame):
                                 lw=0)
                 ax.plot(part.members, part.reliability, "o-", color=color, ms=3, label=subset)
         rel = row.get("pool_rel", math.nan)
-        if np.isfinite(rel) and row.members >= 4:
+        if np.isfinite(rel) and rel > 0 and row.members >= 4:
             grid = np.geomspace(row.members, max(4 * row.members, 64), 30)
             r1 = rel / (row.members - (row.members - 1) * rel)
             ax.plot(grid, grid * r1 / (1 + (grid - 1) * r1), "--", color="C0", lw=1,
@@ -324,6 +324,9 @@ def verdict(row) -> str:
     if rel >= 0.5:
         return ("enough to re-test per-point claims with disattenuated statistics (≥ 0.5), "
                 f"not yet the target of {TARGET}")
+    if rel >= 0.2:
+        return ("partly signal, but below the 0.5 that re-testing a per-point claim needs: "
+                "any per-point statistic would be attenuated by more than a third")
     return "not enough for any per-point claim: at this size the ranking is mostly noise"
 
 
@@ -345,9 +348,10 @@ def design_markdown(row) -> str:
                else "does not pass"),
             f"- a reliability of {TARGET} would take about "
             f"{row.get('members_for_target', math.inf):.0f} encoders of this design: "
-            f"{row.get('hours_for_target_2cores', math.inf):.0f} hours on 2 cores "
-            f"({row.get('minutes_per_encoder', math.nan):.1f} min each), about "
-            f"{row.get('hours_for_target_2cores', math.inf) / 4:.0f} hours on 8"]
+            f"{row.get('hours_for_target_2cores', math.inf):.1f} hours on 2 cores "
+            f"({row.get('minutes_per_encoder', math.nan):.1f} min each, measured), about "
+            f"{row.get('hours_for_target_2cores', math.inf) / 4:.1f} hours on 8 "
+            "(members are independent units: 4 at once)"]
     else:
         text += [f"- reliability: {verdict(row)}"]
     return "\n".join(text)
