@@ -94,16 +94,15 @@ glue_number("total_members", total)
 glue_number("encoder_hours", hours)
 glue_text("image_size", f"{first.exp.train.image_size}")
 glue_text("dataset", first.exp.cfg.dataset)
-glue_number("pool_size", len(first.pool))
 glue_number("placebo_size", len(first.placebo))
 
 # %% [markdown]
 # ## The regime search
 #
-# Each row is one ensemble design on a pool of {glue:text}`pool_size` {glue:text}`dataset`
-# images at {glue:text}`image_size` px (downsampled: a 32-px ResNet-9 step costs 4× as much on
-# these cores) and a placebo of {glue:text}`placebo_size` test images; each encoder trains on
-# half of the pool. The designs differ in one knob at a time: training length, and whether
+# Each row is one ensemble design on a pool of {glue:text}`dataset` training images (its size
+# is in the first table) at {glue:text}`image_size` px (downsampled: a 32-px ResNet-9 step costs
+# 4× as much on these cores) and a placebo of {glue:text}`placebo_size` test images; each
+# encoder trains on half of the pool. The designs differ in one knob at a time: training length, and whether
 # every encoder starts from the same weights and draws the same augmentations (*shared init*,
 # common random numbers in training).
 #
@@ -127,6 +126,7 @@ best = precision.choose(table)
 chosen = ssl[best.design]
 glue_text("chosen", best.design)
 glue_number("chosen_members", int(best.members))
+glue_number("chosen_pool", int(best.pool))
 glue_text("verdict", precision.verdict(best))
 glue_text("chosen_contrast", "not measurable yet" if best.members < 2 else
           f"{best.pool_mean:+.4f} over the pool (p = {best.pool_p:.1g}), "
@@ -235,7 +235,8 @@ else:
 # ## What the later chapters need
 #
 # An observed correlation between two per-point scores is the true correlation times
-# $\sqrt{\text{rel}_a \cdot \text{rel}_b}$. With the pool of {glue:text}`pool_size` points,
+# $\sqrt{\text{rel}_a \cdot \text{rel}_b}$. With the pool of {glue:text}`chosen_pool:.0f` points
+# of {glue:text}`chosen`,
 # the smallest *true* correlation a two-sided test detects with 80 % power at $\alpha$ = 0.05,
 # for a few pairs of reliabilities:
 

@@ -226,7 +226,7 @@ def tables(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     contrast_rows, precision_rows = [], []
     for _, row in table.iterrows():
         contrast_rows.append({
-            "design": row.design, "M": int(row.members),
+            "design": row.design, "pool": int(row.pool), "M": int(row.members),
             "min / encoder": get(row, "minutes_per_encoder"),
             "mean m̂, pool": mean_p(row, "pool"), "mean m̂, placebo": mean_p(row, "placebo"),
             "placebo SD: raw → centred": noise(row)})
