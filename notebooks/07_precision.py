@@ -59,6 +59,7 @@ _timer = Timer()
 
 # %% tags=["parameters", "hide-input"]
 profile: str = "paper"  # 'paper' (GPU), 'laptop' (2 CPU cores) or 'tiny' (CPU smoke run)
+dataset: "Optional[str]" = None  # None: the profile dataset (laptop: cifar10; tiny: digits)
 designs: "Optional[list]" = None  # ensemble design names of the profile; None: all
 members: "Optional[int]" = None  # members per design when computing; None: the profile value
 device: str = "auto"  # auto (CUDA if available), cpu or cuda[:N]
@@ -70,7 +71,8 @@ results_root: "Optional[str]" = None  # None: $SSLMEM_RESULTS, else the checkout
 
 # %% tags=["remove-input"]
 parameters = check_parameters(globals(), _declared)
-found = chapters.ensembles(profile, names=designs, device=device, data_root=data_root,
+found = chapters.ensembles(profile, names=designs, dataset=dataset, device=device,
+                           data_root=data_root,
                            runs_root=runs_root, results_root=results_root)
 for d in found.values():  # computes the planned members unless the store is read-only
     if not d.ensemble.exp.results_only:

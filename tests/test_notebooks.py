@@ -133,7 +133,7 @@ def test_select_and_profiles():
     assert rp.select("01,03") == ["01_definition", "03_ssl_vs_supervised"]
     assert rp.select(None) == list(rp.NOTEBOOKS)
     with pytest.raises(SSLMemError, match="choose from"):
-        rp.select("07")
+        rp.select("09")
     assert rp.resolve_profile("tiny") == "tiny"
     assert rp.resolve_profile("auto") in ("paper", "tiny")
     with pytest.raises(SSLMemError, match="auto, paper, laptop, tiny"):
