@@ -265,6 +265,11 @@ def _run_local(profile: str, order: list, runtime: dict, settings: Settings, job
     except BaseException:  # Ctrl-C, SIGTERM (sslmem.errors.Stopped) or a failure here
         _cancel([job for _, job, _ in running.values()], log)
         raise
+    finally:
+        quiet = folder.parent / "controllers.log"
+        with contextlib.suppress(OSError):
+            if quiet.stat().st_size == 0:
+                quiet.unlink()  # nothing was said: no file
     if failed:
         raise SSLMemError(f"unit(s) {', '.join(failed)} failed; rerun the same command to "
                           "retry them (finished units are stored)")
