@@ -50,6 +50,7 @@ from pathlib import Path
 import submitit
 
 from sslmem.errors import SSLMemError
+from sslmem.io import stderr_to
 
 EXECUTORS = ("local", "slurm")
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local default is 2 minutes: units take longer
@@ -250,7 +251,7 @@ def _run_local(profile: str, order: list, runtime: dict, settings: Settings, job
                     if gpus and per_unit else []
                 executor.update_parameters(setup=[
                     f"export CUDA_VISIBLE_DEVICES={shlex.quote(','.join(mine))}"] if mine else [])
-                with _stderr_into(folder.parent / "controllers.log"):
+                with stderr_to(folder.parent / "controllers.log"):
                     job = executor.submit(UnitTask(profile, unit.name, runtime, threads))
                 running[slot] = (unit, job, time.perf_counter())
                 names[:] = [u.name for u, _, _ in running.values()]
@@ -274,22 +275,6 @@ def _run_local(profile: str, order: list, runtime: dict, settings: Settings, job
         raise SSLMemError(f"unit(s) {', '.join(failed)} failed; rerun the same command to "
                           "retry them (finished units are stored)")
     return time.perf_counter() - t0
-
-
-@contextlib.contextmanager
-def _stderr_into(path: Path):
-    """Point file descriptor 2 at ``path`` while submitit starts a local controller, which
-    inherits it: a controller interrupted on a stop then writes its traceback there, not over
-    the plan's one-line message."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    saved = os.dup(2)
-    try:
-        with open(path, "ab") as sink:
-            os.dup2(sink.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _report(unit, job, start: float, log) -> bool:

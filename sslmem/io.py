@@ -24,6 +24,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -271,3 +272,25 @@ def provenance(config: dict | None = None, device="cpu", wall_s=None, **extra) -
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **extra,
     }
+
+
+@contextlib.contextmanager
+def stderr_to(path: Path):
+    """Send file descriptor 2 to ``path`` for the duration (the parent's own stderr after).
+
+    Why: child processes started meanwhile (a notebook kernel, a submitit controller) inherit
+    it, and one torn down by Ctrl-C, SIGTERM or a timeout prints its own traceback there: the
+    user sees sslmem's one line, and the child's log is kept aside.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "ab") as log:
+            os.dup2(log.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)

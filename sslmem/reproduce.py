@@ -37,7 +37,6 @@ apply to every notebook that declares them.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -48,7 +47,7 @@ from pathlib import Path
 
 from sslmem.config import FIELDS, PROFILES
 from sslmem.errors import SSLMemError, command_line, one_line, read_error, unreadable
-from sslmem.io import atomic_path, write_error
+from sslmem.io import atomic_path, stderr_to, write_error
 from sslmem.validate import OneLineParser, name_list, positive_int
 
 NOTEBOOKS = ("01_definition", "02_atypical_examples", "03_ssl_vs_supervised",
@@ -293,7 +292,7 @@ def execute(name: str, out_dir: Path, parameters: dict, *, timeout: int | None =
     t0 = time.perf_counter()
     kept = f"the executed notebook is kept at {tmp}; {target} was left unchanged"
     try:
-        with _stderr_to(work / "kernel.log"):
+        with stderr_to(work / "kernel.log"):
             papermill.execute_notebook(nb, str(tmp), parameters=None, kernel_name="python3",
                                        progress_bar=False, log_output=False, cwd=str(work),
                                        execution_timeout=timeout, report_mode=False)
@@ -399,25 +398,6 @@ def write_page(nb, target: Path) -> bool:
     with atomic_path(target) as staged:
         nbformat.write(nb, staged)
     return True
-
-
-@contextlib.contextmanager
-def _stderr_to(path: Path):
-    """Send file descriptor 2 to ``path`` while a kernel starts and runs.
-
-    Why: the kernel inherits it, and a kernel torn down by Ctrl-C or a timeout prints its own
-    tracebacks there; the runner's user should see one line, with the kernel's log kept aside.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(path, "ab") as log:
-            os.dup2(log.fileno(), 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def reproduce(profile: str = "auto", params=None, dataset: str | None = None,
