@@ -87,7 +87,7 @@ SETTINGS = {
             "supervised-e100": dict(method="supervised", epochs=100, members=8),
             # more signal per point: 64 images per encoder, 800 epochs, shared init (measured
             # at M = 4: 100 epochs on 128 images gave no detectable between-point spread)
-            "simclr-e800-n128-shared": dict(method="simclr", epochs=800, members=8,
+            "simclr-e800-n128-shared": dict(method="simclr", epochs=800, members=20,
                                             shared_init=True,
                                             sizes=dict(shared=0, candidate=128,
                                                        independent=0, extra=128)),
