@@ -48,7 +48,17 @@ SETTINGS = {
         "privacy_epochs": 15,  # DP-SGD's per-sample gradients cost ~5x a normal step
         "privacy_sizes": None,  # the profile's split
         "epsilons": [None, 20.0, 8.0],  # None = no DP (epsilon = infinity)
-        "ensembles": {},  # not sized for a GPU yet: the laptop search decides the design
+        # Not measured on a GPU yet: the laptop's chosen design (long training on a small
+        # pool, shared init) scaled to the paper's images and backbone, to be sized on a GPU.
+        "ensemble_base": dict(n_pairs=16, warmup_epochs=10,
+                              sizes=dict(shared=0, candidate=1000, independent=0, extra=500)),
+        "ensembles": {
+            "simclr-e800-n1000-shared": dict(method="simclr", epochs=800, members=32,
+                                             shared_init=True),
+            "supervised-e200-n1000-shared": dict(method="supervised", epochs=200, members=32,
+                                                 shared_init=True),
+        },
+        "ranking": dict(ssl="simclr-e800-n1000-shared", supervised="supervised-e200-n1000-shared"),
     },
     "laptop": {
         "epoch_points": 100,
@@ -91,7 +101,15 @@ SETTINGS = {
                                             shared_init=True,
                                             sizes=dict(shared=0, candidate=128,
                                                        independent=0, extra=128)),
+            # the literature's atypicality (C-score estimator, Feldman–Zhang) on the same pool
+            # and the same membership matrix as the chosen SimCLR design (chapter 2)
+            "supervised-e200-n128-shared": dict(method="supervised", epochs=200, members=16,
+                                                shared_init=True,
+                                                sizes=dict(shared=0, candidate=128,
+                                                           independent=0, extra=128)),
         },
+        # chapters 2-5 rank points by these ensembles (same pool, same membership)
+        "ranking": dict(ssl="simclr-e800-n128-shared", supervised="supervised-e200-n128-shared"),
     },
     "tiny": {
         "epoch_points": 150,
@@ -120,6 +138,7 @@ SETTINGS = {
             "simclr-e6": dict(method="simclr", epochs=6, members=4, repeats=1),
             "supervised-e6": dict(method="supervised", epochs=6, members=4),
         },
+        "ranking": dict(ssl="simclr-e6", supervised="supervised-e6"),
     },
 }
 DOWNSTREAM = ("mnist", "fashionmnist", "cifar100")
