@@ -157,7 +157,9 @@ def agreements(scores: dict[str, PointScore], pairs, *, how: str = "spearman",
     that two agreements can be compared by their paired difference (:func:`difference`).
 
     Every replicate resamples the points and draws a fresh random split of the encoder
-    groups, so the interval covers which points were scored and how the encoders fell.
+    groups, so the interval covers which points were scored and how the encoders fell. Where
+    more than (1 − level)/2 of the replicates have a half without positive reliability, the
+    data cannot bound the true correlation: ``r_true`` and its interval are NaN.
     """
     pairs = [tuple(p) for p in pairs]
     names = sorted({n for p in pairs for n in p})
@@ -209,6 +211,8 @@ def agreements(scores: dict[str, PointScore], pairs, *, how: str = "spearman",
         lo, hi = (np.nanquantile(boot_true, q) if undefined < (1 - level) / 2
                   else (math.nan, math.nan))  # too many replicates without a positive half
         r_lo, r_hi = np.nanquantile(boot_r, q)
+        if not np.isfinite(lo):  # no interval: the point estimate is not reported either
+            r_true = math.nan
         rows.append({"a": a, "b": b, "points": n, "r": r, "r_low": float(r_lo),
                      "r_high": float(r_hi), "p": float(test[1]), "rel_a": rel_a,
                      "rel_b": rel_b, "r_true": float(r_true), "r_true_low": float(lo),

@@ -361,6 +361,35 @@ def ensembles(profile: str, *, names=None, **fields) -> dict[str, EnsembleDesign
     return out
 
 
+def ranking(profile: str, *, design: str | None = None, supervised: str | None = None,
+            members: int | None = None, **fields) -> tuple[EnsembleDesign, EnsembleDesign]:
+    """The ensembles chapters 2-5 rank points by: an SSL design (``design``, default the
+    profile's) and the supervised design on the same pool and membership (``supervised``).
+
+    ``fields`` override the SSL design's configuration (e.g. another ``method``); the
+    supervised design keeps its own recipe but shares the data options.
+    """
+    s = settings(profile)
+    chosen = dict(s.get("ranking") or {})
+    design, supervised = design or chosen.get("ssl"), supervised or chosen.get("supervised")
+    known = list(s.get("ensembles", {}))
+    for name in (design, supervised):
+        if name not in known:
+            raise SSLMemError(f"profile {profile!r} has no ensemble design {name!r}; "
+                              f"choose one of {known}")
+    data = {k: fields[k] for k in ("dataset", "device", "data_root", "runs_root",
+                                   "results_root") if k in fields}
+    ssl = ensembles(profile, names=[design], **fields)[design]
+    sup = ensembles(profile, names=[supervised], **data)[supervised]
+    if not np.array_equal(ssl.ensemble.pool, sup.ensemble.pool):
+        raise SSLMemError(f"designs {design!r} and {supervised!r} are not on the same pool: "
+                          "give them the same sizes")
+    for d in (ssl, sup):
+        if members:
+            d.members = int(members)
+    return ssl, sup
+
+
 # ---- chapter 6: differential privacy ----------------------------------------------------------
 
 def eps_label(epsilon) -> str:

@@ -121,7 +121,7 @@ def explore(table: pd.DataFrame, train_images: Images, test_images: Images | Non
             fields: Sequence[str] = (), labels: dict[str, str] | None = None,
             max_points: int = 10_000, thumb_size: int | None = None,
             title: str | None = None, seed: int = 0, quality: int = 80,
-            static: bool = True) -> Explorer:
+            static: bool = True, subset_text: dict[str, str] | None = None) -> Explorer:
     """An interactive scatter of ``table``'s points with their images.
 
     Args:
@@ -141,6 +141,8 @@ def explore(table: pd.DataFrame, train_images: Images, test_images: Images | Non
         thumb_size: thumbnail side in px (default: native size, capped at 32 and shrunk so that
             all thumbnails fit ``THUMB_PIXELS``).
         static: add a PNG scatter for readers without JavaScript (inside ``<noscript>``).
+        subset_text: legend names by subset code where chapter 1's do not fit (an ensemble's
+            pool is listed as "candidate", its placebo as "extra").
     """
     table = _checked(table, x, y, fields)
     shown = _sample(table, max_points, seed)
@@ -161,7 +163,9 @@ def explore(table: pd.DataFrame, train_images: Images, test_images: Images | Non
     tile = thumb_size or _thumb_size(images.shape[1], len(shown))
     sprite, geometry = _sprite(images, tile, quality)
     uid = f"sx-{hashlib.sha1(shown.to_csv().encode()).hexdigest()[:10]}-{next(_ids)}"
-    item = _figure(shown, table, x, y, fields, names_of, names, subsets, geometry, title, uid)
+    texts = {**SUBSET_TEXT, **(subset_text or {})}
+    item = _figure(shown, table, x, y, fields, names_of, names, subsets, geometry, title, uid,
+                   texts)
     payload = json.dumps(item, separators=(",", ":")).replace("</", "<\\/")
     fallback = _static_png(shown, x, y, subsets, names_of) if static else ""
     alt = (f"scatter of {html.escape(y)} against {html.escape(x)} by subset (static: enable "
@@ -180,7 +184,7 @@ def explore(table: pd.DataFrame, train_images: Images, test_images: Images | Non
 
 def _figure(shown: pd.DataFrame, table: pd.DataFrame, x: str, y: str, fields: list[str],
             names_of: dict, classes: list[str], subsets: list[str], geometry: dict,
-            title: str | None, uid: str) -> dict:
+            title: str | None, uid: str, texts: dict = SUBSET_TEXT) -> dict:
     """The Bokeh document (as ``bokeh.embed.json_item``) of the explorer.
 
     One scatter renderer (so that hover shows the one nearest point), coloured by subset code
@@ -240,7 +244,7 @@ def _figure(shown: pd.DataFrame, table: pd.DataFrame, x: str, y: str, fields: li
     keys = [plot.scatter([np.nan], [np.nan], size=7, fill_color=c, line_color=None)
             for c in colors]
     plot.add_layout(Legend(
-        items=[LegendItem(label=f"{SUBSET_TEXT.get(s, s)}: {counts[s]}"
+        items=[LegendItem(label=f"{texts.get(s, s)}: {counts[s]}"
                           + (f" of {totals[s]}" if counts[s] < totals[s] else ""),
                           renderers=[key]) for s, key in zip(subsets, keys)],
         label_text_font_size="11px", glyph_width=12, spacing=0, padding=4, margin=6,
@@ -248,7 +252,7 @@ def _figure(shown: pd.DataFrame, table: pd.DataFrame, x: str, y: str, fields: li
 
     num = CustomJSHover(code=_NUMBER_JS)
     names = CustomJSHover(args=dict(classes=classes,
-                                    subsets=[SUBSET_TEXT.get(s, s) for s in subsets],
+                                    subsets=[texts.get(s, s) for s in subsets],
                                     split=["test" if s in TEST_SUBSETS else "train"
                                            for s in subsets]),
                           code="return format === 'split' ? split[value] : format === 'class'"
@@ -280,7 +284,7 @@ def _figure(shown: pd.DataFrame, table: pd.DataFrame, x: str, y: str, fields: li
     tick = InlineStyleSheet(css="".join(
         f"label:nth-of-type({k + 1}) input{{accent-color:{c}}}" for k, c in enumerate(colors)))
     wrap = InlineStyleSheet(css=".bk-input-group{flex-wrap:wrap;column-gap:12px}")
-    subset_box = CheckboxGroup(labels=[SUBSET_TEXT.get(s, s) for s in subsets],
+    subset_box = CheckboxGroup(labels=[texts.get(s, s) for s in subsets],
                                active=list(range(len(subsets))), stylesheets=[tick],
                                name="subsets")
     class_box = CheckboxGroup(labels=[f"{classes[k]} ({n_class[k]})" for k in present],

@@ -362,15 +362,18 @@ def ensemble_units(profile: str, **runtime) -> list[Unit]:
     that every design gets its members round-robin: a budget that stops early still leaves
     each design with a comparable ensemble."""
     designs = chapters.ensembles(profile, **runtime)
+    ranking = set((chapters.settings(profile).get("ranking") or {}).values())
     jobs = []
     for d in designs.values():
         jobs += [(j, d, j, 0) for j in range(d.members)]
         jobs += [(d.members + r * 2 + j, d, j, r + 1) for r in range(d.repeats) for j in (0, 1)]
     jobs.sort(key=lambda job: job[0])
-    return [_member_unit(d, j, repeat) for _, d, j, repeat in jobs]
+    return [_member_unit(d, j, repeat, ["02", "07"] if d.name in ranking else ["07"])
+            for _, d, j, repeat in jobs]
 
 
-def _member_unit(design: chapters.EnsembleDesign, j: int, repeat: int) -> Unit:
+def _member_unit(design: chapters.EnsembleDesign, j: int, repeat: int,
+                 chapter_list=("07",)) -> Unit:
     ens = design.ensemble
 
     def work(results_only: bool):
@@ -385,7 +388,7 @@ def _member_unit(design: chapters.EnsembleDesign, j: int, repeat: int) -> Unit:
     n_scored = len(ens.pool) + len(ens.placebo)
     monitor = (min(n_in, exp.cfg.monitor_points) + min(len(exp.test), exp.cfg.monitor_points))
     name = f"ens-{design.name}-{j:03d}" + (f"-r{repeat}" if repeat else "")
-    return Unit(name=name, chapters=["07"], kind="member", exp=exp, work=work,
+    return Unit(name=name, chapters=list(chapter_list), kind="member", exp=exp, work=work,
                 images=exp.cfg.epochs * n_in, optional=True, counts=("member-",),
                 scored=n_scored * exp.cfg.n_pairs * 2 + len(snapshot_epochs(exp.cfg.epochs))
                 * monitor)

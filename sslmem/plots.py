@@ -160,16 +160,20 @@ def image_grid(images, titles=None, ncols: int = 10, title: str | None = None,
 
 
 def ranked_grid(table: pd.DataFrame, images, column: str = "score_raw", n: int = 10,
-                classes=None, title: str | None = None) -> plt.Figure:
+                classes=None, title: str | None = None, error: str | None = None) -> plt.Figure:
     """Two rows of images: the ``n`` highest (top) and lowest (bottom) scored rows of ``table``.
 
-    ``images`` is indexed by ``table.position`` (positions into the training ImageData).
+    ``images`` is indexed by ``table.position`` (positions into the training ImageData);
+    ``error``: a column of standard errors, captioned under each score (a ranking is only as
+    good as its precision).
     """
     ranked = table.sort_values(column, ascending=False)
     rows = pd.concat([ranked.head(n), ranked.tail(n)])
     label = (lambda y: classes[int(y)]) if classes is not None else (lambda y: str(int(y)))
     fmt = "+.3f" if rows[column].min() < 0 else ".3f"  # a sign only where scores have one
-    titles = [f"{label(r.label)}\n{_num(getattr(r, column), fmt)}" for r in rows.itertuples()]
+    titles = [f"{label(r.label)}\n{_num(getattr(r, column), fmt)}"
+              + (f"\n±{_num(getattr(r, error), '.3f')}" if error else "")
+              for r in rows.itertuples()]
     pos = rows.position.to_numpy().copy()  # writable: torch indexes with it
     fig = image_grid(images[pos], titles, ncols=n,
                      title=title or f"top row: {n} most memorized; bottom row: {n} least")

@@ -100,6 +100,18 @@ def test_fixed_measure_has_reliability_one_and_the_interval_covers_the_truth():
     assert res["r_true_low"] <= truth <= res["r_true_high"]
 
 
+def test_scores_without_signal_leave_the_true_correlation_undefined():
+    """Pure noise has reliability ~0: no disattenuated value is reported, not a wild one."""
+    rng = np.random.default_rng(11)
+    n, m = 200, 8
+    zero = np.zeros(n)
+    a = _ensemble("a", zero, _membership(m, n, rng), rng, noise=0.02)
+    b = _ensemble("b", zero, _membership(m, n, rng), rng, noise=0.02)
+    res = agreement(a, b, how="spearman", n_splits=30, n_boot=200)
+    assert np.isnan(res["r_true"]) and np.isnan(res["r_true_low"])
+    assert res["undefined_share"] > 0.025 and np.isfinite(res["r"])
+
+
 def test_paired_difference_of_two_agreements():
     """a agrees with b (true 0.8) more than with c (true 0.0): the paired difference sees it."""
     rng = np.random.default_rng(7)
