@@ -30,7 +30,7 @@ Deliberate differences from torchvision (all documented where they occur):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import Tensor
@@ -411,10 +411,32 @@ RECIPES = ("simclr", "byol", "simsiam", "dino", "mae", "vicreg", "barlowtwins", 
            "score", "none")
 
 
-def recipe(name: str, image_size: int) -> Recipe:
-    """The named augmentation recipe producing views of side ``image_size`` (locals: half)."""
+def weaken(view: ViewAug, strength: float) -> ViewAug:
+    """``view`` at ``strength`` (1 = unchanged, towards 0 = towards the identity).
+
+    Why: memorization is known to shrink with stronger augmentation, so a weaker recipe is a
+    knob of the precision chapter's regime search. Every colour-jitter magnitude and every
+    probability (jitter, grayscale, blur, solarize) is multiplied by ``strength``, and a resized
+    crop's smallest area moves towards the whole image: min = 1 − strength · (1 − min).
+    Flips are kept (they change no pixel statistics).
+    """
+    _check(0 < strength <= 1, f"augmentation strength must lie in (0, 1], got {strength}")
+    if strength == 1:
+        return view
+    lo, hi = view.scale
+    return replace(view, scale=(1 - strength * (1 - lo), hi), jitter_p=view.jitter_p * strength,
+                   brightness=view.brightness * strength, contrast=view.contrast * strength,
+                   saturation=view.saturation * strength, hue=view.hue * strength,
+                   gray_p=view.gray_p * strength, blur_p=view.blur_p * strength,
+                   solarize_p=view.solarize_p * strength)
+
+
+def recipe(name: str, image_size: int, strength: float = 1.0) -> Recipe:
+    """The named augmentation recipe producing views of side ``image_size`` (locals: half),
+    at ``strength`` (:func:`weaken`; 1 = the method's recipe)."""
     if name not in RECIPES:
         raise unknown_choice("augmentation recipe", name, RECIPES)
     _check(isinstance(image_size, int) and image_size >= 1,
            f"image_size must be an integer >= 1, got {image_size!r}")
-    return Recipe(name, _views(name, image_size))
+    views = _views(name, image_size)
+    return Recipe(name, tuple(weaken(v, strength) for v in views) if strength != 1 else views)

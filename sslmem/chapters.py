@@ -101,6 +101,12 @@ SETTINGS = {
                                             shared_init=True,
                                             sizes=dict(shared=0, candidate=128,
                                                        independent=0, extra=128)),
+            # weaker views (augment.weaken: half the jitter, crops of at least 54 % of the
+            # image): memorization is known to grow as augmentation weakens
+            "simclr-e800-n128-shared-weak": dict(method="simclr", epochs=800, members=4,
+                                                 shared_init=True, augment_strength=0.5,
+                                                 sizes=dict(shared=0, candidate=128,
+                                                            independent=0, extra=128)),
             # the literature's atypicality (C-score estimator, Feldman–Zhang) on the same pool
             # and the same membership matrix as the chosen SimCLR design (chapter 2)
             "supervised-e200-n128-shared": dict(method="supervised", epochs=200, members=16,

@@ -34,7 +34,7 @@ PROFILES = ("paper", "laptop", "tiny")  # best first: the book shows the best pr
 DP_FIELDS = {"dp_epsilon": None, "dp_delta": None, "dp_max_grad_norm": 1.0}  # name: default (off)
 # Fields added after stores were written: at these defaults they stay out of the key, so
 # existing results keep their keys.
-KEY_DEFAULTS = {**DP_FIELDS, "monitor_points": 10000}
+KEY_DEFAULTS = {**DP_FIELDS, "monitor_points": 10000, "augment_strength": 1.0}
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ class Config:
     align_lambda: float = 0.0  # the alignment-limiting regularizer (0 = off)
     align_start_epoch: int = 0
     monitor_points: int = 10000  # train and test images of the kNN monitor at snapshot epochs
+    augment_strength: float = 1.0  # 1 = the method's recipe; below 1 weaker views (augment.py)
     # differential privacy: DP-SGD when dp_epsilon is set (sslmem.privacy); None or inf = off
     dp_epsilon: float | None = None  # target epsilon over the whole training run
     dp_delta: float | None = None  # None = the largest power of ten below 1/N (N = train set)
@@ -215,6 +216,7 @@ FIELDS = {
     "batch_size": Int(low=1, none=_DEFAULT),
     "optimizer": Choice("sslmem.train:OPTIMIZERS", none=_DEFAULT),
     "lr": Float(low=0, open_low=True, none=_DEFAULT),
+    "augment_strength": Float(low=0, high=1, open_low=True),
     "weight_decay": Float(low=0, none=_DEFAULT),
     "warmup_epochs": Int(low=0, none=_DEFAULT),
     "seeds": Seeds(),
@@ -243,4 +245,4 @@ FIELDS = {
 TRAIN_FIELDS = ("dataset", "image_size", "split_protocol", "shared", "candidate", "independent",
                 "extra", "split_seed", "method", "backbone", "patch_size", "epochs", "batch_size",
                 "optimizer", "lr", "weight_decay", "warmup_epochs", "align_lambda",
-                "align_start_epoch", *DP_FIELDS, "monitor_points")
+                "align_start_epoch", *DP_FIELDS, "monitor_points", "augment_strength")

@@ -244,7 +244,7 @@ class Experiment:
         return build_method(c.method, c.backbone, image_size=self.train.image_size,
                             channels=self.train.channels, mean=self.train.mean,
                             std=self.train.std, num_classes=self.train.num_classes,
-                            patch_size=c.patch_size)
+                            patch_size=c.patch_size, augment_strength=c.augment_strength)
 
     def _history_name(self, tag: str, seed: int, positions) -> str:
         if tag in ("f", "g"):
@@ -340,7 +340,11 @@ class Experiment:
     # ---- scoring ----------------------------------------------------------------------------
     def _augment(self):
         name = self.cfg.method if self.cfg.score_augment == "train" else "score"
-        return recipe(name if name != "supervised" else "score", self.train.image_size)
+        if name == "supervised":
+            return recipe("score", self.train.image_size)
+        # scored on the views the encoder trained on (at their strength)
+        return recipe(name, self.train.image_size,
+                      self.cfg.augment_strength if name == self.cfg.method else 1.0)
 
     def _score_kwargs(self) -> dict:
         c = self.cfg

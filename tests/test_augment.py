@@ -262,3 +262,33 @@ def test_bad_inputs_raise(digits):
         view.apply(digits, view.sample(3))
     with pytest.raises(SSLMemError, match="image_size"):
         A.recipe("simclr", 0)
+
+
+def test_weaker_augmentation_moves_every_knob_towards_the_identity():
+    from sslmem.augment import recipe, weaken
+
+    full = recipe("byol", 16)
+    assert recipe("byol", 16, 1.0) == full  # strength 1 is the method's recipe itself
+    half = recipe("byol", 16, 0.5)
+    for a, b in zip(full.views, half.views):
+        assert b.scale[0] == pytest.approx(1 - 0.5 * (1 - a.scale[0]))
+        for knob in ("jitter_p", "brightness", "contrast", "saturation", "hue", "gray_p",
+                     "blur_p", "solarize_p"):
+            assert getattr(b, knob) == pytest.approx(0.5 * getattr(a, knob))
+        assert b.flip_p == a.flip_p
+    x = torch.rand(64, 3, 16, 16)
+    g = torch.Generator().manual_seed(0)
+    spread_full = (full.views[0](x, g) - x).abs().mean()
+    g = torch.Generator().manual_seed(0)
+    spread_weak = (weaken(full.views[0], 0.1)(x, g) - x).abs().mean()
+    assert spread_weak < spread_full  # weaker views stay closer to the image
+    with pytest.raises(SSLMemError, match="strength"):
+        weaken(full.views[0], 0.0)
+
+
+def test_augment_strength_enters_the_key_only_when_changed():
+    from sslmem.config import Config
+
+    base = Config(profile="tiny")
+    assert base.key() == Config(profile="tiny", augment_strength=1.0).key()
+    assert base.key() != Config(profile="tiny", augment_strength=0.5).key()

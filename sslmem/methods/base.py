@@ -45,12 +45,13 @@ class Method(nn.Module):
     batch_coupling: str = "its loss couples the samples of a batch"
 
     def __init__(self, backbone: str, image_size: int, channels: int, mean, std,
-                 num_classes: int, patch_size: int = 0, **options):
+                 num_classes: int, patch_size: int = 0, augment_strength: float = 1.0,
+                 **options):
         super().__init__()
         self.image_size, self.channels, self.num_classes = image_size, channels, num_classes
         backbone_net = build_backbone(backbone, image_size, channels, patch_size)
         self.encoder = Encoder(backbone_net, mean, std)
-        self.views = recipe(self.recipe_name, image_size)
+        self.views = recipe(self.recipe_name, image_size, augment_strength)
         # two SimCLR-style views for the regularizer of single-view methods (built once)
         self.pair_views = recipe("simclr", image_size)
         self.options = options
