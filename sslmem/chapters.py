@@ -107,6 +107,11 @@ SETTINGS = {
                                                  shared_init=True, augment_strength=0.5,
                                                  sizes=dict(shared=0, candidate=128,
                                                             independent=0, extra=128)),
+            # a non-contrastive method on the same pool and halves (chapter 3's SSL-SSL agreement)
+            "byol-e800-n128-shared": dict(method="byol", epochs=800, members=16,
+                                          shared_init=True,
+                                          sizes=dict(shared=0, candidate=128, independent=0,
+                                                     extra=128)),
             # the literature's atypicality (C-score estimator, Feldman–Zhang) on the same pool
             # and the same membership matrix as the chosen SimCLR design (chapter 2)
             "supervised-e200-n128-shared": dict(method="supervised", epochs=200, members=16,
