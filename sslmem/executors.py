@@ -183,13 +183,16 @@ class UnitTask(submitit.helpers.Checkpointable):
 
 def run_units(profile: str, units: list, runtime: dict, *, jobs: int = 1,
               settings: Settings | None = None, log=print,
-              running: list | None = None) -> tuple[float, bool]:
+              running: list | None = None, budget_s: float | None = None,
+              estimate=None, left: list | None = None) -> tuple[float, bool]:
     """Run ``units`` through submitit; returns (wall seconds, whether they still run).
 
     ``running``, if given, is kept equal to the names of the local units in progress (what an
     interruption names). Local: ``jobs`` processes at once, each unit one job; the call waits
-    and raises an ``SSLMemError`` naming the units that failed. SLURM: one array (two when
-    some units depend on others), waited for only with ``settings.wait``.
+    and raises an ``SSLMemError`` naming the units that failed. ``budget_s`` (local only): no
+    unit starts that would end, by ``estimate(unit)`` seconds, after the budget; the units not
+    started are appended to ``left``. SLURM: one array (two when some units depend on
+    others), waited for only with ``settings.wait``.
     """
     from sslmem.io import runs_root
     from sslmem.store import results_root
@@ -211,7 +214,8 @@ def run_units(profile: str, units: list, runtime: dict, *, jobs: int = 1,
         return _run_slurm(profile, first, then, runtime, settings, folder, log)
     try:
         return _run_local(profile, first + then, runtime, settings, max(1, jobs), folder,
-                          log, [] if running is None else running), False
+                          log, [] if running is None else running, budget_s, estimate,
+                          [] if left is None else left), False
     finally:
         with contextlib.suppress(OSError):
             folder.rmdir()  # the empty "%j" folder submitit's local controller makes
@@ -231,7 +235,8 @@ def _gpu_ids(runtime: dict) -> list[str]:
 
 
 def _run_local(profile: str, order: list, runtime: dict, settings: Settings, jobs: int,
-               folder: Path, log, names: list) -> float:
+               folder: Path, log, names: list, budget_s: float | None = None, estimate=None,
+               left: list | None = None) -> float:
     gpus = _gpu_ids(runtime)
     per_unit = settings.gpus_per_unit if settings.gpus_per_unit is not None else min(1, len(gpus))
     threads = settings.cpus_per_unit or max(1, (os.cpu_count() or 1) // jobs)
@@ -244,6 +249,11 @@ def _run_local(profile: str, order: list, runtime: dict, settings: Settings, job
     try:
         while queue or running:
             while queue and len(running) < jobs:
+                if budget_s is not None and estimate is not None and (
+                        time.perf_counter() - t0 + estimate(queue[0]) > budget_s):
+                    (left if left is not None else []).extend(queue)  # none starts late
+                    queue.clear()
+                    break
                 slot = min(set(range(jobs)) - set(running))
                 unit = queue.pop(0)
                 # the slot's own GPUs (submitit's local executor would otherwise hide them all)

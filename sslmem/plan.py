@@ -586,7 +586,8 @@ def run_plan(profile: str, *, run: bool = False, budget_minutes: float | None = 
         from sslmem.executors import run_units
 
         spent, queued = run_units(profile, missing, runtime, jobs=jobs, settings=executor,
-                                  log=log, running=_RUNNING)
+                                  log=log, running=_RUNNING, budget_s=budget,
+                                  estimate=lambda u: u.estimate_s(rates), left=left)
         if queued:  # SLURM array tasks not waited for: the store tells when they are done
             return 0
     for u in missing if jobs <= 1 and executor is None else []:

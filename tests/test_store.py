@@ -245,6 +245,16 @@ def test_plan_budget_stops_before_a_unit_that_does_not_fit(capsys, tmp_results):
     assert "left: 01-simclr" in out and "running" not in out
 
 
+def test_plan_budget_holds_for_parallel_units(capsys, tmp_results):
+    """`--jobs 2` runs through submitit: the budget still keeps a unit from starting late."""
+    from sslmem.plan import main
+
+    assert main(["--profile", "tiny", "--run", "--jobs", "2", "--budget-minutes", "0.001"]) == 0
+    out = capsys.readouterr().out
+    assert "budget reached" in out and "01-simclr" in out.split("left:")[1]
+    assert "started" not in out
+
+
 def test_plan_bad_input_is_one_line(capsys):
     from sslmem.plan import main
 
