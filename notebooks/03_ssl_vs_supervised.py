@@ -19,48 +19,37 @@
 # This section reproduces the paper's comparison across training paradigms (Sec. 4; the abstract
 # and summary: "different SSL methods and encoder architectures exhibit high memorization on a
 # similar set of data points, [while] the data points that are memorized in supervised learning
-# differ substantially"): SSLMem scores of several SSL frameworks on the **same split**, and
-# Feldman's label memorization of a supervised classifier on the same candidates. Agreement is
-# measured as the follow-up paper does ({cite}`wang2024localizing` Table 3): top-$k$ overlap and
-# Kendall's $\tau$, plus Spearman's $\rho$. Which metric the SSLMem paper itself used is
-# UNVERIFIED (`spec.md` §3.3).
+# differ substantially"). Every method's per-point memorization comes from an **ensemble**
+# (chapter 7): encoders trained on random halves of one pool, the **same halves for every
+# method**, each point's score averaged over the encoders that did and did not see it. The
+# supervised side is both SSLMem of the supervised encoders (scored exactly like the SSL ones)
+# and Feldman–Zhang label memorization. Agreement is Spearman's $\rho$ and the top-$k$ overlap
+# (as the follow-up paper, {cite}`wang2024localizing` Table 3); which metric the SSLMem paper
+# used is UNVERIFIED (`spec.md` §3.3). Because each score has its own noise, agreements are
+# compared **corrected for both scores' reliabilities**, and the claim is tested as the paired
+# difference SSL–SSL minus SSL–supervised.
 #
 # | | hardware | time | what to expect |
 # |---|---|---|---|
-# | paper profile | one GPU (H100) | one `sslmem plan` unit (about 8 min, estimate) per framework and for supervised | high overlap and $\tau > 0$ between SSL frameworks; low overlap with supervised label memorization |
-# | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | {glue:text}`train_minutes:.1f` min to train the encoders; this page rendered from the store in {glue:text}`seconds:.0f` s | agreement above chance; how far above depends on the profile's size |
+# | paper profile | one GPU | not run yet (`sslmem plan --profile paper` lists the members) | SSL–SSL agreement clearly above SSL–supervised |
+# | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | {glue:text}`n_encoders` encoders, {glue:text}`encoder_hours:.1f` encoder-hours; this page rendered from the store in {glue:text}`seconds:.0f` s | the paper's ordering if the scores are reliable enough to show it; intervals say how sure |
 
 # %% tags=["remove-cell"]
-import numpy as np
 import pandas as pd
+from IPython.display import Markdown, display
 
-from sslmem import chapters, plots
-from sslmem.memorization import bootstrap_agreement, rank_agreement, topk_overlap
-from sslmem.notebook import (
-    Timer,
-    banner,
-    check_parameters,
-    glue_number,
-    glue_text,
-    result_device,
-    show_table,
-    training_minutes,
-)
+from sslmem import chapters, consensus, plots, precision
+from sslmem.notebook import Timer, banner, check_parameters, glue_number, glue_text, show_table
 
 _timer = Timer()
 
 # %% tags=["parameters", "hide-input"]
 profile: str = "paper"  # 'paper' (GPU, the paper's setup), 'laptop' (2 CPU cores) or 'tiny' (CPU smoke run)
 dataset: "Optional[str]" = None  # None: the profile dataset (paper, laptop: cifar10; tiny: digits)
-methods: "Optional[list]" = None  # SSL frameworks scored on the same split; None: the profile's list
-backbones: "Optional[dict]" = None  # per-method backbone, e.g. {"mae": "vit_tiny"}; None: the profile's
-patch_sizes: "Optional[dict]" = None  # per-method ViT patch size, e.g. {"mae": 4}; None: the profile's
-method_epochs: "Optional[dict]" = None  # per-method epochs, e.g. {"dino": 2}; None: the profile's
-epochs: "Optional[int]" = None  # epochs of every method (overrides method_epochs); None: per method
-sizes: "Optional[dict]" = None  # e.g. {"shared": 600, "candidate": 150, ...}; None: the profile split
-seeds: "Optional[list]" = None  # e.g. [0, 1, 2]; None: the profile seeds
-n_pairs: "Optional[int]" = None  # augmentation pairs per point; None: the profile value
-top_k: "Optional[int]" = None  # size of the top sets compared; None: 100 (paper) or a fifth of the candidates
+methods: "Optional[list]" = None  # SSL ensemble designs compared (same pool); None: the profile's
+supervised: "Optional[str]" = None  # the supervised design on the same pool; None: the profile's
+members: "Optional[int]" = None  # encoders per ensemble when computing; None: each design's
+top_k: "Optional[int]" = None  # size of the top sets compared; None: a fifth of the pool
 device: str = "auto"  # auto (CUDA if available), cpu or cuda[:N]
 data_root: "Optional[str]" = None  # None: $SSLMEM_DATA
 runs_root: "Optional[str]" = None  # None: $SSLMEM_RUNS (cache of trained encoders)
@@ -70,214 +59,173 @@ results_root: "Optional[str]" = None  # None: $SSLMEM_RESULTS, else the checkout
 
 # %% tags=["remove-input"]
 parameters = check_parameters(globals(), _declared)
-experiments, supervised = chapters.frameworks(
-    profile, methods=methods, backbones=backbones, patch_sizes=patch_sizes,
-    method_epochs=method_epochs, epochs=epochs, dataset=dataset, sizes=sizes, seeds=seeds,
-    n_pairs=n_pairs, device=device, data_root=data_root, runs_root=runs_root,
-    results_root=results_root)
-methods = list(experiments)
-first = experiments[methods[0]]
-first.scores()
-banner(profile, first, parameters)
-glue_text("device", result_device(first))
+designs, sup_design = chapters.consensus(
+    profile, methods=methods, supervised=supervised, members=members, dataset=dataset,
+    device=device, data_root=data_root, runs_root=runs_root, results_root=results_root)
+for d in [*designs.values(), sup_design]:  # computes the planned members unless read-only
+    if not d.ensemble.exp.results_only:
+        for j in range(d.members):
+            d.ensemble.member(j)
+methods_of = [d.ensemble.exp.cfg.method for d in designs.values()]
+ssl = {(m if methods_of.count(m) == 1 else n): d.ensemble  # by method; by design if repeated
+       for m, (n, d) in zip(methods_of, designs.items())}
+sup = sup_design.ensemble
+first = next(iter(ssl.values()))
+counts = {name: len(e.complete_members()) for name, e in [*ssl.items(), ("supervised", sup)]}
+banner(profile, first.exp, parameters)
 glue_text("profile", profile)
-glue_text("dataset", first.cfg.dataset)
+stored = [e for e in [*ssl.values(), sup] if e.complete_members()]
+glue_text("device", str(stored[0].exp.result_provenance().get("device")) if stored else "–")
+glue_number("n_encoders", sum(counts.values()))
+glue_number("encoder_hours", sum(precision.encoder_minutes(e, e.complete_members())
+                                 for e in [*ssl.values(), sup]) / 60)
+glue_number("n_pool", len(first.pool))
+glue_text("dataset", first.exp.cfg.dataset)
+found = consensus.scores(ssl, sup)
+missing = [n for n, c in counts.items() if c < 4]
+if missing:
+    display(Markdown(
+        ":::{warning}\nStored so far (complete pairs of encoders): "
+        + ", ".join(f"**{n}** {c}" for n, c in counts.items())
+        + f". A method needs at least 4 to enter the comparison; missing: {', '.join(missing)}."
+        f" Compute more with `sslmem plan --profile {profile} --run` (units `ens-…`); this "
+        "page fills in as they are stored.\n:::\n"))
 
 # %% [markdown]
-# ## The encoders
+# ## The ensembles
 #
-# Every framework trains its own pair $(f, g)$ on the same split of **{glue:text}`dataset`**, so
-# the candidates are the same points for all of them; the supervised pair is trained with labels
-# on the same two sets.
-
-# %%
-rows, scores = [], {}
-for name, exp in {**experiments, "supervised": supervised}.items():
-    if name == "supervised":
-        mem = exp.label_memorization()
-        scores["supervised"] = mem.set_index("position").label_mem
-        mean_c, p_c = float(mem.label_mem.mean()), np.nan
-    else:
-        table = exp.scores()
-        cand = table[table.subset == "candidate"]
-        scores[name] = cand.set_index("position").score_raw
-        sig = exp.significance().set_index("hypothesis")
-        mean_c, p_c = float(cand.score_raw.mean()), float(sig.loc["S_C > S_S", "p"])
-    knn = exp.history("f").dropna(subset=["knn"]).knn.iloc[-1]
-    rows.append({"method": name, "backbone": exp.cfg.backbone, "epochs": exp.cfg.epochs,
-                 "mean score of S_C": mean_c, "p (S_C > S_S)": p_c, "kNN accuracy of f": knn})
-overview = pd.DataFrame(rows)
-show_table(overview, {"mean score of S_C": "{:+.4f}", "p (S_C > S_S)": "{:.2g}",
-           "kNN accuracy of f": "{:.3f}"})
-
-# %% [markdown]
-# The supervised row reports Feldman's label memorization
-# $P[f(x) = y] - P[g(x) = y]$ {cite}`feldman2020neural`, estimated with the same
-# one-encoder-per-seed design (so with one seed it takes the values $-1$, $0$ and $1$).
-
-# %% [markdown]
-# ## Agreement between the rankings
-#
-# For every pair of scorings: the fraction of the top-{glue:text}`top_k` candidates of one that are
-# also in the top-{glue:text}`top_k` of the other (chance level {glue:text}`chance:.2f` with
-# {glue:text}`n_candidates` candidates), Kendall's $\tau$ and Spearman's $\rho$.
-
-# %%
-frame = pd.DataFrame(scores)
-names = list(frame.columns)
-k = chapters.top_k(profile, len(frame), top_k)
-overlap = pd.DataFrame(index=names, columns=names, dtype=float)
-tau = overlap.copy()
-rho = overlap.copy()
-for a in names:
-    for b in names:
-        overlap.loc[a, b] = topk_overlap(frame[a], frame[b], k=k)
-        agree = rank_agreement(frame[a], frame[b])
-        tau.loc[a, b], rho.loc[a, b] = agree["kendall_tau"], agree["spearman_rho"]
-fig = plots.heatmaps({f"top-{k} overlap": overlap, "Kendall's τ": tau, "Spearman's ρ": rho},
-                     vmin=-1, vmax=1, cmap="RdBu_r")
+# One row per ensemble on the same pool of {glue:text}`n_pool` {glue:text}`dataset` training
+# images: the encoders stored, the average in/out contrast of SSLMem, and the split-half
+# reliability of its per-point ranking (chapter 7's measure, with a 95 % interval).
 
 # %% tags=["remove-cell"]
-glue_number("top_k", k)
-glue_number("n_candidates", len(frame))
-glue_number("chance", k / len(frame))
-
-# %%
-ssl_names = [n for n in names if n != "supervised"]
-pairs = [(a, b) for i, a in enumerate(ssl_names) for b in ssl_names[i + 1:]]
-ssl_overlap = float(np.mean([overlap.loc[a, b] for a, b in pairs])) if pairs else np.nan
-ssl_tau = float(np.mean([tau.loc[a, b] for a, b in pairs])) if pairs else np.nan
-sup_overlap = float(np.mean([overlap.loc[a, "supervised"] for a in ssl_names]))
-sup_tau = float(np.mean([tau.loc[a, "supervised"] for a in ssl_names]))
-short = {"kendall_tau": "τ", "kendall_p": "p(τ)", "spearman_rho": "ρ", "spearman_p": "p(ρ)"}
-pair_table = pd.DataFrame([
-    {"pair": f"{a} / {b}", "overlap": overlap.loc[a, b],
-     **{new: rank_agreement(frame[a], frame[b])[old] for old, new in short.items()}}
-    for i, a in enumerate(names) for b in names[i + 1:]])
-show_table(pair_table, {"overlap": "{:.2f}", "τ": "{:+.3f}", "p(τ)": "{:.2g}", "ρ": "{:+.3f}",
-                        "p(ρ)": "{:.2g}"})
-
-# %% tags=["remove-cell"]
-glue_number("ssl_overlap", ssl_overlap)
-glue_number("ssl_tau", ssl_tau)
-glue_number("sup_overlap", sup_overlap)
-glue_number("sup_tau", sup_tau)
+glue_text("method_list", ", ".join(f"{n} ({d.name})" for n, d in
+                                   zip(ssl, designs.values())) + f", supervised ({sup_design.name})")
 
 # %% [markdown]
-# ## Is the difference more than noise?
-#
-# The claim compares two averages over pairs of rankings: SSL with SSL, and SSL with supervised.
-# Resampling the candidates with replacement ({glue:text}`n_boot` bootstrap samples) gives each
-# average an interval, and the difference too; the chance levels are $k/n$ for the overlap
-# and 0 for Kendall's $\tau$.
+# Compared here: {glue:text}`method_list`. Every SSL ensemble costs as many encoders as chapter
+# 7's chosen design, so on 2 CPU cores the laptop profile compares one contrastive and one
+# non-contrastive method; other methods join by adding a design in `sslmem/chapters.py` (or
+# through the `methods` parameter of this page).
 
-# %%
-boot = bootstrap_agreement(
-    frame, {"SSL–SSL": pairs, "SSL–supervised": [(a, "supervised") for a in ssl_names]},
-    k=k, n_boot=500)
-diff = boot.iloc[-1]
-shown = boot.rename(columns={"overlap": f"top-{k} overlap", "tau": "Kendall τ"})
-shown["overlap 95 % CI"] = [f"[{a:.2f}, {b:.2f}]" for a, b in zip(boot.overlap_lo,
-                                                                    boot.overlap_hi)]
-shown["τ 95 % CI"] = [f"[{a:+.3f}, {b:+.3f}]" for a, b in zip(boot.tau_lo, boot.tau_hi)]
-show_table(shown[["comparison", f"top-{k} overlap", "overlap 95 % CI", "overlap_chance",
-                  "Kendall τ", "τ 95 % CI"]].rename(columns={"overlap_chance": "chance"}),
-           {f"top-{k} overlap": "{:.2f}", "chance": "{:.2f}", "Kendall τ": "{:+.3f}"})
-fig = plots.agreement_intervals(boot, k=k)
+# %% tags=["remove-input"]
+rows = []
+for d in [*designs.values(), sup_design]:
+    row = precision.summarize(d.name, d.ensemble, n_splits=100, n_boot=300)
+    rows.append({"method": d.ensemble.exp.cfg.method, "design": d.name, "M": row["members"],
+                 "epochs": row["epochs"], "mean m̂ (pool)": row.get("pool_mean"),
+                 "p": row.get("pool_p"),
+                 "reliability [95 %]": precision._interval(row, "pool_rel", "{:.2f}")})
+show_table(pd.DataFrame(rows), {"mean m̂ (pool)": "{:+.4f}", "p": "{:.2g}"})
 
 # %% tags=["remove-cell"]
-glue_number("n_boot", 500)
-for row in boot.itertuples():
-    key = {"SSL–SSL": "ssl", "SSL–supervised": "sup"}.get(row.comparison, "diff")
-    for metric in ("overlap", "tau"):
-        glue_number(f"{key}_{metric}_lo", getattr(row, f"{metric}_lo"))
-        glue_number(f"{key}_{metric}_hi", getattr(row, f"{metric}_hi"))
-glue_number("diff_overlap", diff.overlap)
-glue_number("diff_tau", diff.tau)
-above = {"Kendall's τ": bool(diff.tau_lo > 0), f"the top-{k} overlap": bool(diff.overlap_lo > 0)}
-if all(above.values()):
-    verdict = "above zero in both measures (the paper's claim holds here)"
-elif any(above.values()):
-    yes = [name for name, v in above.items() if v]
-    no = [name for name, v in above.items() if not v]
-    verdict = (f"above zero for {yes[0]} but not for {no[0]}, whose interval includes zero "
-               "(the claim holds here in rank order, not clearly among the top points)")
+comparable = len(found) >= 2
+if comparable:
+    k = top_k or max(2, len(first.pool) // 5)
+    result = consensus.compare(found, k=k)
+    table, tests = result["table"], result["tests"]
+    glue_text("verdict", consensus.verdict(tests, table))
+    glue_number("top_k", k)
 else:
-    verdict = "not clearly above zero in either measure (the claim does not show at this scale)"
-glue_text("diff_verdict", verdict)
+    table = tests = pd.DataFrame()
+    glue_text("verdict", "not testable yet: too few encoders stored")
+    glue_number("top_k", top_k or max(2, len(first.pool) // 5))
 
 # %% [markdown]
-# Averaged over the pairs of SSL frameworks, the top-{glue:text}`top_k` overlap is
-# {glue:text}`ssl_overlap:.2f` (95 % interval {glue:text}`ssl_overlap_lo:.2f`–{glue:text}`ssl_overlap_hi:.2f`)
-# and Kendall's $\tau$ {glue:text}`ssl_tau:.3f` ({glue:text}`ssl_tau_lo:.3f`–{glue:text}`ssl_tau_hi:.3f`);
-# between the SSL frameworks and supervised label memorization they are
-# {glue:text}`sup_overlap:.2f` ({glue:text}`sup_overlap_lo:.2f`–{glue:text}`sup_overlap_hi:.2f`)
-# and {glue:text}`sup_tau:.3f` ({glue:text}`sup_tau_lo:.3f`–{glue:text}`sup_tau_hi:.3f`),
-# against a chance overlap of {glue:text}`chance:.2f`. The SSL–SSL minus SSL–supervised
-# difference ($\tau$: {glue:text}`diff_tau:+.3f`, 95 % interval
-# {glue:text}`diff_tau_lo:+.3f`–{glue:text}`diff_tau_hi:+.3f`) is {glue:text}`diff_verdict`.
+# ## Agreement between the methods
 #
-# ## Where SSL and supervised learning disagree
+# For every pair of scores: Spearman's $\rho$ over the pool, observed (with a 95 % bootstrap
+# interval and its $p$) and **true-score** (corrected for both scores' reliabilities, from split
+# halves that share no encoder and no membership draw, so the shared halves cannot create
+# agreement; "–" where the data cannot bound it), and the share of one score's
+# top-{glue:text}`top_k` points that are also in the other's, beside its chance level.
 #
-# Each candidate's percentile rank under the mean of the SSL frameworks and under label
-# memorization. Top row: memorized by the SSL encoders but not by the supervised classifier;
-# bottom row: the reverse.
+# Read the observed column with care: two methods trained on the same halves share the noise
+# that the halves put into every score (which of a point's look-alikes each encoder saw), so
+# their observed correlation can be high even where each ranking alone is mostly noise. The
+# true-score column is free of that shared noise; where it is "–", the rankings are too
+# unreliable to say how much the methods agree.
 
-# %%
-ssl_rank = frame[ssl_names].rank(pct=True).mean(axis=1)
-sup_rank = frame["supervised"].rank(pct=True)
-gap = (ssl_rank - sup_rank).rename("ssl_minus_supervised")
-view = first.scores()
-view = view[view.subset == "candidate"].set_index("position").join(gap).reset_index()
-fig = plots.ranked_grid(view, first.train.images.cpu(), column="ssl_minus_supervised", n=10,
-                        classes=list(first.train.classes),
-                        title="top: memorized in SSL, not supervised; bottom: the reverse "
-                              "(caption: rank gap)")
+# %% tags=["remove-input"]
+if comparable:
+    shown = table.assign(
+        pair=table.a + " / " + table.b,
+        observed=[f"{r.r:+.2f} [{r.r_low:+.2f}, {r.r_high:+.2f}]" for r in table.itertuples()],
+        true=[(f"{r.r_true:+.2f} [{r.r_true_low:+.2f}, {r.r_true_high:+.2f}]"
+               if pd.notna(r.r_true) else "–") for r in table.itertuples()])
+    show_table(shown[["kind", "pair", "observed", "p", "rel_a", "rel_b", "true", "overlap",
+                      "chance", "overlap_p"]].rename(columns={
+                          "observed": "ρ observed [95 %]", "rel_a": "rel. a", "rel_b": "rel. b",
+                          "true": "ρ true-score [95 %]", "overlap": f"top-{k} overlap",
+                          "overlap_p": "p (overlap)"}),
+               {"p": "{:.2g}", "rel. a": "{:.2f}", "rel. b": "{:.2f}",
+                f"top-{k} overlap": "{:.2f}", "chance": "{:.2f}", "p (overlap)": "{:.2g}"})
+    fig = plots.heatmaps({"Spearman ρ (observed)": consensus.overlap_matrix(table, "r"),
+                          "Spearman ρ (true-score)": consensus.overlap_matrix(table, "r_true")},
+                         vmin=-1, vmax=1, cmap="RdBu_r")
+else:
+    print("fewer than two methods with enough encoders: nothing to compare yet")
+
+# %% [markdown]
+# ## Is SSL–SSL agreement higher than SSL–supervised?
+#
+# The claim compares agreements, so it is tested on their difference: for each SSL–SSL pair
+# and each SSL–supervised pair sharing a method, the true-score $\rho$ of the first minus that
+# of the second, on the same bootstrap draws of points and encoder splits (a paired design),
+# with a 95 % interval and a two-sided bootstrap $p$.
+
+# %% tags=["remove-input"]
+if len(tests):
+    show_table(tests, {"difference": "{:+.2f}", "low": "{:+.2f}", "high": "{:+.2f}",
+                       "p": "{:.2g}"})
+display(Markdown(f"**Verdict:** the paper's claim is {consensus.verdict(tests, table)}."
+                 if comparable else "**Verdict:** not testable yet."))
 
 # %% [markdown]
 # ## Paper vs this run
 
 # %% tags=["remove-input"]
+ssl_rows = table[table.kind == "SSL–SSL"] if comparable else pd.DataFrame()
+sup_rows = table[table.kind == "SSL–supervised"] if comparable else pd.DataFrame()
+
+
+def _rows(rows):
+    return "; ".join(f"{r.a}/{r.b}: ρ {r.r:+.2f}, true {r.r_true:+.2f}" if pd.notna(r.r_true)
+                     else f"{r.a}/{r.b}: ρ {r.r:+.2f}" for r in rows.itertuples()) or "–"
+
+
 compare = pd.DataFrame([
     ("SSL frameworks memorize a similar set of points",
-     "stated (Sec. 4; summary); metric and values UNVERIFIED",
-     f"mean top-{k} overlap {ssl_overlap:.2f} [{boot.overlap_lo[0]:.2f}, "
-     f"{boot.overlap_hi[0]:.2f}], mean τ {ssl_tau:+.3f} [{boot.tau_lo[0]:+.3f}, "
-     f"{boot.tau_hi[0]:+.3f}]",
-     "short training and few points make ranks noisy"),
-    ("supervised learning memorizes different points",
-     "stated; values UNVERIFIED",
-     f"mean top-{k} overlap {sup_overlap:.2f} [{boot.overlap_lo[1]:.2f}, "
-     f"{boot.overlap_hi[1]:.2f}], mean τ {sup_tau:+.3f} [{boot.tau_lo[1]:+.3f}, "
-     f"{boot.tau_hi[1]:+.3f}]",
-     "label memorization with one seed is coarse (-1/0/1)"),
+     "stated (Sec. 4; summary); metric and values UNVERIFIED", _rows(ssl_rows),
+     "one SSL pair of methods at small scale"),
+    ("supervised learning memorizes different points", "stated; values UNVERIFIED",
+     _rows(sup_rows), "supervised side: SSLMem of its encoders and label memorization"),
+    ("SSL–SSL exceeds SSL–supervised", "implied",
+     consensus.verdict(tests, table) if comparable else "not testable yet",
+     "paired bootstrap of true-score agreements"),
     ("reference scale for the metrics",
      "[LM] Table 3 (ResNet9 layers): 94 % overlap, τ = 0.837 (adjacent); 16 %, τ = 0.104 (far)",
-     f"chance level of the overlap here: {k / len(frame):.2f}", "different comparison"),
+     "top-k overlaps in the table above", "different comparison"),
 ], columns=["claim", "paper", "this run", "why they may differ"])
 show_table(compare)
 
 # %% [markdown]
 # ## Summary
 #
-# - Between SSL frameworks: mean top-{glue:text}`top_k` overlap {glue:text}`ssl_overlap:.2f`,
-#   mean Kendall's $\tau$ {glue:text}`ssl_tau:.3f`.
-# - Between SSL and supervised label memorization: overlap {glue:text}`sup_overlap:.2f`,
-#   $\tau$ {glue:text}`sup_tau:.3f` (chance overlap {glue:text}`chance:.2f`).
-# - The difference in $\tau$, {glue:text}`diff_tau:+.3f` (95 % bootstrap interval
-#   {glue:text}`diff_tau_lo:+.3f`–{glue:text}`diff_tau_hi:+.3f`), is {glue:text}`diff_verdict`.
-# - The image grid shows the candidates on which the two paradigms disagree most.
+# - Each method's ranking comes from its own ensemble on the same {glue:text}`n_pool` images and
+#   the same halves ({glue:text}`n_encoders` encoders in all); the first table gives each
+#   ranking's reliability.
+# - SSL–SSL against SSL–supervised agreement: the paper's claim is {glue:text}`verdict`.
 #
-# The results were computed on {glue:text}`device` (training {glue:text}`train_minutes:.1f` min);
-# this page rendered them in {glue:text}`seconds:.0f` s.
+# The results were computed on {glue:text}`device`; this page rendered them in
+# {glue:text}`seconds:.0f` s.
 
 # %% tags=["remove-input", "hide-output"]
 glue_number("minutes", _timer.minutes(), volatile=True)
 glue_number("seconds", 60 * _timer.minutes(), volatile=True)
-glue_number("train_minutes", training_minutes(*experiments.values(), supervised))
-print("Provenance of the results on this page (one entry per experiment):")
-for name, exp in {**experiments, "supervised": supervised}.items():
-    info = exp.result_provenance()
-    print(f"\n== {name}")
+print("Provenance of the ensembles (config, versions; each member's result has its own):")
+for e in stored:
+    info = e.exp.result_provenance()
+    print(f"\n== {e.exp.cfg.method}")
     print(pd.Series({k: v for k, v in info.items() if k != "config"}).to_string())
 print("\nparameters:", parameters)

@@ -234,10 +234,13 @@ def difference(replicates: pd.DataFrame, first: str, second: str,
                level: float = 0.95) -> dict:
     """Paired bootstrap difference of two agreements (columns of :func:`agreements`'
     replicates, e.g. "simclr | byol" − "simclr | supervised"): estimate, interval, and the
-    two-sided bootstrap p-value of "no difference"."""
+    two-sided bootstrap p-value of "no difference"; NaN where either agreement is undefined
+    in more than (1 − level)/2 of the replicates."""
     d = (replicates[first] - replicates[second]).to_numpy()
-    d = d[np.isfinite(d)]
-    if len(d) < 20:
+    finite = np.isfinite(d)
+    d = d[finite]
+    # as for r_true: where too many replicates are undefined the data cannot bound it
+    if len(d) < 20 or finite.mean() < 1 - (1 - level) / 2:
         return {"difference": math.nan, "low": math.nan, "high": math.nan, "p": math.nan}
     lo, hi = np.quantile(d, [(1 - level) / 2, (1 + level) / 2])
     p = min(1.0, 2 * min(np.mean(d <= 0), np.mean(d >= 0)))

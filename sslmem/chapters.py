@@ -55,10 +55,13 @@ SETTINGS = {
         "ensembles": {
             "simclr-e800-n1000-shared": dict(method="simclr", epochs=800, members=32,
                                              shared_init=True),
+            "byol-e800-n1000-shared": dict(method="byol", epochs=800, members=32,
+                                           shared_init=True),
             "supervised-e200-n1000-shared": dict(method="supervised", epochs=200, members=32,
                                                  shared_init=True),
         },
-        "ranking": dict(ssl="simclr-e800-n1000-shared", supervised="supervised-e200-n1000-shared"),
+        "ranking": dict(ssl="simclr-e800-n1000-shared", supervised="supervised-e200-n1000-shared",
+                        methods=["simclr-e800-n1000-shared", "byol-e800-n1000-shared"]),
     },
     "laptop": {
         "epoch_points": 100,
@@ -120,7 +123,8 @@ SETTINGS = {
                                                            independent=0, extra=128)),
         },
         # chapters 2-5 rank points by these ensembles (same pool, same membership)
-        "ranking": dict(ssl="simclr-e800-n128-shared", supervised="supervised-e200-n128-shared"),
+        "ranking": dict(ssl="simclr-e800-n128-shared", supervised="supervised-e200-n128-shared",
+                        methods=["simclr-e800-n128-shared", "byol-e800-n128-shared"]),
     },
     "tiny": {
         "epoch_points": 150,
@@ -148,8 +152,10 @@ SETTINGS = {
         "ensembles": {
             "simclr-e6": dict(method="simclr", epochs=6, members=4, repeats=1),
             "supervised-e6": dict(method="supervised", epochs=6, members=4),
+            "byol-e6": dict(method="byol", epochs=6, members=4),
         },
-        "ranking": dict(ssl="simclr-e6", supervised="supervised-e6"),
+        "ranking": dict(ssl="simclr-e6", supervised="supervised-e6",
+                        methods=["simclr-e6", "byol-e6"]),
     },
 }
 DOWNSTREAM = ("mnist", "fashionmnist", "cifar100")
@@ -399,6 +405,44 @@ def ranking(profile: str, *, design: str | None = None, supervised: str | None =
         if members:
             d.members = int(members)
     return ssl, sup
+
+
+def consensus(profile: str, *, methods=None, supervised: str | None = None,
+              members: int | None = None, **fields) -> tuple[dict, EnsembleDesign]:
+    """Chapter 3's ensembles: one SSL design per method (``methods``: design names, default
+    the profile's) and the supervised design, all on one pool and membership matrix."""
+    s = settings(profile)
+    chosen = dict(s.get("ranking") or {})
+    names = list(methods or chosen.get("methods") or [])
+    supervised = supervised or chosen.get("supervised")
+    known = list(s.get("ensembles", {}))
+    unknown = [n for n in [*names, supervised] if n not in known]
+    if unknown:
+        raise SSLMemError(f"profile {profile!r} has no ensemble design(s) {unknown}; choose "
+                          f"from {known}")
+    found = ensembles(profile, names=[*names, supervised], **fields)
+    sup = found.pop(supervised)
+    designs = {n: found[n] for n in names}
+    for d in designs.values():
+        if not np.array_equal(d.ensemble.pool, sup.ensemble.pool):
+            raise SSLMemError(f"designs {d.name!r} and {supervised!r} are not on the same pool: "
+                              "give them the same sizes")
+    for d in [*designs.values(), sup]:
+        if members:
+            d.members = int(members)
+    return designs, sup
+
+
+def design_chapters(profile: str) -> dict[str, list[str]]:
+    """Which chapters rank points by each ensemble design (the precision chapter: all)."""
+    r = settings(profile).get("ranking") or {}
+    uses = {name: {"07"} for name in settings(profile).get("ensembles", {})}
+    for chapter, names in (("02", [r.get("ssl"), r.get("supervised")]),
+                           ("03", [*r.get("methods", []), r.get("supervised")])):
+        for name in names:
+            if name in uses:
+                uses[name].add(chapter)
+    return {name: sorted(chs) for name, chs in uses.items()}
 
 
 # ---- chapter 6: differential privacy ----------------------------------------------------------

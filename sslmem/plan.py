@@ -322,14 +322,8 @@ def book_units(profile: str, **runtime) -> list[Unit]:
     products = [lambda e: e.scores(), _history,
                 lambda e, n=s["epoch_points"]: e.scores_over_epochs(max_points=n)]
     add(_pair_unit(f"01-{exp.cfg.method}", "01", exp, products, s["epoch_points"]), products)
-    # chapter 3
-    ssl, sup = chapters.frameworks(profile, **runtime)
-    for name, e in ssl.items():
-        products = [lambda e: e.scores(), _history]
-        add(_pair_unit(f"03-{name}", "03", e, products), products)
-    products = [lambda e: e.label_memorization(), _history]
-    add(_pair_unit("03-supervised", "03", sup, products), products)
-    # chapter 5: Deja vu on some of chapter 3's pairs (merged into their units)
+    # chapters 2 and 3 rank points by ensembles: their members are listed below
+    # chapter 5: Deja vu on f/g pairs of some SSL methods
     experiments, tests = chapters.dejavu(profile, **runtime)
     for name, e in experiments.items():
         products = [lambda e, t=tuple(tests[name]): [e.dejavu(emb, **kw) for emb, kw in t]]
@@ -362,14 +356,13 @@ def ensemble_units(profile: str, **runtime) -> list[Unit]:
     that every design gets its members round-robin: a budget that stops early still leaves
     each design with a comparable ensemble."""
     designs = chapters.ensembles(profile, **runtime)
-    ranking = set((chapters.settings(profile).get("ranking") or {}).values())
+    uses = chapters.design_chapters(profile)
     jobs = []
     for d in designs.values():
         jobs += [(j, d, j, 0) for j in range(d.members)]
         jobs += [(d.members + r * 2 + j, d, j, r + 1) for r in range(d.repeats) for j in (0, 1)]
     jobs.sort(key=lambda job: job[0])
-    return [_member_unit(d, j, repeat, ["02", "07"] if d.name in ranking else ["07"])
-            for _, d, j, repeat in jobs]
+    return [_member_unit(d, j, repeat, uses.get(d.name, ["07"])) for _, d, j, repeat in jobs]
 
 
 def _member_unit(design: chapters.EnsembleDesign, j: int, repeat: int,

@@ -20,8 +20,8 @@ import pytest
 from sslmem import store
 
 REPO = Path(__file__).resolve().parents[1]
-UNIT = "03-supervised"  # the cheapest pair unit of the tiny profile
-OTHER = "03-dino"
+UNIT = "04-lambda-0.5"  # a cheap pair unit of the tiny profile, which no unit waits for
+OTHER = "05-byol"
 
 
 def sslmem(*args, env=None, cwd=None, popen=False, timeout=600):

@@ -192,8 +192,8 @@ def test_concurrent_units_leave_a_consistent_store(tmp_runs, tmp_results):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=env)
-             for args in ([*cmd, "03-supervised,04-score", "--jobs", "2"],
-                          [*cmd, "03-supervised"])]
+             for args in ([*cmd, "04-lambda-0.5,04-score", "--jobs", "2"],
+                          [*cmd, "04-lambda-0.5"])]
     outs = [p.communicate(timeout=900) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-1500:] for o in outs]
     assert "in 2 processes" in outs[0][0]
@@ -203,8 +203,8 @@ def test_concurrent_units_leave_a_consistent_store(tmp_runs, tmp_results):
         if path.name.startswith(("probe-", "retrain-")):
             assert store.read_record(path) is not None
     assert not list(tmp_results.rglob("*.tmp"))
-    listed = _sslmem("plan", "--profile", "tiny", "--units", "03-supervised,04-score")
-    assert _stored(listed.stdout, "03-supervised") == _stored(listed.stdout, "04-score") == "yes"
+    listed = _sslmem("plan", "--profile", "tiny", "--units", "04-lambda-0.5,04-score")
+    assert _stored(listed.stdout, "04-lambda-0.5") == _stored(listed.stdout, "04-score") == "yes"
     # one history per experiment: the duplicate process read the store, it did not fork a copy
     histories = list(tmp_results.rglob("history-f-seed0.json"))
     assert len(histories) == 2
@@ -216,10 +216,10 @@ def test_plan_lists_the_paper_units_with_costs(shared_data, monkeypatch, capsys)
     monkeypatch.setenv("SSLMEM_DATA", str(shared_data))
     assert main(["--profile", "paper"]) == 0
     out = capsys.readouterr().out
-    for unit in ("01-simclr", "03-mae", "03-supervised", "04-score", "04-retrain-top-8000",
+    for unit in ("01-simclr", "05-mae", "05-byol", "04-score", "04-retrain-top-8000",
                  "04-retrain-random-8000-d2", "04-lambda-0.1"):
         assert unit in out
-    rows = [line.split() for line in out.splitlines() if line[:3] in ("01-", "03-", "04-")]
+    rows = [line.split() for line in out.splitlines() if line[:3] in ("01-", "04-", "05-", "06-")]
     h100 = {r[0]: float(r[4]) for r in rows}  # estimated minutes on an H100
     assert all(minutes <= 10 for minutes in h100.values()), h100  # one 10-minute command each
     assert "missing:" in out
