@@ -100,8 +100,10 @@ SETTINGS = {
             "supervised-e100": dict(method="supervised", epochs=100, members=8),
             # more signal per point: 64 images per encoder, 800 epochs, shared init (measured
             # at M = 4: 100 epochs on 128 images gave no detectable between-point spread)
+            # repeats: members 0 and 1 (one fixed partition) retrained with 3 more seeds, the
+            # multi-seed f/g estimator to compare with the ensemble on equal compute
             "simclr-e800-n128-shared": dict(method="simclr", epochs=800, members=20,
-                                            shared_init=True,
+                                            shared_init=True, repeats=3,
                                             sizes=dict(shared=0, candidate=128,
                                                        independent=0, extra=128)),
             # weaker views (augment.weaken: half the jitter, crops of at least 54 % of the
