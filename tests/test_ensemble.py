@@ -148,3 +148,10 @@ def test_precision_summary_reads_the_stored_members(roots):
     assert set(curve.subset) == {"pool", "placebo"} and curve.members.max() == 4
     assert list(precision.k_curve(ens, n_splits=4, n_boot=8).K) == [1, 2, 4]
     assert precision.one_pair(Ensemble(tiny(), membership_seed=9)) is None
+    # the multi-seed f/g estimator: seeds 0, 1, 2 of the fixed partition of members 0 and 1
+    ens.member(0, 2), ens.member(1, 2)
+    fixed = precision.fixed_partition(ens, n_splits=6, n_boot=20)
+    assert fixed["seeds"] == 3 and fixed["encoders"] == 6 and fixed["ensemble_members"] == 4
+    for key in ("pool_rel", "placebo_rel", "ensemble_pool_rel"):
+        assert np.isfinite(fixed[key]), key
+    assert precision.fixed_partition(Ensemble(tiny(), membership_seed=9)) is None
