@@ -234,11 +234,17 @@ if fixed is not None:
                      "placebo reliability": f"{fixed['ensemble_placebo_rel']:+.2f}"})
     show_table(pd.DataFrame(rows))
     text = (f"With {fixed['encoders']} encoders the fixed partition reaches a reliability of "
-            f"{fixed['pool_rel']:+.2f} on the pool **and {fixed['placebo_rel']:+.2f} on the "
-            "placebo**, whose true score is zero: what its seeds agree on is largely the "
-            "partition's composition, not each point's own memorization. A reliability is "
-            "worth something only where the placebo's is near zero; per encoder, the ensemble "
-            "is the estimator that measures memorization.")
+            f"{fixed['pool_rel']:+.2f} on the pool and {fixed['placebo_rel']:+.2f} "
+            f"[{fixed['placebo_rel_low']:+.2f}, {fixed['placebo_rel_high']:+.2f}] on the "
+            "placebo, whose true score is zero. ")
+    if fixed["placebo_rel_low"] > 0:
+        text += ("Its seeds agree on the placebo beyond chance: what they reproduce is largely "
+                 "the partition's composition, not each point's own memorization, so its pool "
+                 "reliability overstates its precision. A reliability counts only where the "
+                 "placebo's is near zero, as the ensemble's is.")
+    else:
+        text += ("Its placebo reliability is not distinguishable from zero with these seeds; "
+                 "compare the pool reliabilities of the two rows, encoder for encoder.")
 else:
     text = ("The fixed partition has not been retrained with further seeds yet "
             "(`sslmem plan` lists the `-r1`, `-r2`, … units of the chosen design).")
