@@ -61,7 +61,8 @@ SETTINGS = {
                                                  shared_init=True),
         },
         "ranking": dict(ssl="simclr-e800-n1000-shared", supervised="supervised-e200-n1000-shared",
-                        methods=["simclr-e800-n1000-shared", "byol-e800-n1000-shared"]),
+                        methods=["simclr-e800-n1000-shared", "byol-e800-n1000-shared"],
+                        dejavu=["simclr-e800-n1000-shared"]),
     },
     "laptop": {
         "epoch_points": 100,
@@ -126,7 +127,8 @@ SETTINGS = {
         },
         # chapters 2-5 rank points by these ensembles (same pool, same membership)
         "ranking": dict(ssl="simclr-e800-n128-shared", supervised="supervised-e200-n128-shared",
-                        methods=["simclr-e800-n128-shared", "byol-e800-n128-shared"]),
+                        methods=["simclr-e800-n128-shared", "byol-e800-n128-shared"],
+                        dejavu=["simclr-e800-n128-shared"]),
     },
     "tiny": {
         "epoch_points": 150,
@@ -157,7 +159,7 @@ SETTINGS = {
             "byol-e6": dict(method="byol", epochs=6, members=4),
         },
         "ranking": dict(ssl="simclr-e6", supervised="supervised-e6",
-                        methods=["simclr-e6", "byol-e6"]),
+                        methods=["simclr-e6", "byol-e6"], dejavu=["simclr-e6"]),
     },
 }
 DOWNSTREAM = ("mnist", "fashionmnist", "cifar100")
@@ -440,7 +442,8 @@ def design_chapters(profile: str) -> dict[str, list[str]]:
     r = settings(profile).get("ranking") or {}
     uses = {name: {"07"} for name in settings(profile).get("ensembles", {})}
     for chapter, names in (("02", [r.get("ssl"), r.get("supervised")]),
-                           ("03", [*r.get("methods", []), r.get("supervised")])):
+                           ("03", [*r.get("methods", []), r.get("supervised")]),
+                           ("05", r.get("dejavu", []))):
         for name in names:
             if name in uses:
                 uses[name].add(chapter)

@@ -362,7 +362,30 @@ def ensemble_units(profile: str, **runtime) -> list[Unit]:
         jobs += [(j, d, j, 0) for j in range(d.members)]
         jobs += [(d.members + r * 2 + j, d, j, r + 1) for r in range(d.repeats) for j in (0, 1)]
     jobs.sort(key=lambda job: job[0])
-    return [_member_unit(d, j, repeat, uses.get(d.name, ["07"])) for _, d, j, repeat in jobs]
+    units = [_member_unit(d, j, repeat, uses.get(d.name, ["07"])) for _, d, j, repeat in jobs]
+    votes = set((chapters.settings(profile).get("ranking") or {}).get("dejavu", []))
+    return units + [_dejavu_unit(d, j) for _, d, j, repeat in jobs
+                    if d.name in votes and not repeat]
+
+
+def _dejavu_unit(design: chapters.EnsembleDesign, j: int) -> Unit:
+    """Member j's Déjà vu votes on the pool (chapter 5): its encoder from the run cache (the
+    member unit's; retrained from its seed on a machine without it)."""
+    ens = design.ensemble
+
+    def work(results_only: bool):
+        from sslmem.dejavu_ensemble import member_votes
+        from sslmem.ensemble import Ensemble
+
+        view = Ensemble(_view(ens.exp, results_only), fraction=ens.fraction,
+                        shared_init=ens.shared_init, membership_seed=ens.membership_seed)
+        member_votes(view, j)
+
+    exp = ens.exp
+    n_public = len(exp.test) - len(ens.placebo)
+    return Unit(name=f"dv-{design.name}-{j:03d}", chapters=["05"], kind="dejavu", exp=exp,
+                work=work, depends=[f"ens-{design.name}-{j:03d}"], optional=True,
+                counts=("dvmember-",), scored=len(ens.pool) + n_public)
 
 
 def _member_unit(design: chapters.EnsembleDesign, j: int, repeat: int,
@@ -465,12 +488,14 @@ def complete_profiles(why: dict | None = None, **runtime) -> list[str]:
 # ---- the command line --------------------------------------------------------------------------
 
 def _table(units: list[Unit], state: dict, rates: dict) -> str:
-    lines = [f"{'unit':28} {'chapters':9} {'kind':8} {'est. min':>8} {'on H100':>8}  stored   "
-             "measured"]
+    wn = max([28, *(len(u.name) for u in units)])  # columns as wide as their longest entry
+    wc = max([9, *(len(",".join(u.chapters)) for u in units)])
+    lines = [f"{'unit':{wn}} {'chapters':{wc}} {'kind':8} {'est. min':>8} {'on H100':>8}  "
+             "stored   measured"]
     for u in units:
         last = u.measured() if state[u.name] == "yes" else None
         when = f"{last[0]:.1f} min on {last[1]}" if last else ""
-        lines.append(f"{u.name:28} {','.join(u.chapters):9} {u.kind:8} "
+        lines.append(f"{u.name:{wn}} {','.join(u.chapters):{wc}} {u.kind:8} "
                      f"{u.estimate_s(rates) / 60:8.1f} {u.estimate_s(rates, 'cuda') / 60:8.1f}"
                      f"  {state[u.name]:7}  {when}")
     return "\n".join(lines)
