@@ -96,3 +96,40 @@ def score(ens: Ensemble, members=None, column: str = "p_true", **kw) -> PointSco
     # PointScore's m is mean(out) − mean(in): scoring 1 − vote makes it mean(in) − mean(out)
     return PointScore("Déjà vu", values.columns.to_numpy(), 1.0 - values.to_numpy(),
                       inside.to_numpy(), ens.pair_groups(values.index.to_numpy()), "m")
+
+
+def votes_table(ens: Ensemble, members=None, **kw) -> pd.DataFrame:
+    """One row per stored member and pool point (``member_votes`` of each, with ``member``)."""
+    members = stored_members(ens, **kw) if members is None else list(members)
+    return pd.concat([member_votes(ens, j, **kw).assign(member=j) for j in members],
+                     ignore_index=True)
+
+
+def average_gap(ens: Ensemble, fractions=(0.2, 1.0), **kw) -> pd.DataFrame:
+    """Déjà vu's accuracy gap on the ensemble: label-inference accuracy of the members that
+    trained on a point minus that of those that did not, over every pool point (``fraction``
+    1) and over each member's most confident crops (its own ranking, as the test does).
+
+    The interval and test are over points (paired: each point's in-accuracy minus its
+    out-accuracy), so the gap is a within-point comparison like SSLMem's contrast.
+    """
+    from scipy import stats
+
+    long = votes_table(ens, **kw)
+    rows = []
+    for frac in fractions:
+        part = long
+        if frac < 1:  # each member's most confident ``frac`` of the pool
+            ranked = long.groupby("member").confidence.rank(ascending=False, method="first")
+            size = long.groupby("member").position.transform("count")
+            part = long[ranked <= np.maximum(1, (frac * size).astype(int))]
+        acc = part.groupby(["position", "inside"]).correct.mean().unstack()
+        both = acc.dropna(subset=[c for c in (True, False) if c in acc.columns])
+        gap = (both[True] - both[False]) if {True, False} <= set(both.columns) else pd.Series()
+        t = stats.ttest_1samp(gap, 0.0) if len(gap) > 1 else None
+        rows.append({"fraction": frac, "acc_in": float(part[part.inside].correct.mean()),
+                     "acc_out": float(part[~part.inside].correct.mean()),
+                     "gap": float(gap.mean()) if len(gap) else np.nan,
+                     "se": float(gap.std(ddof=1) / np.sqrt(len(gap))) if len(gap) > 1 else np.nan,
+                     "p": float(t.pvalue) if t is not None else np.nan, "points": len(gap)})
+    return pd.DataFrame(rows)
