@@ -155,3 +155,33 @@ def test_precision_summary_reads_the_stored_members(roots):
     for key in ("pool_rel", "placebo_rel", "ensemble_pool_rel"):
         assert np.isfinite(fixed[key]), key
     assert precision.fixed_partition(Ensemble(tiny(), membership_seed=9)) is None
+
+
+def test_dejavu_votes_per_member_and_their_ensemble_score(roots):
+    """Each member's Déjà vu votes are stored once, served without a checkpoint, and give a
+    per-point score on the same points and membership as SSLMem."""
+    import shutil
+
+    from sslmem import dejavu_ensemble as dv
+
+    ens = Ensemble(tiny())
+    for j in range(4):
+        ens.member(j)
+        votes = dv.member_votes(ens, j, k=10)
+        assert len(votes) == 24 and votes.p_true.between(0, 1).all()
+        assert (votes.inside.to_numpy() == ens.membership(j)).all()
+        assert (votes.confidence <= 0).all()  # a negative entropy
+    assert dv.stored_members(ens, k=10) == [0, 1, 2, 3]
+    assert dv.stored_members(ens, k=20) == []  # other settings, other results
+    runs, _ = roots
+    shutil.rmtree(runs)  # no encoder left: the votes come from the store
+    reader = Ensemble(tiny(results_only=True))
+    score = dv.score(reader, k=10)
+    assert len(score.positions) == 24 and score.values.shape == (4, 24)
+    est = score.estimate()
+    assert np.isfinite(est).all() and (np.abs(est) <= 1).all()
+    gaps = dv.average_gap(reader, k=10)
+    assert list(gaps.fraction) == [0.2, 1.0] and gaps.acc_in.between(0, 1).all()
+    units = [u for u in ensemble_units("tiny") if u.name.startswith("dv-")]
+    assert [u.name for u in units][:2] == ["dv-simclr-e6-000", "dv-simclr-e6-001"]
+    assert all(u.optional and u.depends == [u.name.replace("dv-", "ens-")] for u in units)
