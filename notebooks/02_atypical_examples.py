@@ -107,7 +107,12 @@ if ready:
     glue_text("reliability", f"{rel:.2f} [{summary['pool_rel_low']:.2f}, "
                              f"{summary['pool_rel_high']:.2f}]")
     glue_text("verdict", atypicality.verdict(main))
-    glue_text("fz_verdict", atypicality.verdict(fz))
+    fit = atypicality.fit_accuracy(sup)
+    fz_text = atypicality.verdict(fz) if fit < 0.999 else (
+        "the same numbers as atypicality: every supervised model fits all of its training "
+        f"images (accuracy {fit:.2f} on them), so label memorization (accuracy with the image "
+        "− without it) equals 1 − consistency, image for image")
+    glue_text("fz_verdict", fz_text)
     glue_text("control", atypicality.control(placebo))
     glue_text("precision_note",
               "reliable enough to rank points (at least 0.5)" if rel >= 0.5 else
@@ -131,7 +136,7 @@ else:
 # score and (± below it) its standard error: two points whose scores differ by less than about
 # twice their errors are not distinguishable.
 
-# %%
+# %% tags=["hide-input"]
 if ready:
     images = ssl.exp.train.images.cpu()
     classes = list(ssl.exp.train.classes)
@@ -143,7 +148,7 @@ if ready:
 # Per class, the most memorized pool images (red frames) next to the least memorized ones (blue
 # frames).
 
-# %%
+# %% tags=["hide-input"]
 if ready:
     fig = plots.per_class_grid(pool, images, classes, column="m", n=per_class)
 
@@ -159,7 +164,7 @@ if ready:
 # the SSL encoders, so they describe the same points under the same design.
 #
 # The table gives Spearman's $\rho$ between SSLMem and each measure: observed over the pool
-# (with a 95 % bootstrap interval and its $p$), both measures' reliabilities, the **true-score
+# (with a 95 % bootstrap interval and its $p$), both measures' reliabilities (SSLMem's first), the **true-score
 # correlation** (corrected for both measures' noise from split halves that share no encoder and
 # no membership draw, with a 95 % interval over points and splits; "–" where the data cannot
 # bound it), and the smallest true correlation this design detects with 80 % power
@@ -171,22 +176,20 @@ if ready:
     shown = agree.assign(
         pair=agree.a + " vs " + agree.b + " (" + agree.subset + ")",
         observed=[f"{r.r:+.2f} [{r.r_low:+.2f}, {r.r_high:+.2f}]" for r in agree.itertuples()],
+        rels=[f"{r.rel_a:.2f} / {r.rel_b:.2f}" for r in agree.itertuples()],
         true=[(f"{r.r_true:+.2f} [{r.r_true_low:+.2f}, {r.r_true_high:+.2f}]"
                if pd.notna(r.r_true) else "–") for r in agree.itertuples()])
-    show_table(shown[["pair", "points", "observed", "p", "rel_a", "rel_b", "true",
-                      "detectable"]].rename(columns={
-                          "observed": "ρ observed [95 %]", "rel_a": "rel. SSLMem",
-                          "rel_b": "rel. measure", "true": "ρ true-score [95 %]",
-                          "detectable": "detectable ρ"}),
-               {"p": "{:.2g}", "rel. SSLMem": "{:.2f}", "rel. measure": "{:.2f}",
-                "detectable ρ": "{:.2f}"})
+    show_table(shown[["pair", "observed", "p", "rels", "true", "detectable"]].rename(columns={
+        "observed": "ρ observed [95 %]", "rels": "reliabilities",
+        "true": "ρ true-score [95 %]", "detectable": "detectable ρ"}),
+        {"p": "{:.2g}", "detectable ρ": "{:.2f}"})
 
 # %% [markdown]
 # - SSLMem against atypicality ($1 -$ consistency): {glue:text}`verdict`.
 # - SSLMem against label memorization: {glue:text}`fz_verdict`.
 # - Control: {glue:text}`control`.
 
-# %%
+# %% tags=["hide-input"]
 if ready:
     fig = plots.score_vs(pool.atypicality, pool.m,
                          xlabel="atypicality: 1 − held-out consistency (supervised ensemble)",
@@ -199,7 +202,7 @@ if ready:
 # images; the axes can be switched to label memorization, consistency and the standard errors.
 # Red: the pool; blue: the placebo (test images nobody trained on, whose true SSLMem is zero).
 
-# %%
+# %% tags=["hide-input"]
 if ready:
     explore(table, ssl.exp.train, ssl.exp.test, x="atypicality", y="m",
             fields=["se", "label_mem", "consistency"],
@@ -212,7 +215,7 @@ if ready:
 # %% [markdown]
 # The most atypical pool images by held-out consistency, for comparison with the grid above:
 
-# %%
+# %% tags=["hide-input"]
 if ready:
     fig = plots.ranked_grid(pool, images, column="atypicality", n=n, classes=classes,
                             title=f"{n} most (top) and least (bottom) atypical pool images "
@@ -233,7 +236,7 @@ if ready:
          "not reported in the paper; target ρ > 0, p < 0.01",
          atypicality.verdict(main), "atypicality measured by a supervised ensemble"),
         ("memorized points are the ones with high label memorization",
-         "not reported", atypicality.verdict(fz), "Feldman–Zhang estimator, same halves"),
+         "not reported", fz_text, "Feldman–Zhang estimator, same halves"),
         ("the correlation is not an artefact of the estimator",
          "not checked", atypicality.control(placebo), "placebo: true SSLMem = 0"),
     ], columns=["claim", "paper", "this run", "why they may differ"])

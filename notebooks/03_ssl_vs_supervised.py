@@ -149,17 +149,16 @@ else:
 # %% tags=["remove-input"]
 if comparable:
     shown = table.assign(
-        pair=table.a + " / " + table.b,
+        pair=table.a + " / " + table.b + " (" + table.kind + ")",
         observed=[f"{r.r:+.2f} [{r.r_low:+.2f}, {r.r_high:+.2f}]" for r in table.itertuples()],
+        rels=[f"{r.rel_a:.2f} / {r.rel_b:.2f}" for r in table.itertuples()],
         true=[(f"{r.r_true:+.2f} [{r.r_true_low:+.2f}, {r.r_true_high:+.2f}]"
-               if pd.notna(r.r_true) else "–") for r in table.itertuples()])
-    show_table(shown[["kind", "pair", "observed", "p", "rel_a", "rel_b", "true", "overlap",
-                      "chance", "overlap_p"]].rename(columns={
-                          "observed": "ρ observed [95 %]", "rel_a": "rel. a", "rel_b": "rel. b",
-                          "true": "ρ true-score [95 %]", "overlap": f"top-{k} overlap",
-                          "overlap_p": "p (overlap)"}),
-               {"p": "{:.2g}", "rel. a": "{:.2f}", "rel. b": "{:.2f}",
-                f"top-{k} overlap": "{:.2f}", "chance": "{:.2f}", "p (overlap)": "{:.2g}"})
+               if pd.notna(r.r_true) else "–") for r in table.itertuples()],
+        top=[f"{r.overlap:.2f} ({r.chance:.2f}; p = {r.overlap_p:.2g})"
+             for r in table.itertuples()])
+    show_table(shown[["pair", "observed", "p", "rels", "true", "top"]].rename(columns={
+        "observed": "ρ observed [95 %]", "rels": "reliabilities", "true": "ρ true-score [95 %]",
+        "top": f"top-{k} overlap (chance; p)"}), {"p": "{:.2g}"})
     fig = plots.heatmaps({"Spearman ρ (observed)": consensus.overlap_matrix(table, "r"),
                           "Spearman ρ (true-score)": consensus.overlap_matrix(table, "r_true")},
                          vmin=-1, vmax=1, cmap="RdBu_r")

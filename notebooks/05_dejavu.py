@@ -129,7 +129,8 @@ glue_text("gap_text", gap_text)
 # Per pool image: SSLMem (the alignment-loss estimator of chapter 7) and Déjà vu memorization
 # (the share of the {glue:text}`k` neighbours with the true label, encoders that trained on the
 # image minus those that did not: a graded version of the vote), both from the same encoders.
-# The table gives Spearman's $\rho$ observed, each score's reliability, the true-score $\rho$
+# The table gives Spearman's $\rho$ observed, both scores' reliabilities (SSLMem's first), the
+# true-score $\rho$
 # (from split halves sharing no encoder; "–" where the data cannot bound it) and the
 # top-{glue:text}`top_k` overlap against chance.
 
@@ -143,17 +144,16 @@ if ready:
     row = table.iloc[0]
     ov = top_overlap(scores["SSLMem"].estimate(), scores["Déjà vu"].align(
         scores["SSLMem"].positions).estimate(), k_top)
+    detectable = precision.detectable_correlation(int(row.points), row.rel_a, row.rel_b)
     shown = pd.DataFrame([{
         "points": int(row.points), "ρ observed [95 %]": f"{row.r:+.2f} [{row.r_low:+.2f}, "
-        f"{row.r_high:+.2f}]", "p": row.p, "rel. SSLMem": row.rel_a, "rel. Déjà vu": row.rel_b,
+        f"{row.r_high:+.2f}]", "p": row.p,
+        "reliabilities": f"{row.rel_a:.2f} / {row.rel_b:.2f}",
         "ρ true-score [95 %]": (f"{row.r_true:+.2f} [{row.r_true_low:+.2f}, "
                                 f"{row.r_true_high:+.2f}]" if pd.notna(row.r_true) else "–"),
-        f"top-{k_top} overlap": ov["overlap"], "chance": ov["chance"],
-        "detectable ρ": precision.detectable_correlation(int(row.points), row.rel_a,
-                                                         row.rel_b)}])
-    show_table(shown, {"p": "{:.2g}", "rel. SSLMem": "{:.2f}", "rel. Déjà vu": "{:.2f}",
-                       f"top-{k_top} overlap": "{:.2f}", "chance": "{:.2f}",
-                       "detectable ρ": "{:.2f}"})
+        f"top-{k_top} overlap (chance)": f"{ov['overlap']:.2f} ({ov['chance']:.2f})",
+        "detectable ρ": detectable}])
+    show_table(shown, {"p": "{:.2g}", "detectable ρ": "{:.2f}"})
     if row.p < 0.01:
         agree_text = (f"ρ = {row.r:+.2f} (p = {row.p:.1g}): the two tests rank the pool alike"
                       if row.r > 0 else f"ρ = {row.r:+.2f} (p = {row.p:.1g}): opposite rankings")
@@ -161,10 +161,10 @@ if ready:
         agree_text = (f"ρ = {row.r:+.2f} (p = {row.p:.2g}), but Déjà vu's per-point score has "
                       f"a reliability of {row.rel_b:.2f}: at this scale it ranks noise, so no "
                       "agreement could have been seen")
-    elif shown["detectable ρ"].iloc[0] < 1:
+    elif detectable < 1:
         agree_text = (f"ρ = {row.r:+.2f} (p = {row.p:.2g}): no agreement detected; this design "
                       "detects a true ρ of "
-                      f"{shown['detectable ρ'].iloc[0]:.2f} or more with 80 % power")
+                      f"{detectable:.2f} or more with 80 % power")
     else:
         agree_text = (f"ρ = {row.r:+.2f} (p = {row.p:.2g}): undecidable, the scores are too "
                       "unreliable for this design to detect even a perfect true correlation")

@@ -47,6 +47,13 @@ def point_table(ssl: Ensemble, supervised: Ensemble) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def fit_accuracy(supervised: Ensemble) -> float:
+    """Accuracy of the supervised models on their own training images. Where it is 1,
+    Feldman–Zhang label memorization (accuracy with x − without x) *is* 1 − consistency."""
+    long = supervised.table(supervised.complete_members())
+    return float(long[(long.subset == "pool") & long.inside].correct.mean())
+
+
 def scores(ssl: Ensemble, supervised: Ensemble, subset: str = "pool") -> dict:
     """The three per-point scores of ``subset`` as :class:`~sslmem.agreement.PointScore`s."""
     out = {SSLMEM: from_ensemble(SSLMEM, ssl, subset=subset)}
