@@ -104,9 +104,12 @@ glue_number("placebo_size", len(first.placebo))
 # Each row is one ensemble design on a pool of {glue:text}`dataset` training images (its size
 # is in the first table) at {glue:text}`image_size` px (downsampled: a 32-px ResNet-9 step costs
 # 4× as much on these cores) and a placebo of {glue:text}`placebo_size` test images; each
-# encoder trains on half of the pool. The designs differ in one knob at a time: training length, and whether
-# every encoder starts from the same weights and draws the same augmentations (*shared init*,
-# common random numbers in training).
+# encoder trains on half of the pool. The designs differ in one knob at a time: training
+# length, whether every encoder starts from the same weights and draws the same augmentations
+# (*shared init*, common random numbers in training), the pool's size, and the augmentation's
+# strength (*weak*: half the colour jitter, crops of at least 54 % of the image; memorization is
+# known to grow as augmentation weakens). Designs of other methods on the chosen pool (chapter
+# 3's) are listed too: their reliability decides what chapter 3 can say.
 #
 # The first table is the average contrast and the noise: the encoders stored so far ($M$), the
 # mean $\hat m$ over the pool with its $p$ (one-sample $t$-test against 0) and the placebo's
