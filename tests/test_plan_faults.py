@@ -93,7 +93,7 @@ def test_emitted_commands_carry_every_option_through_xargs(computed, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     listed = sslmem("plan", "--profile", "tiny", "--units", UNIT, *args)
     assert row(listed.stdout, UNIT)[5] == "yes", listed.stdout
-    assert list((options["--results-root"] / "tiny").rglob("labelmem-*.csv.gz"))
+    assert list((options["--results-root"] / "tiny").rglob("scores-*.csv.gz"))
     assert not any(Path(p).exists() for p in wrong.values())  # nothing where the env points
     assert not list(elsewhere.iterdir())
 
@@ -176,7 +176,7 @@ def test_damaged_result_is_listed_and_recomputed_with_one_warning(computed, tmp_
     runs, results = computed
     shutil.copytree(runs, tmp_path / "runs")
     shutil.copytree(results, tmp_path / "results")
-    (table,) = (tmp_path / "results").rglob("labelmem-*.csv.gz")
+    (table,) = (tmp_path / "results").rglob("scores-*.csv.gz")
     data = bytearray(table.read_bytes())
     data[len(data) // 2] ^= 0x01  # one flipped bit
     table.write_bytes(bytes(data))
@@ -196,22 +196,22 @@ def test_damaged_result_is_listed_and_recomputed_with_one_warning(computed, tmp_
 
 def test_damaged_result_message_names_results_only_only_when_it_is_set(computed, tmp_path,
                                                                      monkeypatch):
-    from sslmem.chapters import frameworks
+    from sslmem.chapters import generalization
     from sslmem.errors import SSLMemError
 
     _, results = computed
     shutil.copytree(results, tmp_path / "results")
-    (table,) = (tmp_path / "results").rglob("labelmem-*.csv.gz")
+    (table,) = (tmp_path / "results").rglob("scores-*.csv.gz")
     table.write_bytes(table.read_bytes()[:-20] + bytes(20))
     root = str(tmp_path / "results")
-    _, sup = frameworks("tiny", results_root=root, results_only=True)
+    exp = generalization("tiny", results_root=root, results_only=True).lambdas[0.5]
     with pytest.raises(store.CorruptResult) as err:
-        sup.label_memorization()
+        exp.scores()
     assert "SSLMEM_RESULTS_ONLY" not in str(err.value) and "sslmem plan" in str(err.value)
     monkeypatch.setenv("SSLMEM_RESULTS_ONLY", "1")
-    _, sup = frameworks("tiny", results_root=root)
+    exp = generalization("tiny", results_root=root).lambdas[0.5]
     with pytest.raises(SSLMemError, match="unset SSLMEM_RESULTS_ONLY"):
-        sup.label_memorization()
+        exp.scores()
 
 
 # ---- 4. the closing sentence speaks of the units asked for ------------------------------------
