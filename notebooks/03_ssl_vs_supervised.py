@@ -162,6 +162,9 @@ if comparable:
     fig = plots.heatmaps({"Spearman ρ (observed)": consensus.overlap_matrix(table, "r"),
                           "Spearman ρ (true-score)": consensus.overlap_matrix(table, "r_true")},
                          vmin=-1, vmax=1, cmap="RdBu_r")
+    fig = plots.forest([f"{r.a} / {r.b}" for r in table.itertuples()], table.r, table.r_low,
+                       table.r_high, xlabel="Spearman ρ observed, 95 % interval",
+                       title="agreement between the methods' per-point scores")
 else:
     print("fewer than two methods with enough encoders: nothing to compare yet")
 

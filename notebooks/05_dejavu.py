@@ -36,7 +36,7 @@
 import pandas as pd
 from IPython.display import Markdown, display
 
-from sslmem import chapters, dejavu_ensemble, precision
+from sslmem import chapters, dejavu_ensemble, plots, precision
 from sslmem.agreement import agreements, from_ensemble, top_overlap
 from sslmem.errors import SSLMemError
 from sslmem.notebook import Timer, banner, check_parameters, glue_number, glue_text, show_table
@@ -117,6 +117,10 @@ if ready:
                                     "acc_out": "accuracy (did not)"}),
                {"accuracy (trained on it)": "{:.3f}", "accuracy (did not)": "{:.3f}",
                 "gap": "{:+.3f}", "se": "{:.3f}", "p": "{:.2g}", "fraction": "{:.0%}"})
+    fig = plots.forest([f"{f:.0%} most confident" for f in gaps.fraction], gaps.gap,
+                       gaps.gap - 1.96 * gaps.se, gaps.gap + 1.96 * gaps.se,
+                       xlabel="accuracy gap: trained on the image − not (±1.96 s.e.)",
+                       title="Déjà vu memorization on the ensemble")
     whole = gaps[gaps.fraction == 1.0].iloc[0]
     gap_text = (f"{whole.gap:+.3f} ± {whole.se:.3f} over all pool images (p = {whole.p:.2g})")
 else:
@@ -171,6 +175,14 @@ if ready:
 else:
     agree_text = "not computed: too few encoders attacked"
 glue_text("agree_text", agree_text)
+
+# %% tags=["hide-input"]
+if ready:
+    ssl_m, dv_m = scores["SSLMem"].estimate(), scores["Déjà vu"].align(
+        scores["SSLMem"].positions).estimate()
+    fig = plots.score_vs(dv_m, ssl_m, xlabel="Déjà vu memorization (share of true-label "
+                         "neighbours, in − out)", ylabel="SSLMem m̂(x)",
+                         title=f"Spearman ρ = {row.r:+.2f} (p = {row.p:.2g})")
 
 # %% [markdown]
 # Agreement between SSLMem and Déjà vu: {glue:text}`agree_text`.

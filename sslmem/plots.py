@@ -436,3 +436,20 @@ def agreement_intervals(frame: pd.DataFrame, k: int) -> plt.Figure:
         ax.set_xlabel(f"{label} (red: chance)", fontsize=9)
         ax.axvline(0, color="grey", linewidth=0.6)
     return fig
+
+
+def forest(labels, estimate, low, high, xlabel: str, title: str, ref: float = 0.0) -> plt.Figure:
+    """Estimates with their intervals, one row each (a missing interval: the point alone)."""
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(6.4, 0.45 * n + 1.2), layout="constrained")
+    y = np.arange(n)[::-1]
+    est, lo, hi = (np.asarray(v, float) for v in (estimate, low, high))
+    ok = np.isfinite(lo) & np.isfinite(hi)
+    ax.errorbar(est[ok], y[ok], xerr=[est[ok] - lo[ok], hi[ok] - est[ok]], fmt="o", color="C0",
+                capsize=3)
+    ax.plot(est[~ok], y[~ok], "o", color="C7")
+    ax.axvline(ref, color="0.5", lw=0.8, ls="--")
+    ax.set_yticks(y, labels)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    return fig
