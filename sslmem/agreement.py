@@ -30,7 +30,7 @@ import pandas as pd
 from scipy import stats
 
 from sslmem.errors import SSLMemError
-from sslmem.reliability import ensemble_estimate, spearman_brown
+from sslmem.reliability import _corr, ensemble_estimate, spearman_brown
 
 STATISTICS = ("m", "out")  # m: mean without x − mean with x; out: mean without x
 
@@ -124,15 +124,6 @@ def label_scores(ens, *, subset: str = "pool", members=None) -> dict[str, PointS
                                              groups, "m"),
             "1 − consistency": PointScore("1 − consistency", positions, error, inside, groups,
                                           "out")}
-
-
-def _corr(a, b, how: str) -> float:
-    ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 3 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
-        return math.nan
-    if how == "spearman":
-        return float(stats.spearmanr(a[ok], b[ok])[0])
-    return float(np.corrcoef(a[ok], b[ok])[0, 1])
 
 
 def _true_r(a1, a2, b1, b2, how: str) -> tuple[float, float, float]:
