@@ -12,7 +12,7 @@ CIFAR-10 photographs, sized from measurements to show every effect on 2 CPU core
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,11 +34,8 @@ SETTINGS = {
         "patch_sizes": {},
         "method_epochs": PAPER_BOOK_EPOCHS,
         "top_k": 100,
-        "removal_epochs": None,  # the method's book epochs
-        "removal_sizes": dict(shared=0, candidate=25000, independent=25000, extra=5000),
-        "removal_ks": [2000, 4000, 8000],
-        "random_draws": 3,
-        "retrain_epochs": 100,
+        "align_epochs": None,  # the method's book epochs
+        "align_sizes": dict(shared=0, candidate=25000, independent=25000, extra=5000),
         "probe_max_train": None,
         "probe_max_test": None,
         "align_lambdas": [0.0, 0.1, 0.5],
@@ -63,6 +60,9 @@ SETTINGS = {
         "ranking": dict(ssl="simclr-e800-n1000-shared", supervised="supervised-e200-n1000-shared",
                         methods=["simclr-e800-n1000-shared", "byol-e800-n1000-shared"],
                         dejavu=["simclr-e800-n1000-shared"]),
+        # chapter 4: the ranking design's pool without its top / random / bottom k
+        "removal": dict(k=250, seeds=[0, 1, 2, 3], rank_members=32, max_train=None,
+                        max_test=None, regularized=None),
     },
     "laptop": {
         "epoch_points": 100,
@@ -73,11 +73,8 @@ SETTINGS = {
         # 10x the learning rate on 200); 30 epochs keep it in chapters 3, 5 and 6 cheaply
         "method_epochs": {"byol": 100, "simsiam": 100, "mae": 30, "supervised": 100},
         "top_k": 40,  # a fifth of the 200 candidates
-        "removal_epochs": 100,
-        "removal_sizes": dict(shared=0, candidate=400, independent=400, extra=200),
-        "removal_ks": [40, 120],  # 10 % and 30 % of the scored half
-        "random_draws": 3,
-        "retrain_epochs": None,  # the profile's
+        "align_epochs": 100,
+        "align_sizes": dict(shared=0, candidate=400, independent=400, extra=200),
         "probe_max_train": 5000,
         "probe_max_test": 5000,
         "align_lambdas": [0.0, 0.5],
@@ -118,6 +115,12 @@ SETTINGS = {
                                           shared_init=True,
                                           sizes=dict(shared=0, candidate=128, independent=0,
                                                      extra=128)),
+            # chapter 4's alignment regularizer (λ = 0.5) on the same pool, halves and seed as
+            # the chosen design: member j of both is a pair that differs only in λ
+            "simclr-e800-n128-shared-align": dict(method="simclr", epochs=800, members=4,
+                                                  shared_init=True, align_lambda=0.5,
+                                                  sizes=dict(shared=0, candidate=128,
+                                                             independent=0, extra=128)),
             # the literature's atypicality (C-score estimator, Feldman–Zhang) on the same pool
             # and the same membership matrix as the chosen SimCLR design (chapter 2)
             "supervised-e200-n128-shared": dict(method="supervised", epochs=200, members=16,
@@ -129,6 +132,10 @@ SETTINGS = {
         "ranking": dict(ssl="simclr-e800-n128-shared", supervised="supervised-e200-n128-shared",
                         methods=["simclr-e800-n128-shared", "byol-e800-n128-shared"],
                         dejavu=["simclr-e800-n128-shared"]),
+        # chapter 4: a quarter of the 128-image pool removed; 4 paired seeds per arm (the
+        # power calculation on the page says what they can detect)
+        "removal": dict(k=32, seeds=[0, 1, 2, 3], rank_members=16, max_train=5000,
+                        max_test=5000, regularized="simclr-e800-n128-shared-align"),
     },
     "tiny": {
         "epoch_points": 150,
@@ -137,11 +144,8 @@ SETTINGS = {
         "patch_sizes": {"mae": 4},
         "method_epochs": {"dino": 2, "mae": 2},
         "top_k": None,  # a fifth of the candidates
-        "removal_epochs": None,
-        "removal_sizes": dict(shared=0, candidate=0.3, independent=0.3),
-        "removal_ks": [0.1, 0.3],  # fractions of the scored half
-        "random_draws": 1,
-        "retrain_epochs": None,  # the profile's epochs
+        "align_epochs": None,
+        "align_sizes": dict(shared=0, candidate=0.3, independent=0.3),
         "probe_max_train": 2000,
         "probe_max_test": 2000,
         "align_lambdas": [0.0, 0.5],
@@ -157,9 +161,13 @@ SETTINGS = {
             "simclr-e6": dict(method="simclr", epochs=6, members=4, repeats=1),
             "supervised-e6": dict(method="supervised", epochs=6, members=4),
             "byol-e6": dict(method="byol", epochs=6, members=4),
+            "simclr-e6-align": dict(method="simclr", epochs=6, members=2, align_lambda=0.5),
         },
         "ranking": dict(ssl="simclr-e6", supervised="supervised-e6",
                         methods=["simclr-e6", "byol-e6"], dejavu=["simclr-e6"]),
+        # one downstream set, the one probed on halves of its test split (the plumbing)
+        "removal": dict(k=16, seeds=[0, 1], rank_members=4, max_train=1000, max_test=1000,
+                        regularized="simclr-e6-align", downstream=["cifar100"]),
     },
 }
 DOWNSTREAM = ("mnist", "fashionmnist", "cifar100")
@@ -225,99 +233,90 @@ def top_k(profile: str, n_candidates: int, value: int | None = None) -> int:
     return min(int(k), n_candidates)
 
 
-# ---- chapter 4: removal and the alignment regularizer ------------------------------------------
+# ---- chapter 4: the alignment regularizer on one f/g pair per λ --------------------------------
 
 @dataclass
-class Generalization:
-    """Chapter 4's experiments: the scored half, the retraining recipe, the λ sweep."""
+class Alignment:
+    """Chapter 4's single-pair λ sweep: one f/g pair per weight of the alignment regularizer
+    (λ = 0 is the pair of the profile's recipe). The removal experiment is ``removal``."""
 
     scored: Experiment
-    retrain: Experiment
-    removal_ks: list[int]
-    random_draws: int
-    probe_sets: list[str]
-    skipped: list[tuple[str, str]]
-    probe_max_train: int | None
+    lambdas: dict[float, Experiment]
+    probe_max_train: int | None = None
     probe_max_test: int | None = None
-    lambdas: dict[float, Experiment] = field(default_factory=dict)
-
-    def runs(self, scores=None) -> list[dict]:
-        """The retraining runs: none, top-k and random removal per k and draw.
-
-        ``scores`` (the scored half's table; read from the store when None) ranks the points.
-        """
-        table = self.scored.scores() if scores is None else scores
-        ranked = table[table.subset == "candidate"].sort_values("score_raw", ascending=False)
-        positions = ranked.position.to_numpy()
-        runs = [dict(removal="none", k=0, draw=0, keep=positions, tag="removal-none")]
-        for k in self.removal_ks:
-            runs.append(dict(removal="top-k memorized", k=k, draw=0, keep=positions[k:],
-                             tag=f"removal-top-{k}-d0"))
-            for draw in range(self.random_draws):
-                keep = np.random.default_rng([k, draw]).permutation(positions)[k:]
-                runs.append(dict(removal="random", k=k, draw=draw, keep=keep,
-                                 tag=f"removal-ran-{k}-d{draw}"))
-        return runs
-
-    def retrain_run(self, run: dict) -> dict:
-        """One run's stored (or computed) probes."""
-        return self.retrain.retrain(run["keep"], seed=run["draw"], tag=run["tag"],
-                                    probe_sets=self.probe_sets,
-                                    max_train=self.probe_max_train, max_test=self.probe_max_test)
 
 
-def available(name: str, data_root=None) -> str | None:
-    """None when dataset ``name`` has its offline files, else the reason (first sentence).
+def available(name: str, data_root=None, *, halves: bool = False) -> str | None:
+    """None when dataset ``name`` can be probed offline, else the reason (first sentence).
 
-    Only the files are checked, nothing is read: listing a plan must not decompress the
-    downstream datasets (MNIST, Fashion-MNIST: ~110 MB of caches) that only a probe loads.
+    Only the files are checked, nothing is read (:mod:`sslmem.downstream`). ``halves``: a set
+    with only its test split counts (probed on halves of it).
     """
-    from sslmem.data import SPLITS, locate
+    from sslmem.downstream import missing
 
-    try:
-        for split in SPLITS:
-            locate(name, split, data_root)
-    except SSLMemError as err:
-        return str(err).split(". To provide")[0]
-    return None
+    return missing(name, data_root, halves=halves)
 
 
-def generalization(profile: str, *, method: str = "simclr", epochs=None, retrain_epochs=None,
-                   sizes=None, removal_ks=None, random_draws=None, downstream=None,
-                   probe_max_train=None, probe_max_test=None, align_lambdas=None,
-                   **fields) -> Generalization:
-    """Chapter 4: score one random half (f on it, g on the other), then retrain and probe."""
+def alignment(profile: str, *, method: str = "simclr", epochs=None, sizes=None,
+              probe_max_train=None, probe_max_test=None, align_lambdas=None,
+              **fields) -> Alignment:
+    """Chapter 4's λ sweep: f on one random half, g on the other, one pair per λ."""
     s = settings(profile)
     fields = {**fields, "split_protocol": "random"}
-    scored = Experiment(config(profile, method=method, epochs=epochs or s["removal_epochs"],
-                               sizes=sizes or s["removal_sizes"], **fields))
-    retrain_epochs = retrain_epochs or s["retrain_epochs"]
-    retrain = (scored if retrain_epochs in (None, scored.cfg.epochs)
-               else Experiment(scored.cfg.replace(epochs=retrain_epochs)))
-    n = len(scored.split.candidate)
-    ks = removal_ks or s["removal_ks"]
-    ks = [int(round(k * n)) if isinstance(k, float) and k < 1 else int(k) for k in ks]
-    if any(k < 1 or k >= n for k in ks):
-        raise SSLMemError(f"removal_ks {ks} must lie between 1 and the {n} scored points")
-    probe_sets, skipped = [scored.cfg.dataset], []
-    for name in (DOWNSTREAM if downstream is None else downstream):
-        if name == scored.cfg.dataset:
-            continue
-        why = available(name, scored.cfg.data_root)
-        (skipped.append((name, why)) if why else probe_sets.append(name))
+    scored = Experiment(config(profile, method=method, epochs=epochs or s["align_epochs"],
+                               sizes=sizes or s["align_sizes"], **fields))
     lambdas = {}
     for lam in (align_lambdas if align_lambdas is not None else s["align_lambdas"]):
         lam = float(lam)
         lambdas[lam] = (scored if lam == scored.cfg.align_lambda
                         else Experiment(scored.cfg.replace(align_lambda=lam)))
-    return Generalization(scored=scored, retrain=retrain, removal_ks=ks,
-                          random_draws=int(random_draws or s["random_draws"]),
-                          probe_sets=probe_sets, skipped=skipped,
-                          probe_max_train=(probe_max_train if probe_max_train is not None
-                                           else s["probe_max_train"]),
-                          probe_max_test=(probe_max_test if probe_max_test is not None
-                                          else s["probe_max_test"]),
-                          lambdas=lambdas)
+    return Alignment(scored=scored, lambdas=lambdas,
+                     probe_max_train=(probe_max_train if probe_max_train is not None
+                                      else s["probe_max_train"]),
+                     probe_max_test=(probe_max_test if probe_max_test is not None
+                                     else s["probe_max_test"]))
+
+
+def removal(profile: str, *, k: int | None = None, seeds=None, rank_members=None,
+            downstream=None, probe_max_train=None, probe_max_test=None, **fields):
+    """Chapter 4's removal experiment (:mod:`sslmem.removal`) on the ranking design's pool.
+
+    ``fields`` go to the ranking design (``ranking``): another method or dataset moves the
+    whole experiment. Probe sets: the dataset itself and every downstream set available
+    offline (CIFAR-100 on halves of its test split).
+    """
+    from sslmem.removal import Removal
+
+    r = dict(settings(profile).get("removal") or {})
+    if not r:
+        raise SSLMemError(f"profile {profile!r} defines no removal experiment")
+    design, _ = ranking(profile, **fields)
+    exp = design.ensemble.exp
+    n = len(design.ensemble.pool)
+    k = int(k or r["k"])
+    if not 1 <= k < n // 2:
+        raise SSLMemError(f"k = {k} must lie between 1 and half the pool ({n // 2}): the top "
+                          "and bottom arms must remove different points")
+    seeds = [int(s) for s in (seeds if seeds is not None else r["seeds"])]
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise SSLMemError(f"seeds must be at least two different integers, got {seeds}")
+    probe_sets, skipped = [exp.cfg.dataset], []
+    if downstream is None:
+        downstream = r.get("downstream", DOWNSTREAM)
+    for name in downstream:
+        if name != exp.cfg.dataset:
+            why = available(name, exp.cfg.data_root, halves=True)
+            (skipped.append((name, why)) if why else probe_sets.append(name))
+    regularized = None
+    if r.get("regularized"):
+        data = {k: v for k, v in fields.items() if k in ("dataset", "device", "data_root",
+                                                       "runs_root", "results_root")}
+        regularized = ensembles(profile, names=[r["regularized"]], **data)[r["regularized"]]
+    return Removal(design=design, k=k, seeds=seeds, regularized=regularized,
+                   rank_members=int(rank_members or r["rank_members"]),
+                   probe_sets=probe_sets, skipped=skipped,
+                   max_train=probe_max_train if probe_max_train is not None else r["max_train"],
+                   max_test=probe_max_test if probe_max_test is not None else r["max_test"])
 
 
 # ---- chapter 5: SSLMem beside Déjà vu ----------------------------------------------------------
@@ -443,7 +442,9 @@ def design_chapters(profile: str) -> dict[str, list[str]]:
     uses = {name: {"07"} for name in settings(profile).get("ensembles", {})}
     for chapter, names in (("02", [r.get("ssl"), r.get("supervised")]),
                            ("03", [*r.get("methods", []), r.get("supervised")]),
-                           ("05", r.get("dejavu", []))):
+                           ("05", r.get("dejavu", [])),
+                           ("04", [r.get("ssl"), (settings(profile).get("removal") or {})
+                                   .get("regularized")])):
         for name in names:
             if name in uses:
                 uses[name].add(chapter)

@@ -36,6 +36,7 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
+from sslmem import downstream
 from sslmem.augment import recipe
 from sslmem.config import CONFIG_VERSION, TRAIN_FIELDS, Config
 from sslmem.data import ImageData, fingerprint, load_dataset, source_file
@@ -459,19 +460,27 @@ class Experiment:
         ``max_train``/``max_test`` cap the images used (a seeded random subset), which is what
         makes a probe per retrained encoder affordable on a CPU.
         """
+        how = downstream.TRAIN_TEST
         if dataset == self.cfg.dataset:
             tr, te = self.train, self.test
         else:
             kw = dict(root=self.cfg.data_root, device=self.device,
                       image_size=self.train.image_size, channels=self.train.channels,
                       cache_root=self.cfg.runs_root)
-            tr, te = _load(dataset, "train", **kw), _load(dataset, "test", **kw)
+            how = downstream.protocol(dataset, self.cfg.data_root)
+            te = _load(dataset, "test", **kw)
+            if how == downstream.TEST_HALVES:
+                first, second = downstream.test_halves(te.labels.cpu().numpy())
+                tr, te = te.subset(first), te.subset(second)
+            else:
+                tr = _load(dataset, "train", **kw)
         if max_train is not None and len(tr) > max_train:
             tr = tr.subset(np.random.default_rng(0).permutation(len(tr))[:max_train])
         if max_test is not None and len(te) > max_test:
             te = te.subset(np.random.default_rng(1).permutation(len(te))[:max_test])
         ftr, fte = extract_features(encoder, tr.images), extract_features(encoder, te.images)
-        return {"dataset": dataset, "n_train": len(tr), "n_test": len(te),
+        extra = {} if how == downstream.TRAIN_TEST else {"protocol": how}
+        return {"dataset": dataset, "n_train": len(tr), "n_test": len(te), **extra,
                 "linear": linear_probe(ftr, tr.labels, fte, te.labels)["accuracy"],
                 "knn": knn_accuracy(ftr, tr.labels, fte, te.labels)}
 

@@ -9,7 +9,9 @@ three in one module makes the notebooks read like the paper, not like plumbing.
 from __future__ import annotations
 
 import inspect
+import json
 import numbers
+import os
 import time
 
 from sslmem.errors import SSLMemError
@@ -80,6 +82,7 @@ def glue_number(name: str, value, volatile: bool = False) -> None:
         raise SSLMemError(f"glue_number({name!r}) needs a number, got {type(value).__name__}")
     if isinstance(value, float) and abs(value) < 1e-12:
         value = 0.0  # float noise would render as -0.00
+    _log_glue(name, value)
     if not volatile:
         glue(name, value, display=False)
         return
@@ -108,7 +111,28 @@ def glue_text(name: str, value) -> None:
     """Glue a short string (a method name, a dataset name) for ``{glue:text}`name```."""
     from myst_nb import glue
 
+    _log_glue(name, _Text(value))
     glue(name, _Text(value), display=False)
+
+
+GLUE_LOG = "SSLMEM_GLUE_LOG"
+
+
+def _log_glue(name: str, value) -> None:
+    """Append (name, text) of a glued value to the file named by $SSLMEM_GLUE_LOG, if set.
+
+    Why: a test that executes the committed pages (nbval) can then compare every number they
+    glue with the committed outputs in the same run, instead of executing the book twice.
+    The text is the text/plain that myst_nb's glue stores for the value.
+    """
+    path = os.environ.get(GLUE_LOG)
+    if not path:
+        return
+    import IPython
+
+    text = IPython.core.formatters.format_display_data(value)[0].get("text/plain")
+    with open(path, "a", encoding="utf-8") as log:
+        log.write(json.dumps({"name": name, "text": text}) + "\n")
 
 
 def show_table(frame, formats: dict | None = None) -> None:

@@ -15,6 +15,7 @@ processes sharing the store) adds up to the whole book, and ``make book`` render
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
@@ -334,21 +335,72 @@ def book_units(profile: str, **runtime) -> list[Unit]:
         products = [lambda e: e.scores(), _history, lambda e: e.probe("f", **caps)]
         add(_pair_unit(f"06-eps-{chapters.eps_label(eps).replace('∞', 'inf')}", "06", e,
                        products), products)
-    # chapter 4: the scored half, its retrains, the lambda sweep
-    g = chapters.generalization(profile, **runtime)
-    products = [lambda e: e.scores(), _history]
-    score_unit = _pair_unit("04-score", "04", g.scored, products)
-    add(score_unit, products)
-    n_half = len(g.scored.split.candidate)
-    for run in _run_names(g):
-        units[run["name"]] = _retrain_unit(run, g, score_unit.name, n_half)
-    for lam, e in g.lambdas.items():  # lambda = 0 is the scored half itself: merged into it
+    # chapter 4: the single-pair lambda sweep (the removal experiment is listed below)
+    g = chapters.alignment(profile, **runtime)
+    for lam, e in g.lambdas.items():
         products = [lambda e: e.scores(), _history, lambda e: e.probe("f", **caps)]
-        add(_pair_unit(f"04-lambda-{lam:g}", "04", e, products), products)
+        add(_pair_unit("04-score" if lam == g.scored.cfg.align_lambda else f"04-lambda-{lam:g}",
+                       "04", e, products), products)
     # the precision chapter: one unit per ensemble member (anytime: none is required)
     for unit in ensemble_units(profile, **runtime):
         units[unit.name] = unit
+    # chapter 4 on the ensemble ranking: the pilot probes, then three arms per seed
+    for unit in removal_units(profile, **runtime):
+        units[unit.name] = unit
     return list(units.values())
+
+
+def removal_units(profile: str, **runtime) -> list[Unit]:
+    """Chapter 4's removal experiment (optional units: the page reports the seeds stored).
+
+    ``probe-…-jjj`` probes member j of the ranking ensemble or of its regularized twin (the
+    encoder from the run cache),
+    ``rm-…-<arm>-<k>-s<seed>`` pre-trains the pool minus k points and probes it; seeds come
+    round-robin over the arms so that a budget that stops early leaves complete pairs.
+    """
+    if not chapters.settings(profile).get("removal"):
+        return []
+    r = chapters.removal(profile, **runtime)
+    name, ens = r.design.name, r.design.ensemble
+    members = [f"ens-{name}-{j:03d}" for j in range(r.rank_members)]
+    probes = sum(2 * (r.max_train or 10_000) for _ in r.probe_sets)
+    exp = ens.exp
+    steps = max(1, (len(ens.pool) - r.k) // exp.cfg.batch_size)  # fit's steps per epoch
+    units = [_removal_unit(f"probe-{name}-{j:03d}", lambda view, j=j: view.probe_member(j),
+                           r, [members[j]], 0, probes) for j in range(r.rank_members)]
+    if r.regularized is not None:
+        reg = r.regularized.name
+        units += [_removal_unit(f"probe-{reg}-{j:03d}",
+                                lambda view, j=j: view.probe_member(j, view.regularized), r,
+                                [f"ens-{reg}-{j:03d}"], 0, probes)
+                  for j in range(r.regularized.members)]
+    for seed in r.seeds:
+        for arm in ("top", "random", "bottom"):
+            units.append(_removal_unit(
+                f"rm-{name}-{arm}-{r.k}-s{seed}", lambda view, a=arm, s=seed: view.run(a, s), r,
+                members, exp.cfg.epochs * steps * exp.cfg.batch_size, probes))
+    return units
+
+
+def _removal_unit(name: str, product: Callable, r, depends: list[str], images: int,
+                  scored: int) -> Unit:
+    def work(results_only: bool):
+        from sslmem.ensemble import Ensemble
+
+        def viewed(design):
+            if design is None:
+                return None
+            ens = design.ensemble
+            view = Ensemble(_view(ens.exp, results_only), fraction=ens.fraction,
+                            shared_init=ens.shared_init, membership_seed=ens.membership_seed)
+            return chapters.EnsembleDesign(design.name, view, design.members)
+
+        product(dataclasses.replace(r, design=viewed(r.design),
+                                    regularized=viewed(r.regularized)))
+
+    return Unit(name=name, chapters=["04"], kind="retrain", exp=r.design.ensemble.exp,
+                work=work, depends=depends, optional=True, counts=("retrain-",),
+                images=images, scored=scored)
 
 
 def ensemble_units(profile: str, **runtime) -> list[Unit]:
@@ -408,32 +460,6 @@ def _member_unit(design: chapters.EnsembleDesign, j: int, repeat: int,
                 images=exp.cfg.epochs * n_in, optional=True, counts=("member-",),
                 scored=n_scored * exp.cfg.n_pairs * 2 + len(snapshot_epochs(exp.cfg.epochs))
                 * monitor)
-
-
-def _run_names(g: chapters.Generalization) -> list[dict]:
-    """The retraining runs of chapter 4 without their positions (known once scores exist)."""
-    out = [dict(name="04-retrain-none", tag="removal-none")]
-    for k in g.removal_ks:
-        out.append(dict(name=f"04-retrain-top-{k}", tag=f"removal-top-{k}-d0"))
-        out += [dict(name=f"04-retrain-random-{k}-d{d}", tag=f"removal-ran-{k}-d{d}")
-                for d in range(g.random_draws)]
-    return out
-
-
-def _retrain_unit(run: dict, g: chapters.Generalization, depends: str, n_half: int) -> Unit:
-    def work(results_only: bool):
-        scored = _view(g.scored, results_only)
-        retrain = _view(g.retrain, results_only)
-        view = chapters.Generalization(**{**g.__dict__, "scored": scored, "retrain": retrain})
-        match = [r for r in view.runs() if r["tag"] == run["tag"]]
-        view.retrain_run(match[0])
-
-    cap = g.probe_max_train or 10**9
-    probes = sum(min(cap, 60_000) + 10_000 for _ in g.probe_sets[1:])
-    probes += min(cap, len(g.retrain.train)) + len(g.retrain.test)
-    return Unit(name=run["name"], chapters=["04"], kind="retrain", exp=g.retrain, work=work,
-                depends=[depends], images=g.retrain.cfg.epochs * n_half, scored=probes,
-                counts=("retrain-",))
 
 
 def select(units: list[Unit], names) -> list[Unit]:

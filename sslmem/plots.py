@@ -252,51 +252,48 @@ def heatmaps(matrices: dict[str, pd.DataFrame], fmt: str = ".2f", vmin=None, vma
     return fig
 
 
-def removal_curves(frame: pd.DataFrame, metric: str = "linear") -> plt.Figure:
-    """Accuracy after removing the top-k memorized vs k random points, one panel per dataset.
+ARM_COLORS = {"top": "#d62728", "random": "#7f7f7f", "bottom": "#1f77b4"}
 
-    ``frame`` columns: dataset, k, removal ('top-k memorized' | 'random' | 'none'), seed, metric.
-    """
-    datasets = list(dict.fromkeys(frame.dataset))
-    ncols = min(2, len(datasets))
-    nrows = int(np.ceil(len(datasets) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(WIDTH / 2 * ncols, 3.1 * nrows),
-                             squeeze=False, layout="constrained")
-    colors = {"top-k memorized": "#d62728", "random": "#1f77b4"}
-    for ax in axes.flat[len(datasets):]:
-        ax.set_visible(False)
-    for ax, name in zip(axes.flat, datasets):
-        part = frame[frame.dataset == name]
-        base = part[part.removal == "none"][metric]
-        if len(base):
-            ax.axhline(100 * base.mean(), color="black", linestyle=":", label="no removal")
-        for removal, color in colors.items():
-            sub = part[part.removal == removal].groupby("k")[metric].agg(["mean", "std", "count"])
-            if len(sub):
-                err = 100 * sub["std"].fillna(0) / np.sqrt(sub["count"])
-                ax.errorbar(sub.index, 100 * sub["mean"], yerr=err, marker="o", capsize=3,
-                            color=color, label=removal)
-        ax.set_title(f"probe on {name}", fontsize=10)
-        ax.set_xlabel("k = points removed before pre-training", fontsize=9)
-        ax.set_ylabel(f"{metric} probe accuracy (%)", fontsize=9)
-        ax.legend(fontsize=7)
+
+def removal_ranking(ranking: pd.DataFrame, k: int) -> plt.Figure:
+    """The pool ranked by its ensemble score (±1 s.e.), the top-k and bottom-k arms marked."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.0), layout="constrained")
+    n = len(ranking)
+    x = np.arange(n)
+    color = np.array([ARM_COLORS["random"]] * n, dtype=object)
+    color[:k], color[n - k:] = ARM_COLORS["top"], ARM_COLORS["bottom"]
+    ax.errorbar(x, ranking.m, yerr=ranking.se, fmt="none", ecolor="0.8", lw=0.8)
+    ax.scatter(x, ranking.m, c=list(color), s=10, zorder=3)
+    ax.axhline(0, color="black", lw=0.8)
+    for arm in ("top", "bottom"):
+        ax.scatter([], [], c=ARM_COLORS[arm], s=10, label=f"removed in the {arm}-{k} arm")
+    ax.set_xlabel("pool points, most memorized first")
+    ax.set_ylabel("ensemble SSLMem m̂ (±1 s.e.)")
+    ax.legend(fontsize=8)
     return fig
 
 
-def regularizer_bars(frame: pd.DataFrame) -> plt.Figure:
-    """Mean candidate memorization and probe accuracy for each alignment-regularizer weight."""
-    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 3.2), layout="constrained")
-    labels = [f"λ = {v:g}" for v in frame.align_lambda]
-    axes[0].bar(labels, frame.mean_score_candidate, color="#d62728",
-                yerr=frame.get("sem_score_candidate"), capsize=3)
-    axes[0].axhline(0, color="black", linewidth=0.8)
-    axes[0].set_ylabel("mean m(x) on $S_C$")
-    axes[0].set_title("memorization of the candidates")
-    axes[1].bar(labels, 100 * frame.linear, color="#1f77b4")
-    axes[1].set_ylabel("linear probe accuracy (%)")
-    axes[1].set_title("downstream accuracy")
-    lo = 100 * frame.linear.min()
-    axes[1].set_ylim(max(0.0, lo - 10), min(100.0, 100 * frame.linear.max() + 5))
+def paired_arms(table: pd.DataFrame, metric: str = "linear") -> plt.Figure:
+    """Probe accuracy per arm, one line per seed (the pairing), one panel per probe set."""
+    probes = list(dict.fromkeys(table.probe))
+    ncols = min(4, len(probes))
+    nrows = int(np.ceil(len(probes) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(WIDTH, 2.8 * nrows), squeeze=False,
+                             layout="constrained")
+    arms = [a for a in ARM_COLORS if a in set(table.arm)]
+    for ax in axes.flat[len(probes):]:
+        ax.set_visible(False)
+    for ax, probe in zip(axes.flat, probes):
+        wide = table[table.probe == probe].pivot(index="seed", columns="arm", values=metric)
+        wide = 100 * wide.reindex(columns=arms)
+        for _, row in wide.iterrows():
+            ax.plot(range(len(arms)), row.to_numpy(), color="0.6", lw=0.8, marker="o", ms=3)
+        ax.plot(range(len(arms)), wide.mean().to_numpy(), color="black", lw=2, marker="s",
+                label="mean over seeds")
+        ax.set_xticks(range(len(arms)), [f"−{a}" for a in arms])
+        ax.set_title(f"probe on {probe}", fontsize=10)
+        ax.set_ylabel(f"{metric} accuracy (%)", fontsize=9)
+    axes.flat[0].legend(fontsize=7)
     return fig
 
 

@@ -7,6 +7,7 @@ holds completely.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -35,16 +36,6 @@ def store_env(tmp_path_factory, shared_data):
         yield env, runs
 
 
-def _glued(nb) -> dict:
-    out = {}
-    for cell in nb.cells:
-        for o in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            record = o.get("metadata", {}).get("scrapbook", {})
-            if record.get("name"):
-                out[record["name"]] = o["data"][record["mime_prefix"] + "text/plain"]
-    return out
-
-
 def _pages() -> list[Path]:
     return [REPO / "book" / f"{name}.ipynb" for name in rp.NOTEBOOKS]
 
@@ -58,7 +49,22 @@ def test_committed_pages_come_from_the_best_complete_profile(store_env):
     assert complete and profiles.pop() == complete[0], complete
 
 
-def test_committed_pages_pass_nbval_without_any_checkpoint(store_env, tmp_path):
+def _glued_sequence(nb) -> list[tuple[str, str]]:
+    """(name, text/plain) of every glued value, in output order."""
+    out = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            record = o.get("metadata", {}).get("scrapbook", {})
+            if record.get("name"):
+                out.append((record["name"], o["data"][record["mime_prefix"] + "text/plain"]))
+    return out
+
+
+def test_committed_pages_pass_nbval_and_show_the_committed_numbers(store_env, tmp_path):
+    """One execution of the committed pages, without any checkpoint: nbval runs every cell,
+    and every value they glue (logged by sslmem.notebook) equals the committed page's."""
+    from sslmem.notebook import GLUE_LOG
+
     env, runs = store_env
     copies = []
     for page in _pages():
@@ -66,27 +72,21 @@ def test_committed_pages_pass_nbval_without_any_checkpoint(store_env, tmp_path):
         copies.append(str(tmp_path / page.name))
     ini = tmp_path / "pytest.ini"
     ini.write_text("[pytest]\n")
+    log = tmp_path / "glued.jsonl"
     cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",
            "-c", str(ini), "--rootdir", str(tmp_path), *copies]
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=1800,
-                          env={**os.environ, **env, "MPLBACKEND": rp.INLINE_BACKEND})
+                          env={**os.environ, **env, "MPLBACKEND": rp.INLINE_BACKEND,
+                               GLUE_LOG: str(log)})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     # nbval runs one item per code cell: every cell of every page ran and passed
     cells = sum(c.cell_type == "code" for page in _pages() for c in nbformat.read(page, 4).cells)
     assert re.search(rf"\b{cells} passed", done.stdout), done.stdout[-500:]
     assert not re.search(r"\d+ (failed|errors?)\b", done.stdout), done.stdout[-500:]
     assert not list(runs.rglob("*.pt")), "a checkpoint was written: something trained"
-
-
-def test_reexecuted_pages_show_the_committed_numbers(store_env, tmp_path):
-    env, runs = store_env
-    profile = rp.page_profile(_pages()[0])
-    rp.reproduce(profile, out=tmp_path, results_only=True, force=True, log=lambda *_: None)
-    for page in _pages():
-        committed = _glued(nbformat.read(page, as_version=4))
-        again = _glued(nbformat.read(tmp_path / page.name, as_version=4))
-        assert committed.keys() == again.keys(), page.name
-        differ = {k: (committed[k], again[k]) for k in committed
-                  if k not in VOLATILE and committed[k] != again[k]}
-        assert not differ, f"{page.name}: {differ}"
-    assert not list(runs.rglob("*.pt"))
+    again = [(r["name"], r["text"]) for r in map(json.loads, log.read_text().splitlines())]
+    committed = [item for page in _pages() for item in _glued_sequence(nbformat.read(page, 4))]
+    assert [n for n, _ in again] == [n for n, _ in committed]
+    differ = [(n, a, b) for (n, a), (_, b) in zip(committed, again)
+              if n not in VOLATILE and a != b]
+    assert not differ, differ

@@ -196,7 +196,7 @@ def test_damaged_result_is_listed_and_recomputed_with_one_warning(computed, tmp_
 
 def test_damaged_result_message_names_results_only_only_when_it_is_set(computed, tmp_path,
                                                                      monkeypatch):
-    from sslmem.chapters import generalization
+    from sslmem.chapters import alignment
     from sslmem.errors import SSLMemError
 
     _, results = computed
@@ -204,12 +204,12 @@ def test_damaged_result_message_names_results_only_only_when_it_is_set(computed,
     (table,) = (tmp_path / "results").rglob("scores-*.csv.gz")
     table.write_bytes(table.read_bytes()[:-20] + bytes(20))
     root = str(tmp_path / "results")
-    exp = generalization("tiny", results_root=root, results_only=True).lambdas[0.5]
+    exp = alignment("tiny", results_root=root, results_only=True).lambdas[0.5]
     with pytest.raises(store.CorruptResult) as err:
         exp.scores()
     assert "SSLMEM_RESULTS_ONLY" not in str(err.value) and "sslmem plan" in str(err.value)
     monkeypatch.setenv("SSLMEM_RESULTS_ONLY", "1")
-    exp = generalization("tiny", results_root=root).lambdas[0.5]
+    exp = alignment("tiny", results_root=root).lambdas[0.5]
     with pytest.raises(SSLMemError, match="unset SSLMEM_RESULTS_ONLY"):
         exp.scores()
 
@@ -255,6 +255,6 @@ def test_listing_decompresses_no_dataset(shared_data, tmp_path, monkeypatch, cap
     monkeypatch.setattr(D, "_read_npz", lambda path, *a: read.append(path) or original(path, *a))
     out = _listing(capsys, "--data-root", shared_data, "--runs-root", tmp_path / "runs",
                    "--results-root", tmp_path / "results")
-    assert "04-retrain-none" in out
+    assert "rm-simclr-e6-top-16-s0" in out and "probe-simclr-e6-align-001" in out
     assert read == []  # the tiny profile trains on digits; MNIST & co. are only probed
     assert not (tmp_path / "runs").exists()

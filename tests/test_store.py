@@ -216,8 +216,8 @@ def test_plan_lists_the_paper_units_with_costs(shared_data, monkeypatch, capsys)
     monkeypatch.setenv("SSLMEM_DATA", str(shared_data))
     assert main(["--profile", "paper"]) == 0
     out = capsys.readouterr().out
-    for unit in ("01-simclr", "05-mae", "05-byol", "04-score", "04-retrain-top-8000",
-                 "04-retrain-random-8000-d2", "04-lambda-0.1"):
+    for unit in ("01-simclr", "05-mae", "05-byol", "04-score", "04-lambda-0.1",
+                 "rm-simclr-e800-n1000-shared-top-250-s0", "probe-simclr-e800-n1000-shared-000"):
         assert unit in out
     rows = [line.split() for line in out.splitlines() if line[:3] in ("01-", "04-", "05-", "06-")]
     h100 = {r[0]: float(r[4]) for r in rows}  # estimated minutes on an H100
@@ -233,7 +233,7 @@ def test_plan_emits_one_command_per_missing_unit(capsys, monkeypatch, tmp_result
     commands = [line for line in lines if line.startswith("sslmem plan")]
     assert lines[0].startswith("# stage 1") and any(line.startswith("# stage 2") for line in lines)
     assert "sslmem plan --profile tiny --run --units 01-simclr" in commands
-    assert any("04-retrain-none" in c for c in commands)
+    assert any("04-lambda-0.5" in c for c in commands)
     assert len(commands) == len(set(commands)) >= 8
 
 
