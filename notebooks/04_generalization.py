@@ -145,20 +145,20 @@ if len(pilot_rows):
          "SD of a difference (bound)": "{:.2f}",
          f"detectable with {n} seeds (points)": "{:.2f}"})
     own = pilot_rows[pilot_rows.probe == exp.cfg.dataset].iloc[0]
-    glue_number("pilot_members", int(own.members))
-    glue_number("pilot_sd", own.sd)
-    glue_number("pilot_detect", own.detectable)
-    glue_number("pilot_need", int(own["seeds for 1 point"]))
+    pilot_sd = float(own.sd)
+    glue_text("pilot_text",
+              f"On {exp.cfg.dataset} ({int(own.members)} members probed) the members' "
+              f"linear-probe accuracy has an SD of {own.sd:.2f} points: before the experiment, "
+              f"{n} paired seeds could promise to detect a difference of about "
+              f"{own.detectable:.1f} points, and a 1-point difference would need up to "
+              f"{int(own['seeds for 1 point'])} seeds.")
 else:
-    print("no member of the ranking ensemble has been probed yet (units probe-…)")
-    for name in ("pilot_members", "pilot_sd", "pilot_detect", "pilot_need"):
-        glue_text(name, "–")
+    pilot_sd = math.nan
+    glue_text("pilot_text", "No member of the ranking ensemble has been probed yet (units "
+              f"`probe-{setup.design.name}-…`): the power calculation waits for them.")
 
 # %% [markdown]
-# On {glue:text}`dataset` ({glue:text}`pilot_members` members probed) the members' linear-probe
-# accuracy has an SD of {glue:text}`pilot_sd:.2f` points: before the experiment, {glue:text}`n_seeds`
-# seeds could promise to detect a difference of about {glue:text}`pilot_detect:.1f` points, and a
-# 1-point difference would need up to {glue:text}`pilot_need` seeds. The paired SD measured below
+# {glue:text}`pilot_text` The paired SD measured below
 # replaces this bound.
 #
 # ## Removing the top, random and bottom $k$
@@ -226,23 +226,22 @@ if len(tests):
     glue_text("verdict_top", _verdict(own.loc["top − random"]))
     glue_text("verdict_bottom", _verdict(own.loc["random − bottom"]))
     tr = tests[tests.contrast == "top − random"]
-    glue_number("n_below", int((tr.hi < 0).sum()))
-    glue_number("n_above", int((tr.lo > 0).sum()))
-    glue_number("n_sets", len(tr))
-    glue_number("sd_pairs", float(own.loc["top − random"].sd))
+    bound = (f" (the pilot's bound above: {pilot_sd * math.sqrt(2):.2f})"
+             if np.isfinite(pilot_sd) else "")
+    glue_text("sets_text",
+              f"Over the {len(tr)} probe sets, top-k removal is significantly below random in "
+              f"{int((tr.hi < 0).sum())} and above it in {int((tr.lo > 0).sum())}. The measured "
+              f"SD of the paired differences on {exp.cfg.dataset} is "
+              f"{own.loc['top − random'].sd:.2f} points{bound}.")
 else:
     for name in ("verdict_top", "verdict_bottom"):
         glue_text(name, "not testable yet (too few seeds stored)")
-    for name in ("n_below", "n_above", "n_sets", "sd_pairs"):
-        glue_text(name, "–")
+    glue_text("sets_text", "The per-set tests wait for more seeds.")
 
 # %% [markdown]
 # On {glue:text}`dataset`, pre-training without the top-{glue:text}`k` instead of {glue:text}`k`
 # random points gives a linear-probe accuracy that is {glue:text}`verdict_top`. Random against
-# bottom-{glue:text}`k` removal: {glue:text}`verdict_bottom`. Over the {glue:text}`n_sets` probe
-# sets, top-$k$ removal is significantly below random in {glue:text}`n_below` and above it in
-# {glue:text}`n_above`. The measured SD of the paired differences on {glue:text}`dataset` is
-# {glue:text}`sd_pairs` points (the pilot's bound above: {glue:text}`pilot_sd:.2f` × √2).
+# bottom-{glue:text}`k` removal: {glue:text}`verdict_bottom`. {glue:text}`sets_text`
 #
 # The same test on kNN accuracy:
 
@@ -284,27 +283,39 @@ for lam, e in sweep.lambdas.items():
                  "mean loss": float(t[["L_f", "L_g"]].to_numpy().mean()),
                  "linear probe (f)": probe["linear"]})
 pairs = pd.DataFrame(rows)
+labels, est, half = [], [], []
+for _, r in pairs.iterrows():
+    for side, err in (("f's points", "± "), ("g's points", "±")):
+        labels.append(f"λ = {r['λ']:g}: {side}")
+        est.append(r[side])
+        half.append(r[err])
+est, half = np.array(est), np.array(half)
+fig = plots.forest(labels, est, est - half, est + half, "memorization of the pair's own "
+                   "training points (minus the S_E shift)", "one f/g pair per λ, seen from each side")
 show_table(pairs, {"λ": "{:g}", "raw mean on S_C": "{:+.4f}", "shift (S_E)": "{:+.4f}",
                    "f's points": "{:+.4f}", "± ": "{:.4f}", "g's points": "{:+.4f}",
                    "±": "{:.4f}", "mean loss": "{:.3f}", "linear probe (f)": "{:.3f}"})
-last = pairs.iloc[-1]
-glue_number("pair_lambda", last["λ"])
-glue_number("pair_raw_0", pairs["raw mean on S_C"].iloc[0])
-glue_number("pair_raw", last["raw mean on S_C"])
-glue_number("pair_shift", last["shift (S_E)"])
-glue_number("pair_f", last["f's points"])
-glue_number("pair_g", last["g's points"])
-glue_number("pair_loss_0", pairs["mean loss"].iloc[0])
-glue_number("pair_loss", last["mean loss"])
+first, last = pairs.iloc[0], pairs.iloc[-1]
+df, dg = last["f's points"] - first["f's points"], last["g's points"] - first["g's points"]
+if len(pairs) < 2:
+    pair_text = "Only one λ is in this sweep."
+else:
+    pair_text = (
+        f"With λ = {last['λ']:g} the raw mean on S_C moves from {first['raw mean on S_C']:+.4f}"
+        f" to {last['raw mean on S_C']:+.4f}, but {last['shift (S_E)']:+.4f} of the latter is "
+        f"the shift between the two encoders that the extra set shows (at λ = "
+        f"{first['λ']:g}: {first['shift (S_E)']:+.4f}), and the mean loss itself grows from "
+        f"{first['mean loss']:.3f} to {last['mean loss']:.3f}. The memorization of the "
+        f"pair's own training points changes by {df:+.4f} from f's side and by {dg:+.4f} "
+        "from g's side: ")
+    pair_text += ("the two estimates of the same quantity move in opposite directions, so "
+                  "this pair cannot say what the regularizer does, and the raw 'raise' was "
+                  "mostly an encoder-level shift." if df * dg < 0 else
+                  "both move the same way; the table's intervals say whether beyond noise.")
+glue_text("pair_text", pair_text)
 
 # %% [markdown]
-# With $\lambda =$ {glue:text}`pair_lambda` the raw mean on $S_C$ moves from
-# {glue:text}`pair_raw_0:+.4f` to {glue:text}`pair_raw:+.4f`, but {glue:text}`pair_shift:+.4f` of
-# the latter is the shift between the two encoders that the extra set shows, and the mean loss
-# itself grows from {glue:text}`pair_loss_0:.3f` to {glue:text}`pair_loss:.3f`. The memorization
-# of the pair's own training points is {glue:text}`pair_f:+.4f` from $f$'s side and
-# {glue:text}`pair_g:+.4f` from $g$'s: where these two disagree beyond their intervals, one pair
-# does not measure the regularizer's effect at all, and its "raise" was an encoder-level shift.
+# {glue:text}`pair_text`
 #
 # **The ensemble measures it, paired by member.** The regularized design trains member $j$ on the
 # same half of the pool, with the same seed, as member $j$ of the ranking design; each member's
@@ -315,12 +326,11 @@ glue_number("pair_loss", last["mean loss"])
 
 # %% tags=["remove-input"]
 reg = setup.regularized
-if reg is not None:
-    reg_members = reg.ensemble.complete_members()
-    plain = regularizer.member_contrasts(ens, [j for j in reg_members
-                                               if j in set(ens.stored_members())])
-    treated = regularizer.member_contrasts(reg.ensemble, reg_members) if reg_members else (
-        pd.DataFrame(columns=plain.columns))
+reg_members = [] if reg is None else [j for j in reg.ensemble.complete_members()
+                                      if j in set(ens.stored_members())]
+if len(reg_members) >= 2:
+    plain = regularizer.member_contrasts(ens, reg_members)
+    treated = regularizer.member_contrasts(reg.ensemble, reg_members)
     acc_plain = setup.member_table(members=reg_members)
     acc_reg = setup.member_table(design=reg, members=reg_members)
     own_plain = acc_plain[acc_plain.probe == exp.cfg.dataset][["member", "linear"]]
@@ -339,15 +349,11 @@ if reg is not None:
     show_table(pd.DataFrame(rows), {"mean change": "{:+.4f}", "95 % low": "{:+.4f}",
                                     "95 % high": "{:+.4f}", "p": "{:.2g}"})
     both = plain.merge(treated, on="member", suffixes=(" λ=0", f" λ={lam:g}"))
-    glue_number("reg_lambda", lam)
-    glue_number("reg_members", len(both))
     c0, c1 = both["contrast λ=0"].mean(), both[f"contrast λ={lam:g}"].mean()
-    glue_number("reg_contrast_0", c0 if len(both) else math.nan)
-    glue_number("reg_contrast", c1 if len(both) else math.nan)
+    reg_intro = (f"Over {len(both)} paired members, the in/out contrast is {c0:+.4f} without "
+                 f"the regularizer and {c1:+.4f} with λ = {lam:g}: ")
     e, acc = effects["contrast ÷ mean loss"], effects[f"linear probe on {exp.cfg.dataset} (points)"]
-    if e["n"] < 2:
-        verdict = "not testable yet (fewer than two members of the regularized design stored)"
-    elif e["hi"] < 0:
+    if e["hi"] < 0:
         verdict = (f"memorization lowered, as the paper claims (relative contrast "
                    f"{e['mean']:+.4f}, 95 % interval {e['lo']:+.4f} to {e['hi']:+.4f})")
     elif e["lo"] > 0:
@@ -360,15 +366,16 @@ if reg is not None:
         verdict += (f"; linear-probe accuracy changes by {acc['mean']:+.2f} points "
                     f"({acc['lo']:+.2f} to {acc['hi']:+.2f})")
     glue_text("reg_verdict", verdict)
+    glue_text("reg_text", reg_intro + verdict + ".")
 else:
-    glue_text("reg_verdict", "not measured in this profile (no regularized design)")
-    for name in ("reg_lambda", "reg_members", "reg_contrast_0", "reg_contrast"):
-        glue_text(name, "–")
+    glue_text("reg_verdict", "not measured in this profile (no regularized design)"
+              if reg is None else f"not testable yet: {len(reg_members)} complete pair(s) of "
+              f"members of {reg.name} stored, 2 needed (units `ens-{reg.name}-…`)")
+    glue_text("reg_text", "The regularizer's effect on the ensemble is "
+              + ("not measured in this profile." if reg is None else "not testable yet."))
 
 # %% [markdown]
-# Over {glue:text}`reg_members` paired members, the in/out contrast is {glue:text}`reg_contrast_0`
-# without the regularizer and {glue:text}`reg_contrast` with $\lambda =$ {glue:text}`reg_lambda`:
-# {glue:text}`reg_verdict`.
+# {glue:text}`reg_text`
 #
 # ## Paper vs this run
 
