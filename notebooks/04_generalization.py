@@ -198,7 +198,11 @@ def _tests(metric):
              removal.paired(arms, "top", "bottom", metric)]
     out = pd.concat(parts, ignore_index=True) if testable else pd.DataFrame()
     if len(out):
-        out["detectable"] = [removal.detectable(sd, n) for sd, n in zip(out.sd, out.n)]
+        # below 4 seeds the paired SD is too uncertain to size anything: the pilot's expectation
+        expected = (pilot_rows.set_index("probe").sd_diff if len(pilot_rows) else pd.Series())
+        sd_power = [sd if n >= 4 or probe not in expected else expected[probe]
+                    for sd, n, probe in zip(out.sd, out.n, out.probe)]
+        out["detectable"] = [removal.detectable(sd, n) for sd, n in zip(sd_power, out.n)]
     return out
 
 
@@ -223,8 +227,9 @@ def _verdict(row) -> str:
         return f"lower, as the paper claims ({span})"
     if row.lo > 0:
         return f"HIGHER, the opposite of the paper's claim ({span})"
-    return (f"no measurable difference ({span}); this design detects {row.detectable:.1f} "
-            "points with 80 % power")
+    source = "its paired SD" if row.n >= 4 else "the pilot's SD (fewer than 4 seeds)"
+    return (f"no measurable difference ({span}); with {source}, {row.n} seeds detect "
+            f"{row.detectable:.1f} points with 80 % power")
 
 
 if len(tests):
