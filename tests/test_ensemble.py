@@ -13,7 +13,7 @@ from sslmem import chapters
 from sslmem.ensemble import Ensemble, label_memorization
 from sslmem.errors import SSLMemError
 from sslmem.experiment import Experiment
-from sslmem.plan import book_units, complete_profiles, ensemble_units
+from sslmem.plan import book_units, complete_profiles, ensemble_units, removal_units
 from sslmem.store import MissingResult, read_frame
 
 pytestmark = pytest.mark.slow
@@ -104,7 +104,9 @@ def test_plan_lists_members_as_optional_round_robin(roots):
     names = [u.name for u in units]
     assert names[:2] == ["ens-simclr-e6-000", "ens-supervised-e6-000"]
     assert "ens-simclr-e6-001-r1" in names and all(u.optional for u in units)
-    assert {u.name for u in book_units("tiny") if u.optional} == set(names)
+    removal = [u.name for u in removal_units("tiny")]  # chapter 4's arms and member probes
+    assert removal and all(u.optional for u in removal_units("tiny"))
+    assert {u.name for u in book_units("tiny") if u.optional} == set(names) | set(removal)
     # members are not needed for a profile to be complete (the estimate is anytime)
     assert "tiny" not in complete_profiles()
 
