@@ -286,6 +286,14 @@ def _view(exp: Experiment, results_only: bool) -> Experiment:
     return _VIEWS[key]
 
 
+def _ensemble_view(ens, results_only: bool):
+    """The same ensemble on ``_view(ens.exp, results_only)``."""
+    from sslmem.ensemble import Ensemble
+
+    return Ensemble(_view(ens.exp, results_only), fraction=ens.fraction,
+                    shared_init=ens.shared_init, membership_seed=ens.membership_seed)
+
+
 def _history(exp: Experiment) -> None:
     for seed in exp.cfg.seeds:
         exp.history("f", seed), exp.history("g", seed)
@@ -385,15 +393,9 @@ def removal_units(profile: str, **runtime) -> list[Unit]:
 def _removal_unit(name: str, product: Callable, r, depends: list[str], images: int,
                   scored: int) -> Unit:
     def work(results_only: bool):
-        from sslmem.ensemble import Ensemble
-
         def viewed(design):
-            if design is None:
-                return None
-            ens = design.ensemble
-            view = Ensemble(_view(ens.exp, results_only), fraction=ens.fraction,
-                            shared_init=ens.shared_init, membership_seed=ens.membership_seed)
-            return chapters.EnsembleDesign(design.name, view, design.members)
+            return None if design is None else chapters.EnsembleDesign(
+                design.name, _ensemble_view(design.ensemble, results_only), design.members)
 
         product(dataclasses.replace(r, design=viewed(r.design),
                                     regularized=viewed(r.regularized)))
@@ -427,11 +429,8 @@ def _dejavu_unit(design: chapters.EnsembleDesign, j: int) -> Unit:
 
     def work(results_only: bool):
         from sslmem.dejavu_ensemble import member_votes
-        from sslmem.ensemble import Ensemble
 
-        view = Ensemble(_view(ens.exp, results_only), fraction=ens.fraction,
-                        shared_init=ens.shared_init, membership_seed=ens.membership_seed)
-        member_votes(view, j)
+        member_votes(_ensemble_view(ens, results_only), j)
 
     exp = ens.exp
     n_public = len(exp.test) - len(ens.placebo)
@@ -445,11 +444,7 @@ def _member_unit(design: chapters.EnsembleDesign, j: int, repeat: int,
     ens = design.ensemble
 
     def work(results_only: bool):
-        from sslmem.ensemble import Ensemble
-
-        view = Ensemble(_view(ens.exp, results_only), fraction=ens.fraction,
-                        shared_init=ens.shared_init, membership_seed=ens.membership_seed)
-        view.member(j, repeat)
+        _ensemble_view(ens, results_only).member(j, repeat)
 
     exp = ens.exp
     n_in = int(ens.membership(j).sum())

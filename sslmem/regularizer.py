@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
-from scipy import stats
+
+from sslmem.removal import differences
 
 
 def member_contrasts(ens, members=None) -> pd.DataFrame:
@@ -42,15 +42,7 @@ def paired_members(a: pd.DataFrame, b: pd.DataFrame, column: str, *, scale: floa
     """b − a over the members both hold (paired by member): mean, SD, t interval, p, n."""
     both = a.merge(b, on="member", suffixes=("_a", "_b"))
     d = (both[f"{column}_b"] - both[f"{column}_a"]).to_numpy(float) * scale
-    n = len(d)
-    out = dict(n=n, mean=float(d.mean()) if n else math.nan, sd=math.nan, lo=math.nan,
-               hi=math.nan, p=math.nan)
-    if n >= 2:
-        sd = float(np.round(d, 9).std(ddof=1))  # equal differences: exactly 0, no test
-        half = stats.t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
-        out.update(sd=sd, lo=out["mean"] - half, hi=out["mean"] + half,
-                   p=float(stats.ttest_1samp(d, 0.0).pvalue) if sd > 0 else math.nan)
-    return out
+    return differences(d, level)
 
 
 def single_pair_sides(table: pd.DataFrame) -> dict:

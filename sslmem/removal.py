@@ -157,16 +157,24 @@ def paired(table: pd.DataFrame, a: str, b: str, metric: str = "linear",
         if a not in wide or b not in wide:
             continue
         d = (wide[a] - wide[b]).dropna().to_numpy() * 100
-        n = len(d)
-        row = dict(probe=probe, contrast=f"{a} − {b}", n=n, mean=float(d.mean()) if n else
-                   math.nan, sd=math.nan, lo=math.nan, hi=math.nan, p=math.nan)
-        if n >= 2:
-            sd = float(np.round(d, 9).std(ddof=1))  # equal differences: exactly 0, no test
-            half = stats.t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
-            p = float(stats.ttest_1samp(d, 0.0).pvalue) if sd > 0 else math.nan
-            row.update(sd=sd, lo=row["mean"] - half, hi=row["mean"] + half, p=p)
+        row = dict(probe=probe, contrast=f"{a} − {b}", **differences(d, level))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def differences(d, level: float = 0.95) -> dict:
+    """Paired differences ``d``: n, mean, SD, t interval and one-sample t-test p (NaN where
+    fewer than two, or all equal)."""
+    d = np.asarray(d, float)
+    n = len(d)
+    out = dict(n=n, mean=float(d.mean()) if n else math.nan, sd=math.nan, lo=math.nan,
+               hi=math.nan, p=math.nan)
+    if n >= 2:
+        sd = float(np.round(d, 9).std(ddof=1))  # equal differences: exactly 0, no test
+        half = stats.t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
+        out.update(sd=sd, lo=out["mean"] - half, hi=out["mean"] + half,
+                   p=float(stats.ttest_1samp(d, 0.0).pvalue) if sd > 0 else math.nan)
+    return out
 
 
 def power(effect: float, sd: float, n: int, alpha: float = 0.05) -> float:
