@@ -60,6 +60,7 @@ from sslmem.store import (
     read_record,
     results_only_default,
     results_root,
+    stored_provenance,
     write_frame,
     write_record,
 )
@@ -568,11 +569,17 @@ class Experiment:
                           split_fingerprint=self.split.fingerprint())
 
     def result_provenance(self) -> dict:
-        """Provenance of the results this experiment served (scores first), for a page banner."""
+        """Provenance of the results this experiment served (scores first), for a page banner.
+
+        Before it has served any (a page drawing its banner first), that of this configuration's
+        stored scores or ensemble members: the checkout rendering the page computed nothing.
+        """
         for name, meta in self.sources.items():
             if name.startswith("scores-"):
                 return meta
-        return next(iter(self.sources.values()), self.provenance())
+        if self.sources:
+            return next(iter(self.sources.values()))
+        return stored_provenance(self.store_dir) or self.provenance()
 
 
 def _rank() -> int:

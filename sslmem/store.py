@@ -155,6 +155,26 @@ def write_record(path: Path, result, provenance: dict):
     return payload
 
 
+def stored_provenance(folder: Path, prefixes=("scores-", "member-")) -> dict | None:
+    """The provenance of the first stored result in ``folder`` whose name starts with one of
+    ``prefixes`` (in that order), read from its sidecar; ``None`` when there is none.
+
+    Why: a page may describe its results before it has read any; it must name where they were
+    computed, not the checkout that renders it. Unreadable files are passed over (a banner never
+    stops a page; reading the result itself checks its hash).
+    """
+    folder = Path(folder)
+    for prefix in prefixes:
+        for meta in sorted(folder.glob(f"{prefix}*.json")) if folder.is_dir() else ():
+            try:
+                prov = json.loads(meta.read_text()).get("provenance")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if isinstance(prov, dict) and prov.get("git_commit"):
+                return prov
+    return None
+
+
 def read_record(path: Path) -> tuple[object, dict] | None:
     """(result, provenance) of a JSON record; ``None`` when absent; errors as :func:`read_frame`."""
     path = Path(path)

@@ -213,3 +213,17 @@ def test_torchrun_trains_with_two_processes(tmp_runs):
     assert done.stdout.count("encoders: ") == 1  # only rank 0 reports
     exp = Experiment(tiny(epochs=1, batch_size=32))
     assert exp.history("f").epoch.tolist() == [1]  # the checkpoint rank 0 wrote is reused
+
+
+def test_a_banner_before_any_result_is_served_names_where_the_stored_results_were_computed(
+        tmp_runs):
+    """A page draws its banner before reading its scores: the banner must not name the checkout
+    that renders the page (issue 21 item 12: it rewrote pages after every commit)."""
+    from sslmem.store import write_frame
+
+    exp = Experiment(tiny())
+    exp.store_dir.mkdir(parents=True)
+    computed = {"git_commit": "0123456789abcdef", "device": "cpu (elsewhere)"}
+    write_frame(exp.store_dir / "member-x-000.csv.gz", pd.DataFrame({"a": [1.0]}), computed)
+    prov = Experiment(tiny()).result_provenance()
+    assert prov["git_commit"] == "0123456789abcdef" and prov["device"] == "cpu (elsewhere)"
