@@ -39,8 +39,6 @@ SETTINGS = {
         "probe_max_train": None,
         "probe_max_test": None,
         "align_lambdas": [0.0, 0.1, 0.5],
-        "dejavu_methods": ["simclr", "byol", "vicreg", "mae"],
-        "dejavu_k": 100,
         "privacy_method": "mae",
         "privacy_epochs": 15,  # DP-SGD's per-sample gradients cost ~5x a normal step
         "privacy_sizes": None,  # the profile's split
@@ -78,8 +76,6 @@ SETTINGS = {
         "probe_max_train": 5000,
         "probe_max_test": 5000,
         "align_lambdas": [0.0, 0.5],
-        "dejavu_methods": ["simclr", "byol", "mae"],
-        "dejavu_k": 100,
         "privacy_method": "mae",
         "privacy_epochs": 30,  # as chapter 3's MAE; DP-SGD costs ~2.5x a step on a CPU
         "privacy_sizes": dict(shared=100, candidate=100, independent=100, extra=100),
@@ -149,8 +145,6 @@ SETTINGS = {
         "probe_max_train": 2000,
         "probe_max_test": 2000,
         "align_lambdas": [0.0, 0.5],
-        "dejavu_methods": ["simclr", "byol", "mae"],
-        "dejavu_k": 20,
         "privacy_method": "mae",
         "privacy_epochs": None,  # chapter 3's
         "privacy_sizes": None,
@@ -317,35 +311,6 @@ def removal(profile: str, *, k: int | None = None, seeds=None, rank_members=None
                    probe_sets=probe_sets, skipped=skipped,
                    max_train=probe_max_train if probe_max_train is not None else r["max_train"],
                    max_test=probe_max_test if probe_max_test is not None else r["max_test"])
-
-
-# ---- chapter 5: SSLMem beside Déjà vu ----------------------------------------------------------
-
-def has_projector(exp: Experiment) -> bool:
-    """Whether the method has an SSL projection head (Déjà vu's default embedding)."""
-    from sslmem.dejavu import projector
-
-    try:
-        projector(exp.build(0))
-    except SSLMemError:
-        return False
-    return True
-
-
-def dejavu(profile: str, *, methods=None, k=None, crop_frac: float = 0.3, **fields):
-    """Chapter 5: the chapter-3 experiments of ``methods`` and the Déjà vu settings.
-
-    Returns ``(experiments, tests)`` where ``tests[name]`` lists the (embedding, kwargs) pairs
-    computed per method: the projector (Déjà vu's default) where the method has one, and the
-    backbone (what SSLMem scores) always.
-    """
-    s = settings(profile)
-    methods = list(methods or s["dejavu_methods"])
-    experiments, _ = frameworks(profile, methods=methods, **fields)
-    kwargs = dict(k=int(k or s["dejavu_k"]), frac=float(crop_frac))
-    tests = {name: ([("projector", kwargs)] if has_projector(e) else []) + [("backbone", kwargs)]
-             for name, e in experiments.items()}
-    return experiments, tests
 
 
 # ---- the precision chapter: ensemble estimators ------------------------------------------------

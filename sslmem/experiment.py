@@ -510,34 +510,6 @@ class Experiment:
         return self._cached(f"retrain-{key}", f"the retrained encoder {tag}", compute,
                             table=False)
 
-    def dejavu(self, embedding: str = "projector", k: int = 100, frac: float = 0.3,
-               corner: str = "lower_left") -> pd.DataFrame:
-        """Déjà vu's label-inference test on the candidates (first seed's f and g).
-
-        One row per candidate of S_C (``position`` into the train split): predictions,
-        confidences and correctness of KNN_f and KNN_g from a corner crop, against the public
-        set = the test split minus S_E (``sslmem.dejavu.default_public``).
-        """
-        from sslmem.dejavu import default_public, dejavu_test
-
-        key = self.key("seeds", embedding=embedding, k=k, frac=frac, corner=corner,
-                       public="test-minus-extra")
-
-        def compute():
-            seed = self.cfg.seeds[0]
-            f, g = self.encoder("f", seed), self.encoder("g", seed)
-            t0 = time.perf_counter()
-            points, _ = dejavu_test(f, g, self.train.subset(self.split.candidate),
-                                    default_public(self.test, self.split), k=k, frac=frac,
-                                    corner=corner, embedding=embedding, device=self.device)
-            self.wall["score dejavu"] = time.perf_counter() - t0
-            points["position"] = self.split.candidate
-            points["category"] = points["category"].astype(str)
-            return points
-
-        return self._cached(f"dejavu-{key}", f"the Déjà vu test ({embedding})", compute,
-                            table=True)
-
     def label_memorization(self) -> pd.DataFrame:
         """Feldman's label memorization of the candidates (method must be 'supervised')."""
         if self.cfg.method != "supervised":

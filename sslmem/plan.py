@@ -332,11 +332,7 @@ def book_units(profile: str, **runtime) -> list[Unit]:
                 lambda e, n=s["epoch_points"]: e.scores_over_epochs(max_points=n)]
     add(_pair_unit(f"01-{exp.cfg.method}", "01", exp, products, s["epoch_points"]), products)
     # chapters 2 and 3 rank points by ensembles: their members are listed below
-    # chapter 5: Deja vu on f/g pairs of some SSL methods
-    experiments, tests = chapters.dejavu(profile, **runtime)
-    for name, e in experiments.items():
-        products = [lambda e, t=tuple(tests[name]): [e.dejavu(emb, **kw) for emb, kw in t]]
-        add(_pair_unit(f"05-{name}", "05", e, products), products)
+    # chapter 5 attacks the ranking ensemble's members: its `dv-…` units are listed below
     # chapter 6: one pair per privacy level (the no-DP one may be chapter 3's)
     caps = chapters.probe_caps(profile)
     for eps, e in chapters.privacy(profile, **runtime).items():

@@ -21,7 +21,7 @@ from sslmem import store
 
 REPO = Path(__file__).resolve().parents[1]
 UNIT = "04-lambda-0.5"  # a cheap pair unit of the tiny profile, which no unit waits for
-OTHER = "05-byol"
+OTHER = "06-eps-8"
 
 
 def sslmem(*args, env=None, cwd=None, popen=False, timeout=600):

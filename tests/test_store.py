@@ -216,10 +216,10 @@ def test_plan_lists_the_paper_units_with_costs(shared_data, monkeypatch, capsys)
     monkeypatch.setenv("SSLMEM_DATA", str(shared_data))
     assert main(["--profile", "paper"]) == 0
     out = capsys.readouterr().out
-    for unit in ("01-simclr", "05-mae", "05-byol", "04-score", "04-lambda-0.1",
+    for unit in ("01-simclr", "06-eps-inf", "04-score", "04-lambda-0.1",
                  "rm-simclr-e800-n1000-shared-top-250-s0", "probe-simclr-e800-n1000-shared-000"):
         assert unit in out
-    rows = [line.split() for line in out.splitlines() if line[:3] in ("01-", "04-", "05-", "06-")]
+    rows = [line.split() for line in out.splitlines() if line[:3] in ("01-", "04-", "06-")]
     h100 = {r[0]: float(r[4]) for r in rows}  # estimated minutes on an H100
     assert all(minutes <= 10 for minutes in h100.values()), h100  # one 10-minute command each
     assert "missing:" in out
