@@ -39,8 +39,9 @@ import torch
 from common import load_images
 from train import build, time_dataloader, time_fit
 
+from sslmem.calibrate import cpu_has_native_bf16, likely_bf16
 from sslmem.io import device_name, provenance, write_json
-from sslmem.train import bf16_autocast, cpu_has_native_bf16, make_optimizer
+from sslmem.train import make_optimizer
 
 
 def time_ours(method, images, labels, batch: int, *, bf16: bool, channels_last: bool,
@@ -121,7 +122,7 @@ def main(argv=None) -> dict:
         time_ours(fresh(), images, labels, args.batch, bf16=True, channels_last=True,
                   compile_=False, warmup=args.warmup, steps=args.steps), threads=1)
     torch.set_num_threads(threads)
-    fit_bf16 = bf16_autocast(torch.device("cpu"))
+    fit_bf16 = likely_bf16(torch.device("cpu"))
     add(f"(fit) sslmem.train.fit (bf16 + channels_last: {fit_bf16})",
         time_fit(fresh(), images, labels, args.batch, args.steps, torch.device("cpu"), False))
     base = rows[0]["images_per_s"]

@@ -116,6 +116,7 @@ class Experiment:
                              else bool(self.cfg.results_only))
         self.wall: dict[str, float] = {}
         self.sources: dict[str, dict] = {}  # result name -> provenance of what was served
+        self.train_settings: dict[str, str] = {}  # run folder -> how fit ran (calibrated)
 
     # ---- data and keys ---------------------------------------------------------------------
     @cached_property
@@ -312,6 +313,7 @@ class Experiment:
         history = fit(method, images, labels, spec, checkpoint=folder / "checkpoint.pt",
                       fingerprint=fingerprint_, device=self.device, on_epoch=on_epoch)
         self.wall[f"train {folder.name}"] = time.perf_counter() - t0
+        self.train_settings[folder.name] = getattr(method, "train_setting", "unknown")
         return history
 
     def encoder(self, which: str, seed: int | None = None) -> Method:
@@ -531,12 +533,13 @@ class Experiment:
     def provenance(self, wall: dict | None = None) -> dict:
         """Config, commit, versions, device and wall seconds (``wall``: of one result, whose
         ``total`` includes any training it needed; default: everything this object did)."""
-        from sslmem.train import bf16_autocast
-
+        settings = sorted(set(self.train_settings.values()))
         return provenance(self.cfg.to_dict(), self.device,
                           wall_s=dict(self.wall) if wall is None else wall,
                           run_dir=str(self.run_dir), profile=self.cfg.profile,
-                          train_precision="bf16" if bf16_autocast(self.device) else "fp32",
+                          # how the encoders trained by this process ran (sslmem.calibrate);
+                          # encoders from the run cache name theirs in their stored history
+                          train_setting="; ".join(settings) if settings else None,
                           data_fingerprint=self.data_fingerprint,
                           split_fingerprint=self.split.fingerprint())
 

@@ -198,9 +198,9 @@ def _rate(exp: Experiment, measured: dict | None, kind: str | None = None,
     if dp and c.dp_epsilon is not None:
         rate /= DP_SLOWDOWN[kind]
     if kind == "cpu":
-        from sslmem.train import bf16_autocast
+        from sslmem.calibrate import likely_bf16
 
-        rate *= 1.0 if bf16_autocast(exp.device) else 0.55
+        rate *= 1.0 if likely_bf16(exp.device) else 0.55
     return rate
 
 

@@ -4,8 +4,9 @@ Why these choices:
   * data stays on the device as uint8 and augmentation runs there (``sslmem.augment``), so the
     loop never waits for a CPU DataLoader;
   * bf16 autocast + channels_last + ``torch.compile`` on CUDA (the compile falls back to eager
-    if it fails); bf16 autocast + channels_last on a CPU with native bf16 (``bf16_autocast``);
-    ``torch.compile`` is off on CPUs, where it measured slower (``benchmarks/cpu.py``);
+    if it fails); on a CPU, the precision and memory format measured fastest on this host for
+    this step (``sslmem.calibrate``, cached; each epoch's history row names it); ``torch.compile``
+    is off on CPUs, where it measured slower (``benchmarks/cpu.py``, ``benchmarks/unit.py``);
   * the batch order and the augmentation draws of epoch ``e`` come from generators seeded by
     ``(seed, e)``, so a run resumed from the checkpoint of epoch ``e`` continues exactly as an
     uninterrupted one (bit-for-bit on CPU);
@@ -26,10 +27,8 @@ history gains ``epsilon``, ``delta`` and ``noise_multiplier`` columns. Its per-s
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
-import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from sslmem.calibrate import Setting, training_setting
 from sslmem.errors import CorruptFile, SSLMemError, read_error, unknown_choice, unreadable
 from sslmem.io import atomic_path
 from sslmem.privacy import DPSGD
@@ -75,31 +75,6 @@ class TrainSpec:
                    checkpoint_every=r.checkpoint_every, compile=r.compile, progress=r.progress,
                    dp_epsilon=r.dp_epsilon, dp_delta=r.dp_delta,
                    dp_max_grad_norm=r.dp_max_grad_norm)
-
-
-def bf16_autocast(device: torch.device) -> bool:
-    """Whether training runs under bf16 autocast (with channels_last).
-
-    Always on CUDA. On a CPU only where bf16 is native (AVX512-BF16 or AMX): there it runs a
-    ResNet-9 SimCLR step at 32 px 2.7x faster than fp32 (``benchmarks/cpu.py``); elsewhere bf16
-    is emulated and slower, so fp32 stays. ``$SSLMEM_CPU_BF16=0`` or ``1`` overrides the choice.
-    """
-    if device.type == "cuda":
-        return True
-    env = os.environ.get("SSLMEM_CPU_BF16", "").strip()
-    if env in ("0", "1"):
-        return env == "1"
-    return cpu_has_native_bf16()
-
-
-@functools.cache
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU flags (Linux ``/proc/cpuinfo``) include avx512_bf16 or amx_bf16."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -327,11 +302,16 @@ def fit(method: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: Tra
     if spec.batch_size % world:
         raise SSLMemError(f"batch size {spec.batch_size} is not divisible by {world} processes")
     cuda = device.type == "cuda"
-    amp = bf16_autocast(device)
     images, labels = images.to(device), labels.to(device)
     method.to(device)
-    if amp:
+    if spec.dp_epsilon is not None and spec.dp_epsilon != math.inf and not cuda:
+        setting = Setting("fp32", False, "dp")  # per-sample gradients: the eager fp32 path
+    else:
+        setting = training_setting(method, images, labels, spec.batch_size // world, device)
+    amp = setting.bf16
+    if setting.channels_last:
         method.to(memory_format=torch.channels_last)
+    method.train_setting = setting.name
     steps_per_epoch = n // spec.batch_size
     total_steps = steps_per_epoch * spec.epochs
     warmup_steps = steps_per_epoch * spec.warmup_epochs
@@ -426,7 +406,7 @@ def fit(method: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: Tra
                 f"({type(method).__name__}, lr {peak_lr:g}); lower the learning rate or check "
                 f"the data. {kept}")
         record = {"epoch": epoch + 1, "loss": mean_loss, "lr": lr,
-                  "seconds": time.perf_counter() - t0}
+                  "seconds": time.perf_counter() - t0, "setting": setting.name}
         if dp is not None:
             record.update(dp.report())
         if on_epoch is not None and rank == 0:

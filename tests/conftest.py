@@ -30,6 +30,8 @@ def _session_runs(tmp_path_factory):
         patch.setenv("SSLMEM_RUNS", str(tmp_path_factory.mktemp("session-runs")))
         patch.setenv("SSLMEM_RESULTS", str(tmp_path_factory.mktemp("session-results")))
         patch.delenv("SSLMEM_RESULTS_ONLY", raising=False)
+        # the training settings measured on this host (sslmem.calibrate): once per session
+        patch.setenv("SSLMEM_CALIBRATION", str(tmp_path_factory.mktemp("calibration") / "c.json"))
         yield
 
 

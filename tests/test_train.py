@@ -214,16 +214,3 @@ def test_ddp_two_gloo_processes_end_with_identical_weights(tmp_path):
     assert any(not torch.equal(a[k], untrained[k]) for k in a if a[k].is_floating_point())
     for k in a:
         assert torch.equal(a[k], b[k]), k
-
-
-def test_bf16_autocast_choice(monkeypatch):
-    """bf16 on CUDA always; on a CPU where it is native, or as $SSLMEM_CPU_BF16 says."""
-    from sslmem.train import bf16_autocast, cpu_has_native_bf16
-
-    assert bf16_autocast(torch.device("cuda"))
-    monkeypatch.delenv("SSLMEM_CPU_BF16", raising=False)
-    assert bf16_autocast(torch.device("cpu")) == cpu_has_native_bf16()
-    monkeypatch.setenv("SSLMEM_CPU_BF16", "0")
-    assert not bf16_autocast(torch.device("cpu"))
-    monkeypatch.setenv("SSLMEM_CPU_BF16", "1")
-    assert bf16_autocast(torch.device("cpu"))

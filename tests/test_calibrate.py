@@ -1,0 +1,98 @@
+"""Training settings chosen by measurement (issue 20): cached, tie-broken toward fp32, restricted
+by the environment, and without any effect on the training they choose for."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from sslmem import calibrate
+from sslmem.data import load_dataset
+from sslmem.methods import build_method
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    path = tmp_path / "calibration.json"
+    monkeypatch.setenv("SSLMEM_CALIBRATION", str(path))
+    monkeypatch.delenv("SSLMEM_CPU_BF16", raising=False)
+    monkeypatch.delenv("SSLMEM_CALIBRATE", raising=False)
+    return path
+
+
+def _method_and_batch(n: int = 16):
+    data = load_dataset("digits", image_size=8)
+    torch.manual_seed(0)
+    method = build_method("simclr", "resnet9", image_size=8, channels=data.channels,
+                          mean=data.mean, std=data.std, num_classes=10)
+    return method, data.images[:n], data.labels[:n]
+
+
+def _fake(monkeypatch, seconds: dict):
+    calls = []
+
+    def measure(method, images, labels, options, rounds=3):
+        calls.append([o.name for o in options])
+        return {o.name: seconds[o.name] for o in options}
+
+    monkeypatch.setattr(calibrate, "measure", measure)
+    monkeypatch.setattr(calibrate, "cpu_has_native_bf16", lambda: False)
+    return calls
+
+
+def test_the_fastest_setting_is_chosen_once_then_read_from_the_cache(cache, monkeypatch):
+    calls = _fake(monkeypatch, {"fp32": 1.0, "fp32 + channels_last": 0.7})
+    method, x, y = _method_and_batch()
+    first = calibrate.training_setting(method, x, y, 16, torch.device("cpu"))
+    assert (first.name, first.how) == ("fp32 + channels_last", "measured")
+    again = calibrate.training_setting(method, x, y, 16, torch.device("cpu"))
+    assert (again.name, again.how) == ("fp32 + channels_last", "cached")
+    assert len(calls) == 1  # measured once per host and shape
+    (entry,) = json.loads(cache.read_text()).values()
+    assert entry["seconds_per_step"] == {"fp32": 1.0, "fp32 + channels_last": 0.7}
+    other = calibrate.training_setting(method, x, y, 8, torch.device("cpu"))  # another shape
+    assert other.how == "measured" and len(calls) == 2
+
+
+def test_a_gain_within_the_tie_margin_keeps_the_reference(cache, monkeypatch):
+    _fake(monkeypatch, {"fp32": 1.0, "fp32 + channels_last": 0.97})
+    method, x, y = _method_and_batch()
+    assert calibrate.training_setting(method, x, y, 16, torch.device("cpu")).name == "fp32"
+
+
+def test_environment_restricts_or_skips_the_measurement(cache, monkeypatch):
+    calls = _fake(monkeypatch, {"fp32": 1.0, "fp32 + channels_last": 0.5})
+    method, x, y = _method_and_batch()
+    monkeypatch.setenv("SSLMEM_CPU_BF16", "1")
+    assert calibrate.training_setting(method, x, y, 16, torch.device("cpu")).name == (
+        "bf16 + channels_last")
+    monkeypatch.setenv("SSLMEM_CPU_BF16", "0")
+    assert calibrate.training_setting(method, x, y, 16, torch.device("cpu")).precision == "fp32"
+    monkeypatch.delenv("SSLMEM_CPU_BF16")
+    monkeypatch.setenv("SSLMEM_CALIBRATE", "0")
+    skipped = calibrate.training_setting(method, x, y, 16, torch.device("cpu"))
+    assert (skipped.name, skipped.how) == ("fp32", "default")
+    assert calibrate.training_setting(method, x, y, 16, torch.device("cuda")).name == (
+        "bf16 + channels_last")
+    assert len(calls) == 1  # only the SSLMEM_CPU_BF16=0 case measured (fp32 vs channels_last)
+
+
+def test_an_unreadable_cache_is_measured_again_not_an_error(cache, monkeypatch):
+    calls = _fake(monkeypatch, {"fp32": 1.0, "fp32 + channels_last": 2.0})
+    cache.write_text("{not json")
+    method, x, y = _method_and_batch()
+    assert calibrate.training_setting(method, x, y, 16, torch.device("cpu")).name == "fp32"
+    assert len(calls) == 1 and json.loads(cache.read_text())  # rewritten whole
+
+
+def test_measuring_leaves_the_method_and_the_random_state_untouched(cache):
+    method, x, y = _method_and_batch()
+    before = {k: v.clone() for k, v in method.state_dict().items()}
+    rng = torch.get_rng_state()
+    seconds = calibrate.measure(method, x, y, calibrate.candidates()[:2], rounds=1)
+    assert set(seconds) == {"fp32", "fp32 + channels_last"}
+    assert all(s > 0 for s in seconds.values())
+    assert all(torch.equal(before[k], v) for k, v in method.state_dict().items())
+    assert torch.equal(rng, torch.get_rng_state())
