@@ -81,7 +81,11 @@ def test_values_are_normalized_so_equal_settings_share_keys():
 
 def test_combinations_are_checked():
     with pytest.raises(SSLMemError, match="patch_size=5 does not divide image_size=16"):
-        Config.tiny(method="mae", backbone="vit_tiny", patch_size=5)
+        Config.tiny(method="mae", backbone="vit_tiny", patch_size=5, image_size=16)
+    with pytest.raises(SSLMemError, match="resnet9 needs views of at least 8 px; dino at "
+                                          "image_size=8 makes 4-px views"):
+        Config.tiny(method="dino")
+    Config.tiny(method="dino", image_size=16)
     with pytest.raises(SSLMemError, match="mae' needs a ViT"):
         Config.tiny(method="mae", backbone="resnet9")
     Config.tiny(method="mae", backbone="vit_tiny", patch_size=4)
