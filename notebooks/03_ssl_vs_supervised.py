@@ -35,10 +35,12 @@
 # | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | {glue:text}`n_encoders` encoders, {glue:text}`encoder_hours:.1f` encoder-hours; this page rendered from the store in {glue:text}`seconds:.0f` s | the paper's ordering if the scores are reliable enough to show it; intervals say how sure |
 
 # %% tags=["remove-cell"]
+import math
+
 import pandas as pd
 from IPython.display import Markdown, display
 
-from sslmem import chapters, consensus, plots, precision
+from sslmem import chapters, consensus, plots, precision, reliability
 from sslmem.notebook import Timer, banner, check_parameters, glue_number, glue_text, show_table
 
 _timer = Timer()
@@ -96,7 +98,10 @@ if missing:
 #
 # One row per ensemble on the same pool of {glue:text}`n_pool` {glue:text}`dataset` training
 # images: the encoders stored, the average in/out contrast of SSLMem, and the split-half
-# reliability of its per-point ranking (chapter 7's measure, with a 95 % interval).
+# reliability of its per-point ranking (chapter 7's measure, with a 95 % interval), and the
+# members (and encoder-hours on this host) that would bring it to 0.5, enough to report the
+# agreement corrected for reliability, projected by Spearman–Brown from the measured
+# reliability (∞ where no positive signal was measured).
 
 # %% tags=["remove-cell"]
 glue_text("method_list", ", ".join(f"{n} ({d.name})" for n, d in
@@ -109,14 +114,30 @@ glue_text("method_list", ", ".join(f"{n} ({d.name})" for n, d in
 # through the `methods` parameter of this page).
 
 # %% tags=["remove-input"]
+def _need(row) -> float:
+    """Encoders for a reliability of 0.5 (enough to report agreement disattenuated)."""
+    rel = row.get("pool_rel", math.nan)
+    if not rel == rel:
+        return math.nan
+    return max(row["members"], reliability.members_needed(rel, row["members"], 0.5))
+
+
+def _count(v, digits: int = 0) -> str:
+    return "∞" if v == math.inf else ("–" if v != v else f"{v:,.{digits}f}")
+
+
 rows = []
 for d in [*designs.values(), sup_design]:
     row = precision.summarize(d.name, d.ensemble, n_splits=100, n_boot=300)
     rows.append({"method": d.ensemble.exp.cfg.method, "design": d.name, "M": row["members"],
                  "epochs": row["epochs"], "mean m̂ (pool)": row.get("pool_mean"),
                  "p": row.get("pool_p"),
-                 "reliability [95 %]": precision._interval(row, "pool_rel", "{:.2f}")})
-show_table(pd.DataFrame(rows), {"mean m̂ (pool)": "{:+.4f}", "p": "{:.2g}"})
+                 "reliability [95 %]": precision._interval(row, "pool_rel", "{:.2f}"),
+                 "M for 0.5": _need(row), "encoder-hours for it":
+                     _need(row) * row.get("minutes_per_encoder", math.nan) / 60})
+show_table(pd.DataFrame(rows), {"mean m̂ (pool)": "{:+.4f}", "p": "{:.2g}",
+                                "M for 0.5": _count,
+                                "encoder-hours for it": lambda v: _count(v, 1)})
 
 # %% tags=["remove-cell"]
 comparable = len(found) >= 2
