@@ -59,7 +59,7 @@ Python overhead is negligible. So on this host:
 * scoring gains 1.6-2.0x from folding BatchNorm + channels_last and 2.2-2.3x compiled, but it is
   ~4 % of an ensemble unit (23 s of 632 s), so it buys ~2 % of a unit; not wired in yet.
 
-    .venv/bin/python benchmarks/unit.py --out results/benchmarks/unit.json     # ~17 min
+    .venv/bin/python benchmarks/unit.py --out results/benchmarks/unit.json     # ~12 min
 """
 
 from __future__ import annotations
