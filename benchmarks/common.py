@@ -68,3 +68,14 @@ def forward_flops(backbone: str, image_size: int = 32) -> float:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         net(torch.rand(2, 3, image_size, image_size))
     return counter.get_total_flops() / 2
+
+
+def save(result: dict, args, t_start: float, device: str = "cpu") -> dict:
+    """Attach provenance (the arguments, device, versions, wall time) and write ``args.out``."""
+    if args.out:
+        from sslmem.io import provenance, write_json
+
+        result["provenance"] = provenance(vars(args), device, time.perf_counter() - t_start)
+        write_json(args.out, result)
+        print(f"\nwrote {args.out}")
+    return result

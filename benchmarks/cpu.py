@@ -36,11 +36,11 @@ import platform
 import time
 
 import torch
-from common import load_images
+from common import load_images, save
 from train import build, time_dataloader, time_fit
 
 from sslmem.calibrate import cpu_has_native_bf16, likely_bf16
-from sslmem.io import device_name, provenance, write_json
+from sslmem.io import device_name
 from sslmem.train import make_optimizer
 
 
@@ -138,11 +138,7 @@ def main(argv=None) -> dict:
         print(f"| {r['pipeline']} | {r['images_per_s']:,.0f} | {r['vs_b']:.2f}x |")
     result = {"claim": __doc__.split("\n\n")[1], "machine": machine, "images_source": source,
               "results": rows}
-    if args.out:
-        result["provenance"] = provenance(vars(args), "cpu", time.perf_counter() - t_start)
-        write_json(args.out, result)
-        print(f"\nwrote {args.out}")
-    return result
+    return save(result, args, t_start)
 
 
 if __name__ == "__main__":

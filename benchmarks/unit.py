@@ -75,12 +75,11 @@ import time
 
 import torch
 import torch.nn.functional as F
-from common import load_images
+from common import load_images, save
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from sslmem.calibrate import cpu_has_native_bf16
-from sslmem.io import provenance, write_json
 from sslmem.memorization import score_alignment
 from sslmem.methods import build_method
 from sslmem.train import make_optimizer
@@ -351,11 +350,7 @@ def main(argv=None) -> dict:
               "load_average": [load_before, load_after], "flops_per_step": flops_step,
               "flops_per_view": flops_view, "ceilings_gflops": ceilings, "rows": rows,
               "profile": profile_table}
-    if args.out:
-        result["provenance"] = provenance(vars(args), "cpu", time.perf_counter() - t_start)
-        write_json(args.out, result)
-        print(f"wrote {args.out}")
-    return result
+    return save(result, args, t_start)
 
 
 if __name__ == "__main__":
