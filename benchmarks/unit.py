@@ -27,37 +27,37 @@ ceiling at the same thread count (MFU). The load average before and after is rec
 measured while other work shared the cores says so.
 
 Measured (2026-11-29, AMD EPYC, AVX2 + FMA, oneDNN dispatching AVX2, no native bf16; otherwise
-idle: load average 2.1 before, 1.9 after, the benchmark's own threads; torch 2.14.1). SimCLR,
-ResNet-9, 16 px, batch 64: 18.9 GFLOP per training step, 47.6 MFLOP per scoring view. MFU is
-against ResNet-9's convolutions at kernel speed, contiguous format (52 GFLOP/s on 1 thread, 89
-on 2; the compiled scorer beat that "ceiling", so the script now takes the best of both formats
-and the matmul):
+idle: load average 1.5 before, 1.8 after; torch 2.14.1; ``results/benchmarks/unit.json``).
+SimCLR, ResNet-9, 16 px, batch 64: 18.9 GFLOP per training step, 47.6 MFLOP per scoring view.
+Ceiling = the best kernel rate measured (ResNet-9's convolutions in either memory format, or the
+matmul): 84 GFLOP/s on 1 thread, 151 on 2.
 
 | row | 1 thread views/s | MFU | 2 threads views/s | MFU |
 |---|---:|---:|---:|---:|
-| train: fp32 eager (``fit`` before calibration) | 266 | 75 % | 396 | 66 % |
-| train: fp32 channels_last | 295 | 83 % | 470 | 78 % |
-| train: fp32 torch.compile | 278 | 78 % | 415 | 69 % |
-| train: bf16 autocast / + channels_last (emulated) | 9 / 25 | 3 / 7 % | – | – |
-| score: fp32 eager (today) | 577 | 53 % | 842 | 45 % |
-| score: BatchNorm folded | 668 | 61 % | 925 | 50 % |
-| score: folded + channels_last | 924 | 84 % | 1,679 | 90 % |
-| score: folded + torch.compile | 1,259 | 115 % | 1,953 | 105 % |
+| train: fp32 eager (``fit`` before calibration) | 251 | 44 % | 489 | 48 % |
+| train: fp32 channels_last (what the calibration picks here) | 347 | 61 % | 586 | 57 % |
+| train: fp32 torch.compile | 295 | 52 % | 532 | 52 % |
+| train: bf16 autocast / + channels_last (emulated) | 9 / 28 | 2 / 5 % | – | – |
+| score: fp32 eager (today) | 570 | 32 % | 1,160 | 37 % |
+| score: BatchNorm folded | 633 | 36 % | 954 | 30 % |
+| score: folded + channels_last | 1,121 | 63 % | 1,635 | 52 % |
+| score: folded + torch.compile | 1,259 | 71 % | 1,856 | 59 % |
 
 Every scoring path changed no per-point L_align by more than 0.001 Monte-Carlo s.e. Where the
 time of a training step goes (1 thread, fp32 eager, ``torch.profiler``): convolution backward
-49 %, convolution forward 24 %, BatchNorm forward + backward 9 %, max-pool 5 %, the projection
-head's matmuls 3 %, the optimizer 3 %, ReLU backward 2 %, augmentation (elementwise ops) ~2 %;
-Python overhead is negligible. So on this host:
-* training already runs at 75 % of the kernel ceiling; the best setting (channels_last, which
-  ``sslmem.calibrate`` now picks when it measures faster) gains 1.1x here (1.26x in an earlier,
-  noisier run): an ensemble unit cannot be made 2x faster by settings on this CPU;
-* two single-threaded processes (``--jobs 2``) train 2 x 266 = 532 views/s against 396 for one
-  process with 2 threads: 1.34x more, so the plan's default stays;
-* bf16 is emulated and 29x slower: never on this host (the old flag rule agreed here, not on
-  the Xeon without AMX);
-* scoring gains 1.6-2.0x from folding BatchNorm + channels_last and 2.2-2.3x compiled, but it is
-  ~4 % of an ensemble unit (23 s of 632 s), so it buys ~2 % of a unit; not wired in yet.
+~49 %, convolution forward ~24 %, BatchNorm ~9 %, max-pool ~5 %, the projection head's matmuls
+3 %, the optimizer 3 %, augmentation (elementwise ops) ~2 %; Python overhead is negligible. An
+earlier run (contiguous-only ceiling, 52 GFLOP/s) gave 266 / 295 views/s eager / channels_last:
+channels_last gains 1.1-1.4x between runs. So on this host:
+* channels_last (which ``sslmem.calibrate`` now picks when it measures faster) is the one
+  setting that pays; training then runs at ~60 % of the kernel ceiling, so up to ~1.6x more is
+  left in the kernels, not in settings (fusing BatchNorm and ReLU into the convolutions, as the
+  compiled scorer does, is the next candidate);
+* two single-threaded processes (``--jobs 2``) train 2 x 251 = 502 views/s against 489 for one
+  process with 2 threads (2 x 347 vs 586 with channels_last): the plan's default stays;
+* bf16 is emulated and ~30x slower: never on this host;
+* scoring gains ~2x from folding BatchNorm + channels_last (1 thread) and 2.2x compiled, but it
+  is ~4 % of an ensemble unit (23 s of 632 s); not wired into the scorer yet.
 
     .venv/bin/python benchmarks/unit.py --out results/benchmarks/unit.json     # ~12 min
 """
