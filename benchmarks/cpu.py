@@ -38,38 +38,22 @@ import time
 import torch
 from common import load_images, save
 from train import build, time_dataloader, time_fit
+from unit import step_fn
 
 from sslmem.calibrate import cpu_has_native_bf16, likely_bf16
 from sslmem.io import device_name
-from sslmem.train import make_optimizer
 
 
 def time_ours(method, images, labels, batch: int, *, bf16: bool, channels_last: bool,
               compile_: bool, warmup: int, steps: int) -> float:
     """Seconds per training step of ``method`` on uint8 ``images`` with the given settings."""
-    if channels_last:
-        method = method.to(memory_format=torch.channels_last)
-    if compile_:
-        method.encoder.backbone.compile(dynamic=False)
-    d = method.defaults
-    optimizer = make_optimizer(method, d.optimizer, d.lr * batch / 256, d.weight_decay)
-    generator = torch.Generator().manual_seed(0)
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
-    method.train()
-
-    def step(i: int) -> None:
-        idx = order[(i * batch) % (len(images) - batch + 1):][:batch]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = method(images[idx], labels[idx], generator, 0.0)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    for i in range(warmup):
-        step(i)
+    step = step_fn(method, images, batch, labels=labels, bf16=bf16,
+                   channels_last=channels_last, compile_=compile_)
+    for _ in range(warmup):
+        step()
     t0 = time.perf_counter()
-    for i in range(warmup, warmup + steps):
-        step(i)
+    for _ in range(steps):
+        step()
     return (time.perf_counter() - t0) / steps
 
 

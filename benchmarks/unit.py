@@ -163,8 +163,10 @@ def simclr(mean, std, image_size: int):
                         std=std, num_classes=10)
 
 
-def step_fn(method, images, batch: int, *, bf16: bool, channels_last: bool, compile_: bool):
-    """A closure taking one training step as ``fit`` does (views, loss, backward, optimizer)."""
+def step_fn(method, images, batch: int, *, bf16: bool, channels_last: bool, compile_: bool,
+            labels=None):
+    """A closure taking one training step as ``fit`` does (views, loss, backward, optimizer);
+    ``labels`` default to zeros (an SSL step never reads them)."""
     if channels_last:
         method = method.to(memory_format=torch.channels_last)
     if compile_:
@@ -172,7 +174,7 @@ def step_fn(method, images, batch: int, *, bf16: bool, channels_last: bool, comp
     d = method.defaults
     optimizer = make_optimizer(method, d.optimizer, d.lr * batch / 256, d.weight_decay)
     generator = torch.Generator().manual_seed(0)
-    labels = torch.zeros(len(images), dtype=torch.long)
+    labels = torch.zeros(len(images), dtype=torch.long) if labels is None else labels
     method.train()
     state = {"i": 0}
 
