@@ -84,14 +84,18 @@ def cache_path() -> Path:
     return Path(base) / "sslmem" / "calibration.json"
 
 
-def candidates() -> list[Setting]:
+def _env_bf16() -> bool | None:
+    """``$SSLMEM_CPU_BF16``: True (1), False (0) or None (unset: measure)."""
     env = os.environ.get("SSLMEM_CPU_BF16", "").strip()
+    return env == "1" if env in ("0", "1") else None
+
+
+def candidates() -> list[Setting]:
+    forced = _env_bf16()
     fp32 = [Setting("fp32", False), Setting("fp32", True)]
     bf16 = [Setting("bf16", True)]
-    if env == "1":
-        return bf16
-    if env == "0":
-        return fp32
+    if forced is not None:
+        return bf16 if forced else fp32
     return fp32 + (bf16 if cpu_has_native_bf16() else [])
 
 
@@ -177,9 +181,9 @@ def likely_bf16(device: torch.device) -> bool:
     measurements chose; else where bf16 is native."""
     if device.type == "cuda":
         return True
-    env = os.environ.get("SSLMEM_CPU_BF16", "").strip()
-    if env in ("0", "1"):
-        return env == "1"
+    forced = _env_bf16()
+    if forced is not None:
+        return forced
     prefix = host_signature() + ":"
     chosen = [v.get("precision") for k, v in _read_cache(cache_path()).items()
               if k.startswith(prefix) and isinstance(v, dict)]
