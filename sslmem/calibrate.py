@@ -110,7 +110,11 @@ def _read_cache(path: Path) -> dict:
 def training_setting(method: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
                      batch: int, device: torch.device) -> Setting:
     """The setting ``fit`` trains ``method`` with on ``device`` (measured once per host and
-    shape on a CPU, then cached)."""
+    shape on a CPU, then cached).
+
+    Under ``torch.distributed`` every process must train alike (DDP checks parameter strides),
+    and the losses gather across processes, so the processes measure together, step for step,
+    and all take rank 0's choice (and rank 0's view of the cache)."""
     if device.type == "cuda":
         return Setting("bf16", True, "cuda")
     options = candidates()
@@ -124,19 +128,36 @@ def training_setting(method: torch.nn.Module, images: torch.Tensor, labels: torc
     key = f"{host_signature()}:{json.dumps(shape)}"
     path = cache_path()
     cached = _read_cache(path).get(key)
-    if cached:
-        return Setting(cached["precision"], cached["channels_last"], "cached")
+    cached = _from_rank0(Setting(cached["precision"], cached["channels_last"], "cached")
+                         if cached else None)
+    if cached is not None:
+        return cached
     timings = measure(method, images[:batch], labels[:batch], options)
     best = min(options, key=lambda c: timings[c.name])
     if timings[best.name] > timings[options[0].name] * (1 - TIE):
         best = options[0]  # within the tie margin: the reference
-    chosen = Setting(best.precision, best.channels_last, "measured")
-    entries = _read_cache(path)
-    entries[key] = {**asdict(chosen), "seconds_per_step": timings,
-                    "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    with contextlib.suppress(OSError):  # a read-only home: measure again next time
-        write_json(path, entries)
+    chosen = _from_rank0(Setting(best.precision, best.channels_last, "measured"))
+    if _rank() == 0:
+        entries = _read_cache(path)
+        entries[key] = {**asdict(chosen), "seconds_per_step": timings,
+                        "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        with contextlib.suppress(OSError):  # a read-only home: measure again next time
+            write_json(path, entries)
     return chosen
+
+
+def _rank() -> int:
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return torch.distributed.get_rank() if distributed else 0
+
+
+def _from_rank0(value):
+    """``value`` as rank 0 has it (itself outside ``torch.distributed``)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def measure(method: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
