@@ -47,6 +47,7 @@ from sslmem.evaluate import (
     as_float_images,
     eval_mode,
     forward_features,
+    inference_copy,
     module_device,
     unwrap_images,
 )
@@ -201,7 +202,9 @@ def score_alignment(encoders: Mapping[str, nn.Module], images, n_pairs: int = 10
     out = {name: torch.empty(len(images), k, device=device) for name in encoders}
     batches = _view_batches(images, order, augs, k, _generator(seed, generator), batch_size,
                             device, with_clean=variant == "clean")
-    with eval_mode(*encoders.values()), torch.inference_mode():
+    sample = as_float_images(images[:256].to(device))
+    encoders = {name: inference_copy(e, sample) for name, e in encoders.items()}
+    with torch.inference_mode():
         for pos, batch in batches:
             b, pos = len(pos), pos.to(device)  # results stay on the device: no per-chunk sync
             for name, encoder in encoders.items():

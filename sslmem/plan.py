@@ -197,10 +197,10 @@ def _rate(exp: Experiment, measured: dict | None, kind: str | None = None,
         rate *= (32 / exp.train.image_size) ** 2
     if dp and c.dp_epsilon is not None:
         rate /= DP_SLOWDOWN[kind]
-    if kind == "cpu":
-        from sslmem.calibrate import likely_bf16
+    if kind == "cpu":  # the CPU references were measured in bf16 on a host where it is native
+        from sslmem.calibrate import cpu_has_native_bf16
 
-        rate *= 1.0 if likely_bf16(exp.device) else 0.55
+        rate *= 1.0 if c.precision == "bf16" and cpu_has_native_bf16() else 0.55
     return rate
 
 
