@@ -224,3 +224,25 @@ def measure_inference(encoder: torch.nn.Module, batch: torch.Tensor, options: li
                 if r:
                     times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def report() -> str:
+    """This host's measured choices, one line each, and what decided them (``sslmem
+    calibration``)."""
+    path = cache_path()
+    prefix = host_signature() + ":"
+    native = "native" if cpu_has_native_bf16() else "emulated (no AVX512-BF16 or AMX)"
+    lines = [f"host {host_signature()} ({torch.get_num_threads()} threads), bf16 {native}; "
+             f"cache {path}"]
+    entries = {k[len(prefix):]: v for k, v in _read_cache(path).items()
+               if k.startswith(prefix) and isinstance(v, dict)}
+    if not entries:
+        lines.append("nothing measured on this host yet: the first training or scoring run "
+                     "measures its shape (seconds, once)")
+    for shape, entry in sorted(entries.items()):
+        seconds = ", ".join(f"{name} {1000 * s:.1f} ms"
+                            for name, s in (entry.get("seconds_per_step") or {}).items())
+        chosen = entry.get("precision", "?") + (" + channels_last"
+                                                if entry.get("channels_last") else "")
+        lines.append(f"{shape}: {chosen} ({seconds}; measured {entry.get('measured', '?')})")
+    return "\n".join(lines)

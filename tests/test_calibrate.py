@@ -135,3 +135,18 @@ def test_measuring_leaves_the_method_and_the_random_state_untouched(cache):
     assert all(s > 0 for s in seconds.values())
     assert all(torch.equal(before[k], v) for k, v in method.state_dict().items())
     assert torch.equal(rng, torch.get_rng_state())
+
+
+def test_the_cli_says_what_was_chosen_and_why(cache, monkeypatch, capsys):
+    from sslmem.cli import main
+
+    assert main(["calibration"]) == 0
+    assert "nothing measured on this host yet" in capsys.readouterr().out
+    _fake(monkeypatch, {"fp32": 0.010, "fp32 + channels_last": 0.007})
+    method, x, y = _method_and_batch()
+    calibrate.training_setting(method, x, y, 16, torch.device("cpu"))
+    assert main(["calibration"]) == 0
+    out = capsys.readouterr().out
+    assert "bf16 emulated" in out and str(cache) in out
+    assert '"SimCLR", "ResNet9", [3, 8, 8], 16' in out
+    assert "fp32 + channels_last (fp32 10.0 ms, fp32 + channels_last 7.0 ms" in out
