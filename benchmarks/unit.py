@@ -15,11 +15,12 @@ this EPYC has no native bf16):
 * a training step (exactly the SimCLR step ``fit`` takes) under each candidate setting: fp32
   eager (what ``fit`` does on a CPU without native bf16), channels_last, bf16 autocast, bf16 +
   channels_last, ``torch.compile``; with 1 thread (a unit of ``--jobs 2``) and 2 threads;
-* scoring (``score_alignment`` through one encoder, 256 points x 16 pairs): fp32 eager as today,
-  channels_last, BatchNorm folded into the convolutions, ``torch.compile`` (inductor), bf16
-  where it is native (emulated bf16 is measured once, on a training step); each row's largest
-  per-point change of L_align against the fp32 path on the same views, in units of the
-  per-point Monte-Carlo standard error (a path is usable if that is << 1);
+* scoring (``score_alignment`` through one encoder, 256 points x 16 pairs): fp32 eager (the
+  scorer before issue 20), BatchNorm folded into the convolutions (``sslmem.evaluate``'s
+  ``fold_batchnorm``), + channels_last, the scorer itself (``inference_copy``),
+  ``torch.compile`` (inductor), bf16 where it is native (emulated bf16 is measured once, on a
+  training step); each row's largest per-point change of L_align against the fp32 path on the
+  same views, in units of the per-point Monte-Carlo standard error (usable if that is << 1);
 * the per-op profile of one training step (``torch.profiler``): where the time goes.
 
 Every row: median of --repeats timings, views/s, GFLOP/s and the fraction of the measured
@@ -57,7 +58,10 @@ channels_last gains 1.1-1.4x between runs. So on this host:
   process with 2 threads (2 x 347 vs 586 with channels_last): the plan's default stays;
 * bf16 is emulated and ~30x slower: never on this host;
 * scoring gains ~2x from folding BatchNorm + channels_last (1 thread) and 2.2x compiled, but it
-  is ~4 % of an ensemble unit (23 s of 632 s); not wired into the scorer yet.
+  is ~4 % of an ensemble unit (23 s of 632 s). The scorer now runs the folded copy in the
+  memory format it measures faster (``sslmem.evaluate.inference_copy``); compile is left out
+  (a ~10 % gain for a compile that takes longer than the scoring of one unit). The table above
+  predates that wiring (its hand-written fold is now the fx fold of ``inference_copy``).
 
     .venv/bin/python benchmarks/unit.py --out results/benchmarks/unit.json     # ~12 min
 """
@@ -80,6 +84,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from sslmem.calibrate import cpu_has_native_bf16
+from sslmem.evaluate import fold_batchnorm
 from sslmem.memorization import score_alignment
 from sslmem.methods import build_method
 from sslmem.train import make_optimizer
@@ -210,48 +215,34 @@ def profile_step(step, rows: int = 14) -> str:
 
 
 # ------------------------------------------------------------------------------ scoring --
-def fold_bn(encoder: nn.Module) -> nn.Module:
-    """A copy of an eval-mode encoder with every BatchNorm folded into the conv before it."""
-    import copy
-
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    enc = copy.deepcopy(encoder).eval()
-    for module in enc.modules():
-        kids = list(module.named_children())
-        for (name, a), (name_b, b) in zip(kids, kids[1:], strict=False):
-            if isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d):
-                setattr(module, name, fuse_conv_bn_eval(a, b))
-                setattr(module, name_b, nn.Identity())
-    return enc
-
-
 def score_rows(encoder, images, pairs: int, repeats: int, threads: int,
                compile_: bool = True, bf16: bool = True) -> list[dict]:
     """Scoring paths: views/s and the largest per-point change against fp32 eager, in s.e."""
     encoder = encoder.eval()
 
-    def run(enc, bf16=False):
+    def run(enc, bf16=False, fast=False):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            return score_alignment({"e": enc}, images, pairs, seed=0)["e"].double()
+            return score_alignment({"e": enc}, images, pairs, seed=0, fast=fast)["e"].double()
 
     reference = run(encoder)
     se = reference.std(1) / pairs ** 0.5
-    cl = fold_bn(encoder).to(memory_format=torch.channels_last)
-    paths = [("fp32 eager (today)", encoder, False), ("BatchNorm folded", fold_bn(encoder), False),
-             ("folded + channels_last", cl, False)]
+    cl = fold_batchnorm(encoder).to(memory_format=torch.channels_last)
+    paths = [("fp32 eager (before)", encoder, False, False),
+             ("BatchNorm folded", fold_batchnorm(encoder), False, False),
+             ("folded + channels_last", cl, False, False),
+             ("the scorer (inference_copy: folded, measured format)", encoder, False, True)]
     if bf16:
-        paths.append(("bf16 autocast", encoder, True))
+        paths.append(("bf16 autocast", encoder, True, False))
     if compile_:
-        compiled = fold_bn(encoder)
+        compiled = fold_batchnorm(encoder)
         compiled.compile(dynamic=False)
-        paths.insert(3, ("folded + torch.compile", compiled, False))
+        paths.insert(3, ("folded + torch.compile", compiled, False, False))
     views = len(images) * pairs * 2
     rows = []
-    for name, enc, bf16 in paths:
+    for name, enc, bf16, fast in paths:
         try:
-            d = run(enc, bf16)
-            s = timed(lambda enc=enc, bf16=bf16: run(enc, bf16), repeats, 0.5)
+            d = run(enc, bf16, fast)
+            s = timed(lambda enc=enc, bf16=bf16, fast=fast: run(enc, bf16, fast), repeats, 0.5)
         except Exception as err:  # noqa: BLE001 — a path this torch/CPU cannot run is a row
             rows.append({"row": f"score: {name}", "threads": threads, "error": str(err)[:200]})
             continue

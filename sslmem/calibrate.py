@@ -1,19 +1,17 @@
-"""Training settings chosen by measurement on the host at hand, not guessed from a CPU flag.
+"""The memory format of training chosen by measurement on the host at hand, not guessed.
 
-Why: every machine here has 2 cores, but not the same CPU. bf16 autocast ran a ResNet-9 step 2.1x
-faster than fp32 on an AMX Xeon, 0.81x on a Xeon with AVX512-BF16 but no AMX (where ``fit``,
-choosing bf16 from the flag, was slower than the PIL pipeline), and is emulated (~25x slower) on
-an AVX2 EPYC; channels_last helps some hosts and not others. So before training on a CPU,
-:func:`training_setting` times a few steps of the real step, at the real shape, under each
-candidate, and keeps the fastest; the choice is cached per host and shape (seconds, once).
+Why: every machine here has 2 cores, but not the same CPU. channels_last ran a ResNet-9 step
+1.4x faster than the contiguous format on an AVX2 EPYC and 1.2x on an AVX512 Xeon, and other
+hosts differ again. So before training on a CPU, :func:`training_setting` times a few steps of
+the real step, at the real shape, in each memory format, and keeps the faster; the choice is
+cached per host and shape (seconds, once). The memory format only changes the order of
+floating-point sums (as another ISA or thread count does), so it is not part of a result's key.
 
-Candidates: fp32 contiguous (the reference), fp32 channels_last, and where bf16 is native (or
-``$SSLMEM_CPU_BF16=1``) bf16 autocast + channels_last. Memory format only changes the order of
-floating-point sums (as another ISA does); precision changes the numbers, so the chosen precision
-is in every result's provenance. ``$SSLMEM_CPU_BF16=0|1`` restricts the candidates to one
-precision; ``$SSLMEM_CALIBRATE=0`` skips the measurement (fp32 contiguous, or bf16 +
-channels_last where native: the choice before calibration existed). CUDA always uses bf16 +
-channels_last.
+The *precision* is not chosen here: it changes the numbers, so it is a configuration field
+(``Config.precision``, in the key; bf16 autocast ran 2.1x faster than fp32 on an AMX Xeon,
+0.81x on a Xeon with AVX512-BF16 but no AMX, and is emulated, ~30x slower, on an AVX2 EPYC:
+:func:`cpu_has_native_bf16` says which). ``$SSLMEM_CALIBRATE=0`` skips the measurement (the
+contiguous format). CUDA always uses channels_last.
 """
 
 from __future__ import annotations
@@ -27,6 +25,7 @@ import os
 import platform
 import statistics
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -84,19 +83,9 @@ def cache_path() -> Path:
     return Path(base) / "sslmem" / "calibration.json"
 
 
-def _env_bf16() -> bool | None:
-    """``$SSLMEM_CPU_BF16``: True (1), False (0) or None (unset: measure)."""
-    env = os.environ.get("SSLMEM_CPU_BF16", "").strip()
-    return env == "1" if env in ("0", "1") else None
-
-
-def candidates() -> list[Setting]:
-    forced = _env_bf16()
-    fp32 = [Setting("fp32", False), Setting("fp32", True)]
-    bf16 = [Setting("bf16", True)]
-    if forced is not None:
-        return bf16 if forced else fp32
-    return fp32 + (bf16 if cpu_has_native_bf16() else [])
+def candidates(precision: str = "fp32") -> list[Setting]:
+    """The settings measured for ``precision``: contiguous (the reference) and channels_last."""
+    return [Setting(precision, False), Setting(precision, True)]
 
 
 def _read_cache(path: Path) -> dict:
@@ -108,36 +97,59 @@ def _read_cache(path: Path) -> dict:
 
 
 def training_setting(method: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                     batch: int, device: torch.device) -> Setting:
-    """The setting ``fit`` trains ``method`` with on ``device`` (measured once per host and
-    shape on a CPU, then cached).
+                     batch: int, device: torch.device, precision: str = "fp32") -> Setting:
+    """The setting ``fit`` trains ``method`` with on ``device`` in ``precision`` (the memory
+    format measured once per host and shape on a CPU, then cached).
 
     Under ``torch.distributed`` every process must train alike (DDP checks parameter strides),
     and the losses gather across processes, so the processes measure together, step for step,
     and all take rank 0's choice (and rank 0's view of the cache)."""
     if device.type == "cuda":
-        return Setting("bf16", True, "cuda")
-    options = candidates()
-    if len(options) == 1:
-        return Setting(options[0].precision, options[0].channels_last, "env")
+        return Setting(precision, True, "cuda")
+    if precision == "bf16" and not cpu_has_native_bf16():
+        warnings.warn("bf16 is emulated on this CPU (no AVX512-BF16 or AMX): training runs "
+                      "many times slower than in fp32; set precision=fp32", stacklevel=3)
+    options = candidates(precision)
     if os.environ.get("SSLMEM_CALIBRATE", "").strip() == "0":
-        native = cpu_has_native_bf16()
-        return Setting("bf16" if native else "fp32", native, "default")
+        return Setting(precision, False, "default")
     shape = (type(method).__name__, type(method.encoder.backbone).__name__,
              tuple(images.shape[1:]), batch, [c.name for c in options])
+    return _chosen(shape, options, lambda: measure(method, images[:batch], labels[:batch],
+                                                   options), agree=True)
+
+
+def inference_setting(encoder: torch.nn.Module, batch: torch.Tensor) -> Setting:
+    """The memory format a frozen fp32 ``encoder`` runs ``batch``-shaped inputs fastest in
+    (measured once per host and shape on a CPU, then cached; channels_last on CUDA)."""
+    if batch.is_cuda:
+        return Setting("fp32", True, "cuda")
+    if os.environ.get("SSLMEM_CALIBRATE", "").strip() == "0":
+        return Setting("fp32", False, "default")
+    options = candidates("fp32")
+    shape = ("inference", type(encoder).__name__, tuple(batch.shape))
+    return _chosen(shape, options, lambda: measure_inference(encoder, batch, options))
+
+
+def _chosen(shape: tuple, options: list[Setting], timings_of, agree: bool = False) -> Setting:
+    """The cached choice for ``shape`` on this host, else the fastest of ``options`` by
+    ``timings_of()`` (the first unless another beats it by more than ``TIE``), cached.
+
+    ``agree``: every process of a ``torch.distributed`` job takes rank 0's cache entry and
+    choice (the processes measure together: the training losses gather across them)."""
+    share = _from_rank0 if agree else (lambda value: value)
     key = f"{host_signature()}:{json.dumps(shape)}"
     path = cache_path()
     cached = _read_cache(path).get(key)
-    cached = _from_rank0(Setting(cached["precision"], cached["channels_last"], "cached")
-                         if cached else None)
+    cached = share(Setting(cached["precision"], cached["channels_last"], "cached")
+                   if cached else None)
     if cached is not None:
         return cached
-    timings = measure(method, images[:batch], labels[:batch], options)
+    timings = timings_of()
     best = min(options, key=lambda c: timings[c.name])
     if timings[best.name] > timings[options[0].name] * (1 - TIE):
         best = options[0]  # within the tie margin: the reference
-    chosen = _from_rank0(Setting(best.precision, best.channels_last, "measured"))
-    if _rank() == 0:
+    chosen = share(Setting(best.precision, best.channels_last, "measured"))
+    if not agree or _rank() == 0:
         entries = _read_cache(path)
         entries[key] = {**asdict(chosen), "seconds_per_step": timings,
                         "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -196,16 +208,41 @@ def measure(method: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def likely_bf16(device: torch.device) -> bool:
-    """Whether training on ``device`` will most likely run in bf16 (for cost estimates, before
-    anything is measured): on CUDA; as ``$SSLMEM_CPU_BF16`` says; else as this host's cached
-    measurements chose; else where bf16 is native."""
-    if device.type == "cuda":
-        return True
-    forced = _env_bf16()
-    if forced is not None:
-        return forced
+def measure_inference(encoder: torch.nn.Module, batch: torch.Tensor, options: list[Setting],
+                      rounds: int = 3) -> dict[str, float]:
+    """Median seconds per frozen forward pass of ``batch`` through ``encoder`` in each memory
+    format (alternating within each round, as :func:`measure`)."""
+    runs = {o.name: (copy.deepcopy(encoder).eval().to(memory_format=torch.channels_last),
+                     batch.contiguous(memory_format=torch.channels_last)) if o.channels_last
+            else (encoder, batch) for o in options}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    with torch.inference_mode():
+        for r in range(rounds + 1):
+            for name, (model, x) in runs.items():
+                t0 = time.perf_counter()
+                model(x)
+                if r:
+                    times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def report() -> str:
+    """This host's measured choices, one line each, and what decided them (``sslmem
+    calibration``)."""
+    path = cache_path()
     prefix = host_signature() + ":"
-    chosen = [v.get("precision") for k, v in _read_cache(cache_path()).items()
-              if k.startswith(prefix) and isinstance(v, dict)]
-    return "bf16" in chosen if chosen else cpu_has_native_bf16()
+    native = "native" if cpu_has_native_bf16() else "emulated (no AVX512-BF16 or AMX)"
+    lines = [f"host {host_signature()} ({torch.get_num_threads()} threads), bf16 {native}; "
+             f"cache {path}"]
+    entries = {k[len(prefix):]: v for k, v in _read_cache(path).items()
+               if k.startswith(prefix) and isinstance(v, dict)}
+    if not entries:
+        lines.append("nothing measured on this host yet: the first training or scoring run "
+                     "measures its shape (seconds, once)")
+    for shape, entry in sorted(entries.items()):
+        seconds = ", ".join(f"{name} {1000 * s:.1f} ms"
+                            for name, s in (entry.get("seconds_per_step") or {}).items())
+        chosen = entry.get("precision", "?") + (" + channels_last"
+                                                if entry.get("channels_last") else "")
+        lines.append(f"{shape}: {chosen} ({seconds}; measured {entry.get('measured', '?')})")
+    return "\n".join(lines)

@@ -84,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("plan", add_help=False,
                    help="the units of work the book needs for a profile: list, run within a "
                         "time budget, or emit one command per unit (sslmem plan --help)")
+    text = ("what this host's measurements chose (sslmem.calibrate): the memory format of "
+            "training and scoring per shape, with the seconds per step that decided it")
+    sub.add_parser("calibration", help=text, description=text)
     for name, text in helps.items():
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--profile", choices=PROFILES, default="paper",
@@ -139,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """Build the config (every value checked) and run the command."""
+    if args.command == "calibration":
+        from sslmem.calibrate import report
+
+        print(report())
+        return 0
     from sslmem.experiment import Experiment
 
     cfg = build_config(args)

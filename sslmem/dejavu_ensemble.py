@@ -60,8 +60,8 @@ def member_votes(ens: Ensemble, j: int, **kw) -> pd.DataFrame:
         pub_images, pub_labels = exp.test.images[public], exp.test.labels[public]
         crops = corner_crop(images, s["frac"], s["corner"], size=tuple(pub_images.shape[-2:]))
         net = embedding_network(method, s["embedding"])
-        bank = extract_features(net, pub_images, 1024, exp.device)
-        queries = extract_features(net, crops, 1024, exp.device)
+        bank = extract_features(net, pub_images, 1024, exp.device, amp=exp.amp)
+        queries = extract_features(net, crops, 1024, exp.device, amp=exp.amp)
         classes = int(max(labels.max(), pub_labels.max())) + 1
         pred, conf, counts = knn_label_inference(queries, bank, pub_labels, s["k"],
                                                  num_classes=classes, return_counts=True)

@@ -5,7 +5,8 @@ every probe (several datasets, seeds, removal runs) trains on them in seconds. T
 linear evaluation differs (see :func:`linear_probe`); both measure linear separability.
 
 Also home of the frozen-forward helpers that :mod:`sslmem.memorization` shares (eval mode that
-is restored afterwards, bf16 autocast and channels_last on CUDA, uint8 -> float in [0, 1]).
+is restored afterwards, bf16 autocast and channels_last on CUDA, uint8 -> float in [0, 1], and
+:func:`inference_copy`, the fast frozen copy the scorer runs).
 """
 
 from __future__ import annotations
@@ -63,6 +64,56 @@ def module_device(module: nn.Module, default="cpu") -> torch.device:
     return torch.device(default)
 
 
+class _Frozen(nn.Module):
+    """A frozen encoder that feeds its inputs in its weights' memory format."""
+
+    def __init__(self, module: nn.Module, channels_last: bool):
+        super().__init__()
+        self.module, self.channels_last = module, channels_last
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.module(x)
+
+
+def fold_batchnorm(encoder: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``encoder`` with each BatchNorm folded into the convolution that
+    feeds it (``torch.fx``), or a plain eval-mode copy where fx cannot trace it."""
+    import copy
+
+    from torch.fx.experimental.optimization import fuse
+
+    frozen = copy.deepcopy(encoder).eval()
+    try:
+        return fuse(frozen)
+    except Exception:  # noqa: BLE001 - untraceable (e.g. a ViT's control flow): as it is
+        return frozen
+
+
+def inference_copy(encoder: nn.Module, sample: torch.Tensor) -> nn.Module:
+    """A copy of ``encoder`` for frozen forward passes, about 2x faster on a CPU.
+
+    Why: scoring runs every point's K view pairs through every encoder. Each BatchNorm is
+    folded into the convolution before it (``torch.fx``: only where the traced graph really
+    chains them), which leaves an fp32 network that computes the same function with fewer
+    passes over memory; only the order of floating-point operations changes (features move by
+    ~1e-7 relative, far below a score's Monte-Carlo error). It then runs in the memory format
+    ``sslmem.calibrate`` measured faster on this host for ``sample``'s shape. An encoder that
+    fx cannot trace (a ViT's control flow; it has no BatchNorm) is only copied.
+    """
+    from sslmem.calibrate import inference_setting
+
+    frozen = fold_batchnorm(encoder)
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    channels_last = (any(isinstance(m, nn.Conv2d) for m in frozen.modules())
+                     and inference_setting(frozen, sample).channels_last)
+    if channels_last:
+        frozen = frozen.to(memory_format=torch.channels_last)
+    return _Frozen(frozen, channels_last)
+
+
 def forward_features(encoder: nn.Module, batch: torch.Tensor, *, amp: bool = True) -> torch.Tensor:
     """One frozen forward pass -> float32 (B, D) features (extra dims, e.g. tokens, flattened).
 
@@ -87,7 +138,8 @@ def extract_features(encoder: nn.Module, images, batch_size: int = 1024, device=
     images, _ = unwrap_images(images)
     device = torch.device(device) if device is not None else module_device(encoder)
     parts = []
-    with eval_mode(encoder), torch.inference_mode():
+    encoder = inference_copy(encoder, as_float_images(images[:256].to(device)))
+    with torch.inference_mode():
         for a in range(0, len(images), batch_size):
             batch = as_float_images(images[a:a + batch_size].to(device, non_blocking=True))
             parts.append(forward_features(encoder, batch, amp=amp))

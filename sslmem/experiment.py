@@ -305,8 +305,8 @@ class Experiment:
                 return {}
             save_state(folder / "snapshots" / f"epoch-{epoch:04d}.pt",
                        {"encoder": m.encoder.state_dict()})
-            ftr = extract_features(m.encoder, monitor_train.images)
-            fte = extract_features(m.encoder, monitor_test.images)
+            ftr = extract_features(m.encoder, monitor_train.images, amp=self.amp)
+            fte = extract_features(m.encoder, monitor_test.images, amp=self.amp)
             return {"knn": knn_accuracy(ftr, monitor_train.labels, fte, monitor_test.labels)}
 
         t0 = time.perf_counter()
@@ -353,7 +353,12 @@ class Experiment:
     def _score_kwargs(self) -> dict:
         c = self.cfg
         return dict(n_pairs=c.n_pairs, augment=self._augment(), variant=c.score_variant,
-                    seed=c.score_seed, device=self.device)
+                    seed=c.score_seed, device=self.device, amp=self.amp)
+
+    @property
+    def amp(self) -> bool:
+        """bf16 autocast for frozen forward passes on CUDA: as the configured precision."""
+        return self.cfg.precision == "bf16"
 
     def _meta(self) -> dict:
         return {"dataset": self.cfg.dataset, "split_fingerprint": self.split.fingerprint(),
@@ -481,7 +486,8 @@ class Experiment:
             tr = tr.subset(np.random.default_rng(0).permutation(len(tr))[:max_train])
         if max_test is not None and len(te) > max_test:
             te = te.subset(np.random.default_rng(1).permutation(len(te))[:max_test])
-        ftr, fte = extract_features(encoder, tr.images), extract_features(encoder, te.images)
+        ftr = extract_features(encoder, tr.images, amp=self.amp)
+        fte = extract_features(encoder, te.images, amp=self.amp)
         extra = {} if how == downstream.TRAIN_TEST else {"protocol": how}
         return {"dataset": dataset, "n_train": len(tr), "n_test": len(te), **extra,
                 "linear": linear_probe(ftr, tr.labels, fte, te.labels)["accuracy"],
@@ -523,7 +529,7 @@ class Experiment:
             gs = [self.encoder("g", s).classifier for s in self.cfg.seeds]
             cand = self.train.subset(self.split.candidate)
             frame = label_memorization(fs, gs, cand.images, cand.labels, index=cand.index,
-                                       device=self.device)
+                                       device=self.device, amp=self.amp)
             frame.insert(0, "position", self.split.candidate)
             return frame
 

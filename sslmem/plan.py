@@ -77,6 +77,7 @@ class Unit:
     scored: int = 0  # views pushed through frozen encoders
     counts: tuple[str, ...] = ()  # result-name prefixes that are this unit's own (() = all)
     optional: bool = False  # an ensemble member: the book renders from however many are stored
+    reads: list[Experiment] = field(default_factory=list)  # whose stores it fills (default: exp)
 
     def stored(self) -> bool:
         """All of the unit's results are in the store and pass their hashes (computes nothing)."""
@@ -197,10 +198,10 @@ def _rate(exp: Experiment, measured: dict | None, kind: str | None = None,
         rate *= (32 / exp.train.image_size) ** 2
     if dp and c.dp_epsilon is not None:
         rate /= DP_SLOWDOWN[kind]
-    if kind == "cpu":
-        from sslmem.calibrate import likely_bf16
+    if kind == "cpu":  # the CPU references were measured in bf16 on a host where it is native
+        from sslmem.calibrate import cpu_has_native_bf16
 
-        rate *= 1.0 if likely_bf16(exp.device) else 0.55
+        rate *= 1.0 if c.precision == "bf16" and cpu_has_native_bf16() else 0.55
     return rate
 
 
@@ -269,11 +270,10 @@ def _pair_unit(name: str, chapter: str, exp: Experiment, products: list[Callable
 
 
 _VIEWS: dict[tuple, Experiment] = {}
-_UNIT_EXPS: dict[str, list[Experiment]] = {}  # unit name -> the experiments its work reads
 
 
 def _views_of(unit: Unit) -> list[Experiment]:
-    return [_view(e, True) for e in _UNIT_EXPS.get(unit.name, [unit.exp])]
+    return [_view(e, True) for e in (unit.reads or [unit.exp])]
 
 
 def _view(exp: Experiment, results_only: bool) -> Experiment:
@@ -376,7 +376,8 @@ def removal_units(profile: str, **runtime) -> list[Unit]:
         reg = r.regularized.name
         units += [_removal_unit(f"probe-{reg}-{j:03d}",
                                 lambda view, j=j: view.probe_member(j, view.regularized), r,
-                                [f"ens-{reg}-{j:03d}"], 0, probes)
+                                [f"ens-{reg}-{j:03d}"], 0, probes,
+                                reads=[r.regularized.ensemble.exp])
                   for j in range(r.regularized.members)]
     for seed in r.seeds:
         for arm in ("top", "random", "bottom"):
@@ -387,7 +388,7 @@ def removal_units(profile: str, **runtime) -> list[Unit]:
 
 
 def _removal_unit(name: str, product: Callable, r, depends: list[str], images: int,
-                  scored: int) -> Unit:
+                  scored: int, reads: list[Experiment] | None = None) -> Unit:
     def work(results_only: bool):
         def viewed(design):
             return None if design is None else chapters.EnsembleDesign(
@@ -398,7 +399,7 @@ def _removal_unit(name: str, product: Callable, r, depends: list[str], images: i
 
     return Unit(name=name, chapters=["04"], kind="retrain", exp=r.design.ensemble.exp,
                 work=work, depends=depends, optional=True, counts=("retrain-",),
-                images=images, scored=scored)
+                images=images, scored=scored, reads=reads or [])
 
 
 def ensemble_units(profile: str, **runtime) -> list[Unit]:

@@ -65,6 +65,7 @@ class TrainSpec:
     dp_epsilon: float | None = None  # DP-SGD to this ε (None = no DP)
     dp_delta: float | None = None  # None = sslmem.privacy.default_delta(N)
     dp_max_grad_norm: float = 1.0
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
 
     @classmethod
     def from_config(cls, cfg, seed: int) -> TrainSpec:
@@ -74,7 +75,7 @@ class TrainSpec:
                    align_lambda=r.align_lambda, align_start_epoch=r.align_start_epoch,
                    checkpoint_every=r.checkpoint_every, compile=r.compile, progress=r.progress,
                    dp_epsilon=r.dp_epsilon, dp_delta=r.dp_delta,
-                   dp_max_grad_norm=r.dp_max_grad_norm)
+                   dp_max_grad_norm=r.dp_max_grad_norm, precision=r.precision)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -305,9 +306,13 @@ def fit(method: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: Tra
     images, labels = images.to(device), labels.to(device)
     method.to(device)
     if spec.dp_epsilon is not None and spec.dp_epsilon != math.inf and not cuda:
-        setting = Setting("fp32", False, "dp")  # per-sample gradients: the eager fp32 path
+        if spec.precision != "fp32":
+            raise SSLMemError("DP-SGD on a CPU trains in fp32 (per-sample gradients run "
+                              "eagerly); set precision=fp32")
+        setting = Setting("fp32", False, "dp")
     else:
-        setting = training_setting(method, images, labels, spec.batch_size // world, device)
+        setting = training_setting(method, images, labels, spec.batch_size // world, device,
+                                   spec.precision)
     amp = setting.bf16
     if setting.channels_last:
         method.to(memory_format=torch.channels_last)

@@ -1,5 +1,6 @@
-"""Training settings chosen by measurement (issue 20): cached, tie-broken toward fp32, restricted
-by the environment, and without any effect on the training they choose for."""
+"""Training settings chosen by measurement (issue 20): cached, tie-broken toward the contiguous
+format, in the configuration's precision (which is part of a result's key), and without any
+effect on the training they choose for."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 
 from sslmem import calibrate
 from sslmem.data import load_dataset
+from sslmem.errors import SSLMemError
 from sslmem.methods import build_method
 
 
@@ -17,7 +19,6 @@ from sslmem.methods import build_method
 def cache(tmp_path, monkeypatch):
     path = tmp_path / "calibration.json"
     monkeypatch.setenv("SSLMEM_CALIBRATION", str(path))
-    monkeypatch.delenv("SSLMEM_CPU_BF16", raising=False)
     monkeypatch.delenv("SSLMEM_CALIBRATE", raising=False)
     return path
 
@@ -62,21 +63,59 @@ def test_a_gain_within_the_tie_margin_keeps_the_reference(cache, monkeypatch):
     assert calibrate.training_setting(method, x, y, 16, torch.device("cpu")).name == "fp32"
 
 
-def test_environment_restricts_or_skips_the_measurement(cache, monkeypatch):
-    calls = _fake(monkeypatch, {"fp32": 1.0, "fp32 + channels_last": 0.5})
+def test_the_precision_is_the_configurations_and_only_the_memory_format_is_measured(
+        cache, monkeypatch):
+    calls = _fake(monkeypatch, {"fp32": 1.0, "fp32 + channels_last": 0.5,
+                                "bf16": 0.2, "bf16 + channels_last": 0.4})
     method, x, y = _method_and_batch()
-    monkeypatch.setenv("SSLMEM_CPU_BF16", "1")
-    assert calibrate.training_setting(method, x, y, 16, torch.device("cpu")).name == (
-        "bf16 + channels_last")
-    monkeypatch.setenv("SSLMEM_CPU_BF16", "0")
-    assert calibrate.training_setting(method, x, y, 16, torch.device("cpu")).precision == "fp32"
-    monkeypatch.delenv("SSLMEM_CPU_BF16")
+    cpu = torch.device("cpu")
+    assert calibrate.training_setting(method, x, y, 16, cpu).name == "fp32 + channels_last"
+    with pytest.warns(UserWarning, match="bf16 is emulated on this CPU"):  # _fake: not native
+        bf16 = calibrate.training_setting(method, x, y, 16, cpu, "bf16")
+    assert bf16.name == "bf16"  # the faster format in bf16, never a switch to fp32
+    assert calls == [["fp32", "fp32 + channels_last"], ["bf16", "bf16 + channels_last"]]
     monkeypatch.setenv("SSLMEM_CALIBRATE", "0")
-    skipped = calibrate.training_setting(method, x, y, 16, torch.device("cpu"))
+    skipped = calibrate.training_setting(method, x, y, 8, cpu)
     assert (skipped.name, skipped.how) == ("fp32", "default")
     assert calibrate.training_setting(method, x, y, 16, torch.device("cuda")).name == (
-        "bf16 + channels_last")
-    assert len(calls) == 1  # only the SSLMEM_CPU_BF16=0 case measured (fp32 vs channels_last)
+        "fp32 + channels_last")
+    assert len(calls) == 2
+
+
+def test_bf16_results_have_their_own_key_and_fp32_keys_are_unchanged():
+    """Precision changes the numbers: a bf16 result must never be served as an fp32 one, and
+    adding the field must not re-key the stores written before it existed."""
+    from sslmem.config import TRAIN_FIELDS, Config
+
+    tiny = Config.tiny()
+    before = [f for f in TRAIN_FIELDS if f != "precision"]
+    assert tiny.precision == "fp32" and tiny.key(*TRAIN_FIELDS) == tiny.key(*before)
+    assert tiny.replace(precision="bf16").key(*TRAIN_FIELDS) != tiny.key(*TRAIN_FIELDS)
+    assert Config.paper().precision == "bf16"  # the GPU profile
+    with pytest.raises(SSLMemError, match="unknown precision .fp16.; choose one of: bf16, fp32"):
+        Config.tiny(precision="fp16")
+
+
+def test_fit_trains_in_the_configured_precision(cache, monkeypatch):
+    from sslmem.train import TrainSpec, fit
+
+    monkeypatch.setenv("SSLMEM_CALIBRATE", "0")
+    method, x, y = _method_and_batch(32)
+    d = method.defaults
+    spec = TrainSpec(epochs=1, batch_size=16, optimizer=d.optimizer, lr=d.lr,
+                     weight_decay=d.weight_decay, warmup_epochs=0, progress=False,
+                     precision="bf16")
+    with pytest.warns(UserWarning) if not calibrate.cpu_has_native_bf16() else _nothing():
+        (row,) = fit(method, x, y, spec, device="cpu")
+    assert row["setting"] == "bf16" and method.train_setting == "bf16"
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 def test_an_unreadable_cache_is_measured_again_not_an_error(cache, monkeypatch):
@@ -91,8 +130,23 @@ def test_measuring_leaves_the_method_and_the_random_state_untouched(cache):
     method, x, y = _method_and_batch()
     before = {k: v.clone() for k, v in method.state_dict().items()}
     rng = torch.get_rng_state()
-    seconds = calibrate.measure(method, x, y, calibrate.candidates()[:2], rounds=1)
+    seconds = calibrate.measure(method, x, y, calibrate.candidates(), rounds=1)
     assert set(seconds) == {"fp32", "fp32 + channels_last"}
     assert all(s > 0 for s in seconds.values())
     assert all(torch.equal(before[k], v) for k, v in method.state_dict().items())
     assert torch.equal(rng, torch.get_rng_state())
+
+
+def test_the_cli_says_what_was_chosen_and_why(cache, monkeypatch, capsys):
+    from sslmem.cli import main
+
+    assert main(["calibration"]) == 0
+    assert "nothing measured on this host yet" in capsys.readouterr().out
+    _fake(monkeypatch, {"fp32": 0.010, "fp32 + channels_last": 0.007})
+    method, x, y = _method_and_batch()
+    calibrate.training_setting(method, x, y, 16, torch.device("cpu"))
+    assert main(["calibration"]) == 0
+    out = capsys.readouterr().out
+    assert "bf16 emulated" in out and str(cache) in out
+    assert '"SimCLR", "ResNet9", [3, 8, 8], 16' in out
+    assert "fp32 + channels_last (fp32 10.0 ms, fp32 + channels_last 7.0 ms" in out

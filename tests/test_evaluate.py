@@ -98,3 +98,52 @@ def test_knn_accuracy_on_clusters_and_a_hand_case():
     # the weights: a point at angle 1.7 is closer to class 1 (pi) than to class 0 (0)
     far = torch.tensor([[np.cos(1.7), np.sin(1.7)]], dtype=torch.float32)
     assert knn_accuracy(train_x, train_y, far, torch.tensor([1]), k=4) == 1.0
+
+
+def _trained_resnet9():
+    """A ResNet-9 SimCLR encoder whose BatchNorm statistics are not the identity."""
+    from sslmem.methods import build_method
+
+    torch.manual_seed(0)
+    method = build_method("simclr", "resnet9", image_size=16, channels=3, mean=(0.5,) * 3,
+                          std=(0.25,) * 3, num_classes=10)
+    with torch.no_grad():  # a few forward passes in train mode move the running statistics
+        method.encoder.train()
+        for _ in range(3):
+            method.encoder(torch.rand(64, 3, 16, 16) * 0.8)
+    return method.encoder.train()
+
+
+def test_the_inference_copy_folds_batchnorm_and_leaves_the_scores_as_they_were(
+        tmp_path, monkeypatch):
+    """The scorer's fast path: per-point scores equal to the eager fp32 path far within their
+    Monte-Carlo error (~1e-2 here), the encoder itself untouched."""
+    from sslmem.evaluate import inference_copy
+    from sslmem.memorization import alignment_loss
+
+    monkeypatch.setenv("SSLMEM_CALIBRATION", str(tmp_path / "c.json"))
+    encoder = _trained_resnet9()
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    images = (torch.rand(48, 3, 16, 16) * 255).to(torch.uint8)
+    copy = inference_copy(encoder, images[:8].float() / 255)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in copy.modules())
+    assert encoder.training and all(torch.equal(before[k], v)
+                                    for k, v in encoder.state_dict().items())
+    with torch.inference_mode(), eval_mode(encoder):
+        x = images.float() / 255
+        assert torch.allclose(copy(x), encoder(x), rtol=1e-4, atol=1e-5)
+    fast, se = alignment_loss(encoder, images, n_pairs=4, return_se=True)  # the fast path
+    eager = alignment_loss(encoder, images, n_pairs=4, fast=False)  # the eager fp32 path
+    assert float((fast - eager).abs().max()) < 1e-3 * float(se.mean())
+
+
+def test_an_untraceable_encoder_is_only_copied(tmp_path, monkeypatch):
+    from sslmem.evaluate import inference_copy
+    from sslmem.methods import build_method
+
+    monkeypatch.setenv("SSLMEM_CALIBRATION", str(tmp_path / "c.json"))
+    vit = build_method("mae", "vit_tiny", image_size=16, channels=3, mean=(0.5,) * 3,
+                       std=(0.25,) * 3, num_classes=10).encoder.eval()
+    x = torch.rand(4, 3, 16, 16)
+    with torch.inference_mode():
+        assert torch.equal(inference_copy(vit, x)(x), vit(x))

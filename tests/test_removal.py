@@ -128,3 +128,19 @@ def test_removal_settings_are_checked():
         chapters.removal("tiny", seeds=[0])
     r = chapters.removal("laptop")
     assert r.k == 32 and len(r.seeds) >= 4 and r.rank_members == 16
+
+
+@pytest.mark.slow
+def test_a_probe_of_the_regularized_twin_reports_its_own_cost(shared_data, tmp_path):
+    """Its results live in the twin design's store: the plan read the ranking design's and
+    listed the unit as measured "0.0 min on " (no device)."""
+    from sslmem.plan import removal_units, run_plan, select
+
+    runtime = dict(runs_root=str(tmp_path / "runs"), results_root=str(tmp_path / "results"),
+                   data_root=str(shared_data))
+    names = "ens-simclr-e6-align-000,probe-simclr-e6-align-000"
+    run_plan("tiny", run=True, names=names, log=lambda *_: None, **runtime)
+    (unit,) = select(removal_units("tiny", **runtime), "probe-simclr-e6-align-000")
+    assert unit.stored()
+    minutes, device = unit.measured()
+    assert minutes > 0 and "cpu" in device
