@@ -127,8 +127,9 @@ show_table(contrast_table, {"min / encoder": "{:.1f}"})
 show_table(precision_table, {"M for 0.8": "{:.0f}", "hours for 0.8": "{:.1f}"})
 
 # %% tags=["remove-cell"]
-best = precision.choose(table)
+best = precision.choose(table, (chapters.settings(profile).get("ranking") or {}).get("ssl"))
 chosen = ssl[best.design]
+cheap = precision.cheapest(table)
 glue_text("chosen", best.design)
 glue_number("chosen_members", int(best.members))
 glue_number("chosen_pool", int(best.pool))
@@ -138,12 +139,20 @@ glue_text("chosen_contrast", "not measurable yet" if best.members < 2 else
           f"{best.placebo_mean:+.4f} over the placebo (p = {best.placebo_p:.2f})")
 
 # %% [markdown]
-# The design with the lowest projected cost of a reliable ranking (while no design has 4
-# encoders yet: the largest one) is **{glue:text}`chosen`**, with $M =$
-# {glue:text}`chosen_members:.0f` encoders so far:
+# The design that chapters 2–5 rank points by, picked from this search (until it has 4
+# encoders: the one with the lowest projected cost of a reliable ranking), is
+# **{glue:text}`chosen`**, with $M =$ {glue:text}`chosen_members:.0f` encoders so far:
 
 # %% tags=["remove-input"]
-display(Markdown(precision.design_markdown(best)))
+text = precision.design_markdown(best)
+if cheap.design != best.design and cheap.members < best.members:
+    text += (f"\n\nProjected from its {int(cheap.members)} encoders, **{cheap.design}** "
+             f"would reach 0.8 with {cheap.members_for_target:.0f} encoders "
+             f"({cheap.hours_for_target_2cores:.1f} h on 2 cores, against "
+             f"{best.hours_for_target_2cores:.1f} h in all for **{best.design}**), but its "
+             f"reliability interval {precision._interval(cheap, 'pool_rel')} is too wide to "
+             "tell the two costs apart: more of its encoders would decide it.")
+display(Markdown(text))
 
 # %% [markdown]
 # ## Reliability grows with the number of encoders
