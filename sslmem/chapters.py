@@ -96,7 +96,7 @@ SETTINGS = {
             # at M = 4: 100 epochs on 128 images gave no detectable between-point spread)
             # repeats: members 0 and 1 (one fixed partition) retrained with 3 more seeds, the
             # multi-seed f/g estimator to compare with the ensemble on equal compute
-            "simclr-e800-n128-shared": dict(method="simclr", epochs=800, members=20,
+            "simclr-e800-n128-shared": dict(method="simclr", epochs=800, members=22,
                                             shared_init=True, repeats=3,
                                             sizes=dict(shared=0, candidate=128,
                                                        independent=0, extra=128)),

@@ -14,8 +14,6 @@ REPO = Path(__file__).resolve().parents[1]
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
-# Files whose tests share a session fixture run on one worker (the book is built once).
-XDIST_GROUPS = {"test_book.py": "book", "test_browser.py": "book"}
 # ../shared/data beside the checkout, else $SSLMEM_DATA (e.g. a git worktree kept elsewhere)
 SHARED_DATA = next((p for p in (REPO.parent / "shared" / "data",
                                 Path(os.environ.get("SSLMEM_DATA") or "/nonexistent"))
@@ -107,11 +105,3 @@ def build_book(tmp_path_factory, request):
         return out / "_build" / "html"
 
     return build
-
-
-def pytest_collection_modifyitems(config, items):
-    """One xdist group per test file (its module fixtures, e.g. the tiny book, are computed
-    once), the book-building files together; used by ``--dist loadgroup``."""
-    for item in items:
-        name = item.path.name
-        item.add_marker(pytest.mark.xdist_group(XDIST_GROUPS.get(name, name)))
