@@ -158,14 +158,17 @@ def _chosen(shape: tuple, options: list[Setting], timings_of, agree: bool = Fals
     return chosen
 
 
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
 def _rank() -> int:
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    return torch.distributed.get_rank() if distributed else 0
+    return torch.distributed.get_rank() if _distributed() else 0
 
 
 def _from_rank0(value):
     """``value`` as rank 0 has it (itself outside ``torch.distributed``)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+    if not _distributed():
         return value
     box = [value]
     torch.distributed.broadcast_object_list(box, src=0)
@@ -198,14 +201,8 @@ def measure(method: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
             loss.backward()
             optimizer.step()
 
-        times: dict[str, list[float]] = {name: [] for name in runs}
-        for r in range(rounds + 1):
-            for name, run in runs.items():
-                t0 = time.perf_counter()
-                step(*run)
-                if r:  # round 0 warms up (allocations, oneDNN primitive creation)
-                    times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(t) for name, t in times.items()}
+        return _median_seconds({name: (lambda run=run: step(*run)) for name, run in runs.items()},
+                               rounds)
 
 
 def measure_inference(encoder: torch.nn.Module, batch: torch.Tensor, options: list[Setting],
@@ -215,14 +212,22 @@ def measure_inference(encoder: torch.nn.Module, batch: torch.Tensor, options: li
     runs = {o.name: (copy.deepcopy(encoder).eval().to(memory_format=torch.channels_last),
                      batch.contiguous(memory_format=torch.channels_last)) if o.channels_last
             else (encoder, batch) for o in options}
-    times: dict[str, list[float]] = {name: [] for name in runs}
     with torch.inference_mode():
-        for r in range(rounds + 1):
-            for name, (model, x) in runs.items():
-                t0 = time.perf_counter()
-                model(x)
-                if r:
-                    times[name].append(time.perf_counter() - t0)
+        return _median_seconds({name: (lambda m=m, x=x: m(x)) for name, (m, x) in runs.items()},
+                               rounds)
+
+
+def _median_seconds(calls: dict, rounds: int) -> dict[str, float]:
+    """Median seconds of each call over ``rounds`` rounds after one warm-up round (allocations,
+    oneDNN primitive creation); the calls alternate within each round, so a change of load
+    hits all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for r in range(rounds + 1):
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            call()
+            if r:
+                times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(t) for name, t in times.items()}
 
 

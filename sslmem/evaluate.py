@@ -105,8 +105,6 @@ def inference_copy(encoder: nn.Module, sample: torch.Tensor) -> nn.Module:
     from sslmem.calibrate import inference_setting
 
     frozen = fold_batchnorm(encoder)
-    for p in frozen.parameters():
-        p.requires_grad_(False)
     channels_last = (any(isinstance(m, nn.Conv2d) for m in frozen.modules())
                      and inference_setting(frozen, sample).channels_last)
     if channels_last:
