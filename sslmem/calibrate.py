@@ -4,7 +4,10 @@ Why: every machine here has 2 cores, but not the same CPU. channels_last ran a R
 1.4x faster than the contiguous format on an AVX2 EPYC and 1.2x on an AVX512 Xeon, and other
 hosts differ again. So before training on a CPU, :func:`training_setting` times a few steps of
 the real step, at the real shape, in each memory format, and keeps the faster; the choice is
-cached per host and shape (seconds, once). The memory format only changes the order of
+cached per host and shape (seconds, once). A measurement taken while more work ran than the
+host has cores is used but not cached: on 2026-11-29 one such measurement (two units beside a
+test run) picked the contiguous format, 1.2x slower alone, and six ensemble members trained
+with it before anyone looked. The memory format only changes the order of
 floating-point sums (as another ISA or thread count does), so it is not part of a result's key.
 
 The *precision* is not chosen here: it changes the numbers, so it is a configuration field
@@ -34,6 +37,7 @@ import torch
 from sslmem.io import write_json
 
 TIE = 0.05  # a candidate must beat the reference by more than this to be chosen
+BUSY = 0.5  # runnable processes beyond the cores (1-min load average) that make a host busy
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ class Setting:
 
     precision: str = "fp32"  # fp32 | bf16
     channels_last: bool = False
-    how: str = "default"  # default | measured | cached | cuda | env
+    how: str = "default"  # default | measured | measured on a busy host | cached | cuda
 
     @property
     def bf16(self) -> bool:
@@ -144,18 +148,38 @@ def _chosen(shape: tuple, options: list[Setting], timings_of, agree: bool = Fals
                    if cached else None)
     if cached is not None:
         return cached
+    load = max(load_average(), 0.0)
     timings = timings_of()
+    load = max(load, load_average())
     best = min(options, key=lambda c: timings[c.name])
     if timings[best.name] > timings[options[0].name] * (1 - TIE):
         best = options[0]  # within the tie margin: the reference
-    chosen = share(Setting(best.precision, best.channels_last, "measured"))
-    if not agree or _rank() == 0:
+    busy = load > usable_cores() + BUSY
+    chosen = share(Setting(best.precision, best.channels_last,
+                           "measured on a busy host" if busy else "measured"))
+    if chosen.how == "measured" and (not agree or _rank() == 0):
         entries = _read_cache(path)
         entries[key] = {**asdict(chosen), "seconds_per_step": timings,
+                        "load_average": round(load, 2),
                         "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}
         with contextlib.suppress(OSError):  # a read-only home: measure again next time
             write_json(path, entries)
     return chosen
+
+
+def load_average() -> float:
+    """The 1-minute load average (-1 where the OS has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return -1.0
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def _distributed() -> bool:
@@ -249,5 +273,7 @@ def report() -> str:
                             for name, s in (entry.get("seconds_per_step") or {}).items())
         chosen = entry.get("precision", "?") + (" + channels_last"
                                                 if entry.get("channels_last") else "")
-        lines.append(f"{shape}: {chosen} ({seconds}; measured {entry.get('measured', '?')})")
+        load = entry.get("load_average")
+        load = f", load average {load}" if load is not None else ""
+        lines.append(f"{shape}: {chosen} ({seconds}; measured {entry.get('measured', '?')}{load})")
     return "\n".join(lines)

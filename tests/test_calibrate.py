@@ -57,6 +57,24 @@ def test_the_fastest_setting_is_chosen_once_then_read_from_the_cache(cache, monk
     assert other.how == "measured" and len(calls) == 2
 
 
+def test_a_measurement_on_a_busy_host_is_used_but_not_cached(cache, monkeypatch):
+    """Timings taken while more ran than the host has cores once chose the slower format for
+    good (it was cached); now such a choice serves one run and the next run measures again."""
+    calls = _fake(monkeypatch, {"fp32": 1.0, "fp32 + channels_last": 0.7})
+    monkeypatch.setattr(calibrate, "usable_cores", lambda: 2)
+    monkeypatch.setattr(calibrate, "load_average", lambda: 4.1)
+    method, x, y = _method_and_batch()
+    busy = calibrate.training_setting(method, x, y, 16, torch.device("cpu"))
+    assert (busy.name, busy.how) == ("fp32 + channels_last", "measured on a busy host")
+    assert not cache.exists()
+    monkeypatch.setattr(calibrate, "load_average", lambda: 2.3)  # two units on two cores
+    idle = calibrate.training_setting(method, x, y, 16, torch.device("cpu"))
+    assert idle.how == "measured" and len(calls) == 2
+    (entry,) = json.loads(cache.read_text()).values()
+    assert entry["load_average"] == 2.3
+    assert calibrate.training_setting(method, x, y, 16, torch.device("cpu")).how == "cached"
+
+
 def test_a_gain_within_the_tie_margin_keeps_the_reference(cache, monkeypatch):
     _fake(monkeypatch, {"fp32": 1.0, "fp32 + channels_last": 0.97})
     method, x, y = _method_and_batch()
