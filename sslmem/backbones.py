@@ -12,14 +12,13 @@ of 3 heads, patch 2 on 32 px (256 patches + a class token). They are wrapped in 
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 
 from sslmem.errors import SSLMemError, unknown_choice
 
-RESNETS = {"resnet18": (torchvision.models.resnet18, 512),
-           "resnet34": (torchvision.models.resnet34, 512),
-           "resnet50": (torchvision.models.resnet50, 2048)}
+# torchvision (with torch._dynamo, ~3 s) is imported where a backbone is built, not here: reading
+# results from the store builds none
+RESNETS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}  # feature dimension
 VITS = {"vit_tiny": dict(hidden_dim=192, num_heads=3),
         "vit_small": dict(hidden_dim=384, num_heads=6)}
 BACKBONES = ("resnet9",) + tuple(RESNETS) + tuple(VITS)
@@ -67,8 +66,10 @@ class ResNet(nn.Module):
 
     def __init__(self, name: str, image_size: int, in_channels: int):
         super().__init__()
-        factory, self.feature_dim = RESNETS[name]
-        net = factory(weights=None)
+        import torchvision
+
+        self.feature_dim = RESNETS[name]
+        net = getattr(torchvision.models, name)(weights=None)
         if image_size <= 64:  # CIFAR stem
             net.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
             net.maxpool = nn.Identity()
@@ -128,6 +129,7 @@ class ViT(nn.Module):
         if image_size % patch_size:
             raise SSLMemError(f"image size {image_size} is not divisible by patch size "
                               f"{patch_size}")
+        import torchvision
         from lightly.models.modules import MaskedVisionTransformerTorchvision
 
         width = VITS[name]

@@ -27,3 +27,18 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in (ROOT / "README.md").read_text()
     makefile = (ROOT / "Makefile").read_text()
     assert "rc -eq 5" in makefile  # pytest's "no tests collected" fails the run
+
+
+def test_reading_results_does_not_import_torchvision_or_lightly():
+    """They load torch._dynamo (3 of the 8 s `sslmem plan` took to list a plan, and of the 10 s
+    every page's import cell took): only building a method or a backbone needs them."""
+    import subprocess
+    import sys
+
+    code = ("import sys, sslmem.cli, sslmem.plan, sslmem.reproduce, sslmem.atypicality, "
+            "sslmem.plots, sslmem.precision, sslmem.explorer, sslmem.notebook; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torchvision', 'lightly'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from lightly.loss import BarlowTwinsLoss
-from lightly.models.modules import BarlowTwinsProjectionHead
-
 from sslmem.methods.base import Defaults, Method
 
 
@@ -20,6 +17,9 @@ class BarlowTwins(Method):
         extra={"projection_dim": 2048})
 
     def __init__(self, *args, projection_dim: int = 2048, **kw):
+        # lightly is imported here, not at the top (see sslmem.methods)
+        from lightly.loss import BarlowTwinsLoss
+        from lightly.models.modules import BarlowTwinsProjectionHead
         super().__init__(*args, **kw)
         d = self.encoder.feature_dim
         self.projection = BarlowTwinsProjectionHead(d, projection_dim, projection_dim)

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import copy
 
-from lightly.loss import NegativeCosineSimilarity
-from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
-from lightly.models.utils import deactivate_requires_grad, update_momentum
-
 from sslmem.methods.base import Defaults, Method, momentum_schedule
 
 
@@ -23,6 +19,10 @@ class BYOL(Method):
         extra={"momentum": 0.99})
 
     def __init__(self, *args, momentum: float = 0.99, **kw):
+        # lightly is imported here, not at the top (see sslmem.methods)
+        from lightly.loss import NegativeCosineSimilarity
+        from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
+        from lightly.models.utils import deactivate_requires_grad
         super().__init__(*args, **kw)
         d = self.encoder.feature_dim
         self.projection = BYOLProjectionHead(d, 4096, 256)
@@ -42,6 +42,7 @@ class BYOL(Method):
         return 0.5 * (self.criterion(p1, t2) + self.criterion(p2, t1)), h1, h2
 
     def on_step(self, progress):
+        from lightly.models.utils import update_momentum
         m = momentum_schedule(progress, self.base_momentum)
         update_momentum(self.encoder, self.teacher_encoder, m)
         update_momentum(self.projection, self.teacher_projection, m)

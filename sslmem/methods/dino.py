@@ -6,9 +6,6 @@ import copy
 import warnings
 
 import torch
-from lightly.loss import DINOLoss
-from lightly.models.modules import DINOProjectionHead
-from lightly.models.utils import deactivate_requires_grad, update_momentum
 
 from sslmem.methods.base import Defaults, Method, momentum_schedule
 
@@ -27,6 +24,10 @@ class DINO(Method):
         extra={"momentum": 0.996, "output_dim": 4096})
 
     def __init__(self, *args, momentum: float = 0.996, output_dim: int = 4096, **kw):
+        # lightly is imported here, not at the top (see sslmem.methods)
+        from lightly.loss import DINOLoss
+        from lightly.models.modules import DINOProjectionHead
+        from lightly.models.utils import deactivate_requires_grad
         super().__init__(*args, **kw)
         d = self.encoder.feature_dim
         with warnings.catch_warnings():  # lightly's head uses the deprecated weight_norm
@@ -50,6 +51,7 @@ class DINO(Method):
         return self.criterion(teacher, student, epoch=0), feats[0], feats[1]
 
     def on_step(self, progress):
+        from lightly.models.utils import update_momentum
         m = momentum_schedule(progress, self.base_momentum)
         update_momentum(self.encoder, self.teacher_encoder, m)
         update_momentum(self.head, self.teacher_head, m)

@@ -8,8 +8,6 @@ lightly. The encoder scored by SSLMem is the unmasked ViT (class token after the
 from __future__ import annotations
 
 import torch
-from lightly.models import utils
-from lightly.models.modules import MAEDecoder
 
 from sslmem.errors import SSLMemError
 from sslmem.methods.base import Defaults, Method
@@ -29,6 +27,8 @@ class MAE(Method):
         extra={"mask_ratio": 0.75})
 
     def __init__(self, *args, mask_ratio: float = 0.75, **kw):
+        # lightly is imported here, not at the top (see sslmem.methods)
+        from lightly.models.modules import MAEDecoder
         super().__init__(*args, **kw)
         backbone = self.encoder.backbone
         if backbone.kind != "vit":
@@ -47,6 +47,7 @@ class MAE(Method):
 
     def sample_inputs(self, views, labels):
         """The view and its kept/masked token indices (the only random draws of the loss)."""
+        from lightly.models import utils
         n = self.encoder.backbone.vit.sequence_length
         # random_token_mask draws from torch's global RNG, which the training loop seeds per epoch
         idx_keep, idx_mask = utils.random_token_mask(
@@ -55,6 +56,7 @@ class MAE(Method):
 
     def inputs_loss(self, view, idx_keep, idx_mask):
         """MSE on the masked patches: the mean of equal-sized per-sample terms (same mask ratio)."""
+        from lightly.models import utils
         images = self.encoder.normalize(view)
         vit = self.encoder.backbone.vit
         b, n = images.shape[0], vit.sequence_length

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from lightly.loss import NTXentLoss
-from lightly.models.modules import SimCLRProjectionHead
-
 from sslmem.methods.base import Defaults, Method
 
 
@@ -21,6 +18,9 @@ class SimCLR(Method):
         extra={"temperature": 0.5, "projection_dim": 128})
 
     def __init__(self, *args, temperature: float = 0.5, projection_dim: int = 128, **kw):
+        # lightly is imported here, not at the top (see sslmem.methods)
+        from lightly.loss import NTXentLoss
+        from lightly.models.modules import SimCLRProjectionHead
         super().__init__(*args, **kw)
         d = self.encoder.feature_dim
         self.projection = SimCLRProjectionHead(d, 2048, projection_dim)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from lightly.loss import NegativeCosineSimilarity
-from lightly.models.modules import SimSiamPredictionHead, SimSiamProjectionHead
-
 from sslmem.methods.base import Defaults, Method
 
 
@@ -19,6 +16,9 @@ class SimSiam(Method):
                "epochs, 24 warmup; we use batch 512 with the linear lr scaling")
 
     def __init__(self, *args, **kw):
+        # lightly is imported here, not at the top (see sslmem.methods)
+        from lightly.loss import NegativeCosineSimilarity
+        from lightly.models.modules import SimSiamPredictionHead, SimSiamProjectionHead
         super().__init__(*args, **kw)
         d = self.encoder.feature_dim
         self.projection = SimSiamProjectionHead(d, 2048, 2048)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from lightly.loss import VICRegLoss
-from lightly.models.modules.heads import VICRegProjectionHead
-
 from sslmem.methods.base import Defaults, Method
 
 
@@ -21,6 +18,9 @@ class VICReg(Method):
         extra={"expander_dim": 2048})
 
     def __init__(self, *args, expander_dim: int = 2048, **kw):
+        # lightly is imported here, not at the top (see sslmem.methods)
+        from lightly.loss import VICRegLoss
+        from lightly.models.modules.heads import VICRegProjectionHead
         super().__init__(*args, **kw)
         d = self.encoder.feature_dim
         self.projection = VICRegProjectionHead(d, expander_dim, expander_dim, num_layers=3)
