@@ -23,6 +23,7 @@ half-ensembles' reliability (Spearman 1904, on split halves).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +31,7 @@ import pandas as pd
 from scipy import stats
 
 from sslmem.errors import SSLMemError
-from sslmem.reliability import _corr, ensemble_estimate, spearman_brown
+from sslmem.reliability import _corr, _corr_rows, ensemble_estimate, spearman_brown
 
 STATISTICS = ("m", "out")  # m: mean without x − mean with x; out: mean without x
 
@@ -126,13 +127,16 @@ def label_scores(ens, *, subset: str = "pool", members=None) -> dict[str, PointS
                                           "out")}
 
 
-def _true_r(a1, a2, b1, b2, how: str) -> tuple[float, float, float]:
-    """(r_true, half-reliability of a, of b) from the four half estimates."""
-    raa, rbb = _corr(a1, a2, how), _corr(b1, b2, how)
-    cross = np.nanmean([_corr(a1, b2, how), _corr(a2, b1, how)])
-    if not (raa > 0 and rbb > 0):
-        return math.nan, raa, rbb
-    return float(cross / math.sqrt(raa * rbb)), raa, rbb
+def _true_r(a1, a2, b1, b2, how: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(r_true, half-reliability of a, of b) for every row of the four (R, N) half
+    estimates; r_true is NaN where a half-reliability is not positive."""
+    raa, rbb = _corr_rows(a1, a2, how), _corr_rows(b1, b2, how)
+    cross = np.stack([_corr_rows(a1, b2, how), _corr_rows(a2, b1, how)])
+    with warnings.catch_warnings():  # both cross terms undefined: NaN, as intended
+        warnings.simplefilter("ignore", RuntimeWarning)
+        cross = np.nanmean(cross, axis=0)
+        r_true = np.where((raa > 0) & (rbb > 0), cross / np.sqrt(np.abs(raa * rbb)), math.nan)
+    return r_true, raa, rbb
 
 
 def agreements(scores: dict[str, PointScore], pairs, *, how: str = "spearman",
@@ -176,27 +180,27 @@ def agreements(scores: dict[str, PointScore], pairs, *, how: str = "spearman",
         one, two = perm[:h], perm[h:2 * h]
         halves.append({n: (aligned[n].estimate(one), aligned[n].estimate(two)) for n in names})
     n = len(common)
-    boot_rows = [rng.integers(0, n, n) for _ in range(n_boot)]
+    boot_rows = np.array([rng.integers(0, n, n) for _ in range(n_boot)]).reshape(n_boot, n)
     boot_split = rng.integers(0, n_splits, n_boot)
+    # every split's halves stacked (n_splits, N), and as each replicate draws them (n_boot, N)
+    stacked = {name: [np.stack([s[name][j] for s in halves]) for j in (0, 1)]
+               for name in names}
+    drawn = {name: [h[boot_split[:, None], boot_rows] for h in stacked[name]]
+             for name in names}
     rows, reps = [], {}
     for a, b in pairs:
         r = _corr(full[a], full[b], how)
         test = (stats.spearmanr if how == "spearman" else stats.pearsonr)(
             *(np.nan_to_num(v) for v in (full[a], full[b])))
-        per = [_true_r(*s[a], *s[b], how) for s in halves]
-        cross = np.nanmean([[_corr(s[a][0], s[b][1], how), _corr(s[a][1], s[b][0], how)]
-                            for s in halves])
-        raa = float(np.nanmean([p[1] for p in per]))
-        rbb = float(np.nanmean([p[2] for p in per]))
+        (a1, a2), (b1, b2) = stacked[a], stacked[b]
+        _, per_aa, per_bb = _true_r(a1, a2, b1, b2, how)
+        cross = np.nanmean([_corr_rows(a1, b2, how), _corr_rows(a2, b1, how)])
+        raa, rbb = float(np.nanmean(per_aa)), float(np.nanmean(per_bb))
         r_true = (cross / math.sqrt(raa * rbb)) if raa > 0 and rbb > 0 else math.nan
         rel_a = 1.0 if aligned[a].fixed is not None else float(spearman_brown(raa, 2))
         rel_b = 1.0 if aligned[b].fixed is not None else float(spearman_brown(rbb, 2))
-        boot_true, boot_r = np.empty(n_boot), np.empty(n_boot)
-        for i, (idx, k) in enumerate(zip(boot_rows, boot_split)):
-            s = halves[k]
-            boot_true[i] = _true_r(s[a][0][idx], s[a][1][idx], s[b][0][idx], s[b][1][idx],
-                                   how)[0]
-            boot_r[i] = _corr(full[a][idx], full[b][idx], how)
+        boot_true = _true_r(*drawn[a], *drawn[b], how)[0]
+        boot_r = _corr_rows(full[a][boot_rows], full[b][boot_rows], how)
         q = [(1 - level) / 2, (1 + level) / 2]
         undefined = float(np.mean(~np.isfinite(boot_true)))
         lo, hi = (np.nanquantile(boot_true, q) if undefined < (1 - level) / 2

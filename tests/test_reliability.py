@@ -168,3 +168,20 @@ def test_an_odd_number_of_pairs_is_corrected_to_all_of_them(world):
                                  ensemble_estimate(*synthetic(mu, base, 14, rng)).m)[0, 1]
                      for _ in range(20)])
     assert odd["reliability"] == pytest.approx(truth, abs=0.12)
+
+
+def test_row_correlations_equal_the_scalar_ones_with_ties_nans_and_constant_rows():
+    """The bootstrap intervals now take all replicates' correlations in one pass: each must
+    equal the scalar path (scipy's spearmanr / corrcoef), ties and dropped points included."""
+    from sslmem.reliability import _corr, _corr_rows
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 5, (40, 30)).astype(float)  # many ties, as bootstrap rows have
+    b = a + rng.normal(0, 2, a.shape)
+    a[3, 7] = np.nan  # a dropped point: the scalar path
+    b[5] = 1.0  # constant: undefined
+    for how in ("spearman", "pearson"):
+        rows = _corr_rows(a, b, how)
+        scalar = np.array([_corr(x, y, how) for x, y in zip(a, b)])
+        assert np.isnan(rows[5]) and np.isnan(scalar[5]) and np.isfinite(rows[3])
+        np.testing.assert_allclose(rows, scalar, rtol=0, atol=1e-12)
