@@ -5,9 +5,11 @@ Why: every machine here has 2 cores, but not the same CPU. channels_last ran a R
 hosts differ again. So before training on a CPU, :func:`training_setting` times a few steps of
 the real step, at the real shape, in each memory format, and keeps the faster; the choice is
 cached per host and shape (seconds, once). A measurement taken while more work ran than the
-host has cores is used but not cached: on 2026-11-29 one such measurement (two units beside a
-test run) picked the contiguous format, 1.2x slower alone, and six ensemble members trained
-with it before anyone looked. The memory format only changes the order of
+host has cores is marked so and measured again by the first run that finds the host idle: on
+2026-11-29 one such measurement (two units beside a test run) picked the contiguous format,
+1.2x slower alone, and six ensemble members trained with it before anyone looked. A process
+keeps the first choice it made for a shape (two scorings in one process stay bit-identical).
+The memory format only changes the order of
 floating-point sums (as another ISA or thread count does), so it is not part of a result's key.
 
 The *precision* is not chosen here: it changes the numbers, so it is a configuration field
@@ -134,19 +136,28 @@ def inference_setting(encoder: torch.nn.Module, batch: torch.Tensor) -> Setting:
     return _chosen(shape, options, lambda: measure_inference(encoder, batch, options))
 
 
+_CHOSEN: dict[str, Setting] = {}  # this process's choices, by cache file and key
+
+
 def _chosen(shape: tuple, options: list[Setting], timings_of, agree: bool = False) -> Setting:
     """The cached choice for ``shape`` on this host, else the fastest of ``options`` by
-    ``timings_of()`` (the first unless another beats it by more than ``TIE``), cached.
+    ``timings_of()`` (the first unless another beats it by more than ``TIE``), cached. A
+    choice measured on a busy host is measured again when the host is idle.
 
     ``agree``: every process of a ``torch.distributed`` job takes rank 0's cache entry and
     choice (the processes measure together: the training losses gather across them)."""
     share = _from_rank0 if agree else (lambda value: value)
     key = f"{host_signature()}:{json.dumps(shape)}"
     path = cache_path()
-    cached = _read_cache(path).get(key)
-    cached = share(Setting(cached["precision"], cached["channels_last"], "cached")
-                   if cached else None)
+    if f"{path}|{key}" in _CHOSEN:
+        return _CHOSEN[f"{path}|{key}"]
+    entry = _read_cache(path).get(key)
+    if entry and entry.get("busy") and not _busy(load_average()):
+        entry = None  # measured while the host was busy, and it is idle now: measure again
+    cached = share(Setting(entry["precision"], entry["channels_last"], "cached")
+                   if entry else None)
     if cached is not None:
+        _CHOSEN[f"{path}|{key}"] = cached
         return cached
     load = max(load_average(), 0.0)
     timings = timings_of()
@@ -154,17 +165,23 @@ def _chosen(shape: tuple, options: list[Setting], timings_of, agree: bool = Fals
     best = min(options, key=lambda c: timings[c.name])
     if timings[best.name] > timings[options[0].name] * (1 - TIE):
         best = options[0]  # within the tie margin: the reference
-    busy = load > usable_cores() + BUSY
+    busy = _busy(load)
     chosen = share(Setting(best.precision, best.channels_last,
                            "measured on a busy host" if busy else "measured"))
-    if chosen.how == "measured" and (not agree or _rank() == 0):
+    if not agree or _rank() == 0:
         entries = _read_cache(path)
-        entries[key] = {**asdict(chosen), "seconds_per_step": timings,
-                        "load_average": round(load, 2),
+        entries[key] = {**asdict(chosen), "busy": chosen.how != "measured",
+                        "seconds_per_step": timings, "load_average": round(load, 2),
                         "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}
         with contextlib.suppress(OSError):  # a read-only home: measure again next time
             write_json(path, entries)
+    _CHOSEN[f"{path}|{key}"] = Setting(chosen.precision, chosen.channels_last, "cached")
     return chosen
+
+
+def _busy(load: float) -> bool:
+    """More runnable work than cores (beyond ``BUSY``): timings taken now may mislead."""
+    return load > usable_cores() + BUSY
 
 
 def load_average() -> float:
@@ -274,6 +291,7 @@ def report() -> str:
         chosen = entry.get("precision", "?") + (" + channels_last"
                                                 if entry.get("channels_last") else "")
         load = entry.get("load_average")
-        load = f", load average {load}" if load is not None else ""
+        load = (f", load average {load}" if load is not None else "") + (
+            ", on a busy host: measured again when it is idle" if entry.get("busy") else "")
         lines.append(f"{shape}: {chosen} ({seconds}; measured {entry.get('measured', '?')}{load})")
     return "\n".join(lines)
