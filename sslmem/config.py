@@ -160,10 +160,10 @@ class Config:
 
         8 px, not the 16 px it once upsampled to: every convolution costs a quarter, which is
         what makes the whole tiny book (and CI, which runs it from scratch) take minutes; 300
-        shared and 100 per other subset, not 600 and 150, for the same reason (chapter 1's pair
-        took 63 s at one thread, most of a unit that many tests run)."""
+        shared and 100 per other subset and 6 epochs, not 600, 150 and 8, for the same reason
+        (chapter 1's pair took 63 s at one thread; many tests run such units)."""
         base = dict(dataset="digits", image_size=8, split_protocol="random", shared=300,
-                    candidate=100, independent=100, extra=100, backbone="resnet9", epochs=8,
+                    candidate=100, independent=100, extra=100, backbone="resnet9", epochs=6,
                     warmup_epochs=1, batch_size=128, n_pairs=4, checkpoint_every=4,
                     profile="tiny")
         return cls.from_dict({**base, **overrides})

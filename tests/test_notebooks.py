@@ -98,13 +98,13 @@ def test_executed_notebooks_pass_nbval(book, env, tmp_path):
 
 
 def test_rerun_on_a_second_dataset(env, tmp_path):
-    small = {"01": {"epochs": 3, "sizes": {"shared": 300, "candidate": 100, "independent": 100,
-                                           "extra": 100}}}
+    small = {"01": {"epochs": 2, "sizes": {"shared": 150, "candidate": 50, "independent": 50,
+                                           "extra": 50}}}
     rp.reproduce("tiny", dataset="fashionmnist", params=small, only="01", out=tmp_path, **QUIET)
     nb = nbformat.read(tmp_path / "01_definition.ipynb", as_version=4)
     glued = _glued(nb)
     assert glued["dataset"] == "fashionmnist"
-    assert glued["epochs"] == "3" and glued["n_candidates"] == "100"
+    assert glued["epochs"] == "2" and glued["n_candidates"] == "50"
     assert float(glued["threshold"]) == float(glued["threshold"])  # a number, not nan
 
 

@@ -180,8 +180,8 @@ def test_a_unit_run_in_one_process_serves_a_notebook_in_another(tmp_path, tmp_ru
     assert listed.returncode == 0 and _stored(listed.stdout, "01-simclr") == "yes"
     assert "min on cpu" in listed.stdout  # the unit's measured wall time is kept
     out = tmp_path / "book"
-    rp.reproduce("tiny", only="01,02", out=out, results_only=True, log=lambda *_: None)
-    assert (out / "01_definition.ipynb").exists() and (out / "02_atypical_examples.ipynb").exists()
+    rp.reproduce("tiny", only="01", out=out, results_only=True, log=lambda *_: None)
+    assert (out / "01_definition.ipynb").exists()
     assert not list(tmp_runs.rglob("*.pt")) if tmp_runs.exists() else True
 
 
