@@ -66,11 +66,13 @@ def test_probe_on_briefly_trained_encoder_beats_chance(digits, monkeypatch):
     train, test = digits
     torch.manual_seed(0)
     method = make("simclr", train)
-    fit(method, train.images, train.labels, spec("simclr", epochs=3), device="cpu")
-    ftr = extract_features(method.encoder, train.images)
+    x, y = train.images[:700], train.labels[:700]  # half the split: linear 0.975, kNN 0.944
+    fit(method, x, y, spec("simclr", epochs=3), device="cpu")
+    ftr = extract_features(method.encoder, x)
     fte = extract_features(method.encoder, test.images)
-    acc = linear_probe(ftr, train.labels, fte, test.labels)["accuracy"]
-    knn = knn_accuracy(ftr, train.labels, fte, test.labels, k=20)
+    acc = linear_probe(ftr, y, fte, test.labels)["accuracy"]
+    knn = knn_accuracy(ftr, y, fte, test.labels, k=20)
+    print(f"linear {acc:.3f}, kNN {knn:.3f}")
     assert acc > 0.5 and knn > 0.5, (acc, knn)  # chance is 0.1
 
 
