@@ -27,41 +27,45 @@ Every row: median of --repeats timings, views/s, GFLOP/s and the fraction of the
 ceiling at the same thread count (MFU). The load average before and after is recorded: a number
 measured while other work shared the cores says so.
 
-Measured (2026-11-29, AMD EPYC, AVX2 + FMA, oneDNN dispatching AVX2, no native bf16; otherwise
-idle: load average 1.5 before, 1.8 after; torch 2.14.1; ``results/benchmarks/unit.json``).
-SimCLR, ResNet-9, 16 px, batch 64: 18.9 GFLOP per training step, 47.6 MFLOP per scoring view.
-Ceiling = the best kernel rate measured (ResNet-9's convolutions in either memory format, or the
-matmul): 84 GFLOP/s on 1 thread, 151 on 2.
+Measured (2026-11-29, 21:32, AMD EPYC, AVX2 + FMA, oneDNN dispatching AVX2, no native bf16;
+otherwise idle: load average 1.7 before, 1.8 after; torch 2.14.1; ``results/benchmarks/unit.json``;
+10.4 min). SimCLR, ResNet-9, 16 px, batch 64: 18.9 GFLOP per training step, 47.6 MFLOP per
+scoring view. Ceiling = the best kernel rate measured (ResNet-9's convolutions in either memory
+format, or the matmul): 77 GFLOP/s on 1 thread, 126 on 2.
 
 | row | 1 thread views/s | MFU | 2 threads views/s | MFU |
 |---|---:|---:|---:|---:|
-| train: fp32 eager (``fit`` before calibration) | 251 | 44 % | 489 | 48 % |
-| train: fp32 channels_last (what the calibration picks here) | 347 | 61 % | 586 | 57 % |
-| train: fp32 torch.compile | 295 | 52 % | 532 | 52 % |
-| train: bf16 autocast / + channels_last (emulated) | 9 / 28 | 2 / 5 % | – | – |
-| score: fp32 eager (today) | 570 | 32 % | 1,160 | 37 % |
-| score: BatchNorm folded | 633 | 36 % | 954 | 30 % |
-| score: folded + channels_last | 1,121 | 63 % | 1,635 | 52 % |
-| score: folded + torch.compile | 1,259 | 71 % | 1,856 | 59 % |
+| train: fp32 eager | 287 | 55 % | 345 | 40 % |
+| train: fp32 channels_last | 250 | 48 % | 440 | 52 % |
+| train: fp32 torch.compile | 287 | 55 % | 408 | 48 % |
+| train: bf16 autocast / + channels_last (emulated) | 9 / 27 | 2 / 5 % | – | – |
+| score: fp32 eager (before issue 20) | 501 | 31 % | 832 | 32 % |
+| score: BatchNorm folded | 615 | 38 % | 1,010 | 38 % |
+| score: folded + channels_last | 1,011 | 62 % | 1,656 | 63 % |
+| score: folded + torch.compile | 1,095 | 67 % | 2,125 | 81 % |
+| score: **the scorer** (``inference_copy``: folded, measured format) | 930 | 57 % | 1,690 | 64 % |
 
-Every scoring path changed no per-point L_align by more than 0.001 Monte-Carlo s.e. Where the
-time of a training step goes (1 thread, fp32 eager, ``torch.profiler``): convolution backward
-~49 %, convolution forward ~24 %, BatchNorm ~9 %, max-pool ~5 %, the projection head's matmuls
-3 %, the optimizer 3 %, augmentation (elementwise ops) ~2 %; Python overhead is negligible. An
-earlier run (contiguous-only ceiling, 52 GFLOP/s) gave 266 / 295 views/s eager / channels_last:
-channels_last gains 1.1-1.4x between runs. So on this host:
-* channels_last (which ``sslmem.calibrate`` now picks when it measures faster) is the one
-  setting that pays; training then runs at ~60 % of the kernel ceiling, so up to ~1.6x more is
-  left in the kernels, not in settings (fusing BatchNorm and ReLU into the convolutions, as the
-  compiled scorer does, is the next candidate);
-* two single-threaded processes (``--jobs 2``) train 2 x 251 = 502 views/s against 489 for one
-  process with 2 threads (2 x 347 vs 586 with channels_last): the plan's default stays;
-* bf16 is emulated and ~30x slower: never on this host;
-* scoring gains ~2x from folding BatchNorm + channels_last (1 thread) and 2.2x compiled, but it
-  is ~4 % of an ensemble unit (23 s of 632 s). The scorer now runs the folded copy in the
-  memory format it measures faster (``sslmem.evaluate.inference_copy``); compile is left out
-  (a ~10 % gain for a compile that takes longer than the scoring of one unit). The table above
-  predates that wiring (its hand-written fold is now the fx fold of ``inference_copy``).
+Every scoring path changed no per-point L_align by more than 0.001 Monte-Carlo s.e. What this
+says, with the previous run of this script (same host, 2026-11-29 afternoon: 1 thread eager 251,
+channels_last 347 views/s):
+
+* the scorer is 1.9x (1 thread) and 2.0x (2 threads) the eager fp32 path it replaced; compiled,
+  2.2x and 2.6x. The ceiling bounds any fp32 scorer here at 1,626 views/s on 1 thread: **3.2x
+  eager at most**, so issue 20's 4x cannot be reached on this CPU;
+* training: channels_last was 1.4x faster on 1 thread in the afternoon and 0.87x in this run
+  (2 threads: 1.28x); ``sslmem.calibrate``'s interleaved measurement (alternating formats within
+  each round) found 1.15-1.2x for channels_last in 8 repetitions the same day. On this host the
+  memory format's effect at 1 thread is of the size of the run-to-run variation of sequential
+  timings, which is why the calibration interleaves and re-measures choices made on a busy host.
+  A step's ceiling is 526 views/s (1 thread); eager reaches 55 % of it, so a 2x faster unit
+  (training is ~96 % of it) would need over 100 % of the measured kernel rate: not possible here;
+* where the time of a training step goes (1 thread, fp32 eager, ``torch.profiler``, earlier run):
+  convolution backward ~49 %, convolution forward ~24 %, BatchNorm ~9 %, max-pool ~5 %, the
+  projection head's matmuls 3 %, the optimizer 3 %, augmentation (elementwise ops) ~2 %; Python
+  overhead is negligible;
+* two single-threaded processes (``--jobs 2``) train 2 x 287 = 574 views/s against 440 for one
+  process with 2 threads: the plan's default stays;
+* bf16 is emulated and ~30x slower: never on this host.
 
     .venv/bin/python benchmarks/unit.py --out results/benchmarks/unit.json     # ~12 min
 """
