@@ -1,16 +1,17 @@
 """The memory format of training chosen by measurement on the host at hand, not guessed.
 
 Why: every machine here has 2 cores, but not the same CPU. channels_last ran a ResNet-9 step
-1.4x faster than the contiguous format on an AVX2 EPYC and 1.2x on an AVX512 Xeon, and other
-hosts differ again. So before training on a CPU, :func:`training_setting` times a few steps of
-the real step, at the real shape, in each memory format, and keeps the faster; the choice is
-cached per host and shape (seconds, once). A measurement taken while more work ran than the
+1.2x faster than the contiguous format on an AVX512 Xeon; on an AVX2 EPYC between 0.87x and 1.4x
+in sequential timings and 1.15-1.2x in interleaved ones, and other hosts differ again. So before
+training on a CPU, :func:`training_setting` times a few steps of the real step, at the real
+shape, in each memory format (alternating within each round), and keeps the faster; the choice
+is cached per host and shape (seconds, once). A measurement taken while more work ran than the
 host has cores is marked so and measured again by the first run that finds the host idle: on
 2026-11-29 one such measurement (two units beside a test run) picked the contiguous format,
-1.2x slower alone, and six ensemble members trained with it before anyone looked. A process
-keeps the first choice it made for a shape (two scorings in one process stay bit-identical).
-The memory format only changes the order of
-floating-point sums (as another ISA or thread count does), so it is not part of a result's key.
+which interleaved timings on the idle host found 1.2x slower, and six ensemble members trained
+with it. A process keeps the first choice it made for a shape (two scorings in one process stay
+bit-identical). The memory format only changes the order of floating-point sums (as another
+ISA or thread count does), so it is not part of a result's key.
 
 The *precision* is not chosen here: it changes the numbers, so it is a configuration field
 (``Config.precision``, in the key; bf16 autocast ran 2.1x faster than fp32 on an AMX Xeon,
