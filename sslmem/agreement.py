@@ -193,9 +193,9 @@ def agreements(scores: dict[str, PointScore], pairs, *, how: str = "spearman",
         test = (stats.spearmanr if how == "spearman" else stats.pearsonr)(
             *(np.nan_to_num(v) for v in (full[a], full[b])))
         (a1, a2), (b1, b2) = stacked[a], stacked[b]
-        _, per_aa, per_bb = _true_r(a1, a2, b1, b2, how)
+        raa = float(np.nanmean(_corr_rows(a1, a2, how)))
+        rbb = float(np.nanmean(_corr_rows(b1, b2, how)))
         cross = np.nanmean([_corr_rows(a1, b2, how), _corr_rows(a2, b1, how)])
-        raa, rbb = float(np.nanmean(per_aa)), float(np.nanmean(per_bb))
         r_true = (cross / math.sqrt(raa * rbb)) if raa > 0 and rbb > 0 else math.nan
         rel_a = 1.0 if aligned[a].fixed is not None else float(spearman_brown(raa, 2))
         rel_b = 1.0 if aligned[b].fixed is not None else float(spearman_brown(rbb, 2))

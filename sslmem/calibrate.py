@@ -150,15 +150,16 @@ def _chosen(shape: tuple, options: list[Setting], timings_of, agree: bool = Fals
     share = _from_rank0 if agree else (lambda value: value)
     key = f"{host_signature()}:{json.dumps(shape)}"
     path = cache_path()
-    if f"{path}|{key}" in _CHOSEN:
-        return _CHOSEN[f"{path}|{key}"]
+    memo = f"{path}|{key}"
+    if memo in _CHOSEN:
+        return _CHOSEN[memo]
     entry = _read_cache(path).get(key)
     if entry and entry.get("busy") and not _busy(load_average()):
         entry = None  # measured while the host was busy, and it is idle now: measure again
     cached = share(Setting(entry["precision"], entry["channels_last"], "cached")
                    if entry else None)
     if cached is not None:
-        _CHOSEN[f"{path}|{key}"] = cached
+        _CHOSEN[memo] = cached
         return cached
     load = max(load_average(), 0.0)
     timings = timings_of()
@@ -176,7 +177,7 @@ def _chosen(shape: tuple, options: list[Setting], timings_of, agree: bool = Fals
                         "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}
         with contextlib.suppress(OSError):  # a read-only home: measure again next time
             write_json(path, entries)
-    _CHOSEN[f"{path}|{key}"] = Setting(chosen.precision, chosen.channels_last, "cached")
+    _CHOSEN[memo] = Setting(chosen.precision, chosen.channels_last, "cached")
     return chosen
 
 
@@ -194,6 +195,7 @@ def load_average() -> float:
 
 
 def usable_cores() -> int:
+    """The cores this process may run on (its affinity), else the machine's."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
