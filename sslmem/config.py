@@ -35,7 +35,7 @@ DP_FIELDS = {"dp_epsilon": None, "dp_delta": None, "dp_max_grad_norm": 1.0}  # n
 # Fields added after stores were written: at these defaults they stay out of the key, so
 # existing results keep their keys.
 KEY_DEFAULTS = {**DP_FIELDS, "monitor_points": 10000, "augment_strength": 1.0,
-                "precision": "fp32"}
+                "precision": "fp32", "score_precision": "fp32"}
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,9 @@ class Config:
     score_variant: str = "pairs"  # pairs = d(f(x'), f(x'')); clean = d(f(x), f(aug(x)))
     score_augment: str = "train"  # train = the method's training views; score = authors' set
     score_seed: int = 0
+    # int8 scoring (sslmem.quantize, CPU): ~4.5x faster than eager fp32, scores within ~0.1 s.e.
+    # of fp32 but not equal to them, so it is part of the key
+    score_precision: str = "fp32"
     # runtime (not part of the cache key)
     device: str = "auto"
     compile: str = "auto"
@@ -249,6 +252,7 @@ FIELDS = {
     "score_variant": Choice(("pairs", "clean")),
     "score_augment": Choice(("train", "score")),
     "score_seed": Int(low=0),
+    "score_precision": Choice(("fp32", "int8")),
     "device": Device(),
     "compile": Choice(("auto", "on", "off")),
     "progress": Bool(),

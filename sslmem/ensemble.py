@@ -130,7 +130,8 @@ class Ensemble:
                             exp.test.images[torch.as_tensor(np.array(self.placebo))]])
         t0 = time.perf_counter()
         d = score_alignment({"e": method.encoder}, images, c.n_pairs, exp._augment(),
-                            seed=c.score_seed, device=exp.device, amp=exp.amp)["e"].double()
+                            seed=c.score_seed, device=exp.device, amp=exp.amp,
+                            precision=c.score_precision)["e"].double()
         exp.wall["score"] = time.perf_counter() - t0
         frame = pd.DataFrame({
             "position": np.concatenate([self.pool, self.placebo]),

@@ -67,7 +67,8 @@ from sslmem.store import (
 from sslmem.train import TrainSpec, fit, load_checkpoint, load_state, resolve_device, save_state
 
 SNAPSHOT_EPOCHS = (1, 2, 5, 10, 20, 50, 100, 200, 300, 500, 800, 1000)
-SCORE_FIELDS = ("seeds", "n_pairs", "score_variant", "score_augment", "score_seed")
+SCORE_FIELDS = ("seeds", "n_pairs", "score_variant", "score_augment", "score_seed",
+                "score_precision")
 ATYPICALITY_K = 10  # neighbours of the atypicality measure stored with every score table
 
 
@@ -353,7 +354,8 @@ class Experiment:
     def _score_kwargs(self) -> dict:
         c = self.cfg
         return dict(n_pairs=c.n_pairs, augment=self._augment(), variant=c.score_variant,
-                    seed=c.score_seed, device=self.device, amp=self.amp)
+                    seed=c.score_seed, device=self.device, amp=self.amp,
+                    precision=c.score_precision)
 
     @property
     def amp(self) -> bool:
