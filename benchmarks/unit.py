@@ -15,59 +15,84 @@ this EPYC has no native bf16):
 * a training step (exactly the SimCLR step ``fit`` takes) under each candidate setting: fp32
   eager (what ``fit`` does on a CPU without native bf16), channels_last, bf16 autocast, bf16 +
   channels_last, ``torch.compile``; with 1 thread (a unit of ``--jobs 2``) and 2 threads;
-* scoring (``score_alignment`` through one encoder, 256 points x 16 pairs): fp32 eager (the
-  scorer before issue 20), BatchNorm folded into the convolutions (``sslmem.evaluate``'s
-  ``fold_batchnorm``), + channels_last, the scorer itself (``inference_copy``),
-  ``torch.compile`` (inductor), bf16 where it is native (emulated bf16 is measured once, on a
-  training step); each row's largest per-point change of L_align against the fp32 path on the
-  same views, in units of the per-point Monte-Carlo standard error (usable if that is << 1);
+* a training step at 2x and 4x the batch (1 thread): training M ensemble members as one
+  batched model makes kernels at most M times larger, so this bounds what batching can gain;
+* scoring (``score_alignment`` through one encoder trained ``--train-steps`` steps as a unit's
+  member is, 256 points x 16 pairs): fp32 eager (the scorer before issue 20), BatchNorm folded
+  into the convolutions (``sslmem.evaluate``'s ``fold_batchnorm``), + channels_last, the scorer
+  itself (``inference_copy``), ``torch.compile`` (inductor), int8 (``sslmem.quantize``, the
+  quantization timed in, and the copy made once: the rate a large pool approaches), bf16 where
+  it is native (emulated bf16 is measured once, on a training step); each row's largest and RMS
+  per-point change of L_align against the fp32 path on the same views, in units of the
+  per-point Monte-Carlo standard error (usable if that is << 1);
 * the per-op profile of one training step (``torch.profiler``): where the time goes.
 
 Every row: median of --repeats timings, views/s, GFLOP/s and the fraction of the measured
-ceiling at the same thread count (MFU). The load average before and after is recorded: a number
-measured while other work shared the cores says so.
+fp32 ceiling at the same thread count (MFU; int8 rows exceed 100 %: int8 kernels do more
+multiply-adds per instruction than the fp32 ceiling counts). The load average before and after
+is recorded: a number measured while other work shared the cores says so.
 
-Measured (2026-11-29, 21:32, AMD EPYC, AVX2 + FMA, oneDNN dispatching AVX2, no native bf16;
-otherwise idle: load average 1.7 before, 1.8 after; torch 2.14.1; ``results/benchmarks/unit.json``;
-10.4 min). SimCLR, ResNet-9, 16 px, batch 64: 18.9 GFLOP per training step, 47.6 MFLOP per
-scoring view. Ceiling = the best kernel rate measured (ResNet-9's convolutions in either memory
-format, or the matmul): 77 GFLOP/s on 1 thread, 126 on 2.
+Measured (2026-11-29, 22:40, AMD EPYC, AVX2 + FMA, oneDNN dispatching AVX2, no native bf16, no
+VNNI; otherwise idle: load average 1.0 before, 2.0 after; torch 2.14.1;
+``results/benchmarks/unit.json``; 13.8 min). SimCLR, ResNet-9, 16 px, batch 64: 18.9 GFLOP per
+training step, 47.6 MFLOP per scoring view. Ceiling = the best fp32 kernel rate measured
+(ResNet-9's convolutions in either memory format, or the matmul): 70 GFLOP/s on 1 thread, 129
+on 2. In brackets: the previous run (21:32 the same evening, same host, before int8), which
+shows how much sequential timings on this host vary between runs.
 
 | row | 1 thread views/s | MFU | 2 threads views/s | MFU |
 |---|---:|---:|---:|---:|
-| train: fp32 eager | 287 | 55 % | 345 | 40 % |
-| train: fp32 channels_last | 250 | 48 % | 440 | 52 % |
-| train: fp32 torch.compile | 287 | 55 % | 408 | 48 % |
-| train: bf16 autocast / + channels_last (emulated) | 9 / 27 | 2 / 5 % | – | – |
-| score: fp32 eager (before issue 20) | 501 | 31 % | 832 | 32 % |
-| score: BatchNorm folded | 615 | 38 % | 1,010 | 38 % |
-| score: folded + channels_last | 1,011 | 62 % | 1,656 | 63 % |
-| score: folded + torch.compile | 1,095 | 67 % | 2,125 | 81 % |
-| score: **the scorer** (``inference_copy``: folded, measured format) | 930 | 57 % | 1,690 | 64 % |
+| train: fp32 eager | 215 (287) | 46 % | 380 (345) | 43 % |
+| train: fp32 channels_last | 242 (250) | 51 % | 420 (440) | 48 % |
+| train: fp32 torch.compile | 245 (287) | 52 % | 393 (408) | 45 % |
+| train: channels_last, batch 2x / 4x (bound for 2 / 4 members batched) | 297 / 329 | 63 / 70 % | – | – |
+| train: bf16 autocast / + channels_last (emulated) | 10 / 26 | 2 / 6 % | – | – |
+| score: fp32 eager (before issue 20) | 517 (501) | 35 % | 893 (832) | 33 % |
+| score: BatchNorm folded | 622 (615) | 43 % | 1,011 (1,010) | 37 % |
+| score: folded + channels_last | 904 (1,011) | 62 % | 1,667 (1,656) | 61 % |
+| score: folded + torch.compile | 1,063 (1,095) | 73 % | 1,825 (2,125) | 67 % |
+| score: **the scorer** (``inference_copy``: folded, measured format) | 949 (930) | 65 % | 1,715 (1,690) | 63 % |
+| score: **int8** (``score_precision=int8``, quantization timed in) | 1,653 | 113 % | 2,391 | 88 % |
+| score: int8, the copy made once (a large pool's rate) | 1,877 | 128 % | 3,386 | 125 % |
 
-Every scoring path changed no per-point L_align by more than 0.001 Monte-Carlo s.e. What this
-says, with the previous run of this script (same host, 2026-11-29 afternoon: 1 thread eager 251,
-channels_last 347 views/s):
+The fp32 paths changed no per-point L_align by more than 1e-5 Monte-Carlo s.e.; int8 by at
+most 0.11 s.e. (RMS 0.036; a common shift, the mean, of +0.02), on the encoder this run
+trained (400 steps). What this says:
 
-* the scorer is 1.9x (1 thread) and 2.0x (2 threads) the eager fp32 path it replaced; compiled,
-  2.2x and 2.6x. The ceiling bounds any fp32 scorer here at 1,626 views/s on 1 thread: **3.2x
-  eager at most**, so issue 20's 4x cannot be reached on this CPU;
-* training: channels_last was 1.4x faster on 1 thread in the afternoon and 0.87x in this run
-  (2 threads: 1.28x); ``sslmem.calibrate``'s interleaved measurement (alternating formats within
-  each round) found 1.15-1.2x for channels_last in 8 repetitions the same day. On this host the
-  memory format's effect at 1 thread is of the size of the run-to-run variation of sequential
-  timings, which is why the calibration interleaves and re-measures choices made on a busy host.
-  A step's ceiling is 526 views/s (1 thread); eager reaches 55 % of it, so a 2x faster unit
-  (training is ~96 % of it) would need over 100 % of the measured kernel rate: not possible here;
-* where the time of a training step goes (1 thread, fp32 eager, ``torch.profiler``, earlier run):
-  convolution backward ~49 %, convolution forward ~24 %, BatchNorm ~9 %, max-pool ~5 %, the
-  projection head's matmuls 3 %, the optimizer 3 %, augmentation (elementwise ops) ~2 %; Python
-  overhead is negligible;
-* two single-threaded processes (``--jobs 2``) train 2 x 287 = 574 views/s against 440 for one
+* the fp32 scorer is 1.8x (1 thread) and 1.9x (2 threads) the eager path it replaced;
+  compiled, 2.1x and 2.0x. The fp32 ceiling bounds any fp32 scorer here at 1,470 views/s on
+  1 thread: 2.8x eager in this run (3.2x in the previous);
+* **int8 scoring passes that bound**: 3.2x eager on 1 thread with the quantization of the
+  encoder timed in (256 points: the copy costs ~0.5 s of ~5 s), 3.6x once the copy is made;
+  on 2 threads 2.7x and 3.8x (the copy is made on one thread). Per layer (1 thread, 2,048
+  views): the int8 convolutions reach 84-138 GOP/s, except the first (3 input channels,
+  15 GOP/s, 6 % of the time), against a 70 GFLOP/s fp32 ceiling; the int8 forward takes 0.93 s
+  against 1.90 s for the folded channels_last fp32 network. Issue 20's 4x is **not** reached in
+  this run (earlier single measurements the same evening read 3.7-4.5x, quantization included,
+  with eager between 473 and 558 views/s); int8 changes the numbers (within 0.11 s.e.), so it
+  is opt-in and part of the key, and the book's stored scores stay fp32;
+* training: channels_last was 1.4x faster on 1 thread one afternoon, 0.87x at 21:32 and 1.13x
+  here (2 threads: 1.28x, 1.11x); ``sslmem.calibrate``'s interleaved measurement found 1.15-1.2x
+  the same day. The memory format's effect at 1 thread is of the size of the run-to-run
+  variation of sequential timings on this host, which is why the calibration interleaves and
+  re-measures choices made on a busy host. A step's fp32 ceiling is 472 views/s (1 thread) in
+  this run; the best single-model setting reaches 51 % of it;
+* batching members: a 4x larger batch ran 1.36x the views/s of batch 64 (2x: 1.23x). That
+  bounds what training 4 members as one batched model (grouped convolutions, ``vmap``) could
+  gain, since their convolutions keep each member's weights apart and so are no larger than
+  a 4x batch. Not implemented: at most 1.36x, short of issue 20's 2x for a unit;
+* a unit (training ~96 % of it) 2x faster would need a training step above 100 % of the
+  measured fp32 kernel rate at batch 64 (or 3x more per view at batch 256): not possible in
+  fp32 on this CPU. It needs a host with native bf16 (AMX) or a GPU;
+* where the time of a training step goes (1 thread, fp32 eager, ``torch.profiler``, this run):
+  convolution backward 49 %, convolution forward 24 %, BatchNorm 9 %, max-pool 5 %, the
+  projection head's matmuls 3 %, the optimizer 3 %, augmentation (elementwise ops) ~2 %;
+  Python overhead is negligible;
+* two single-threaded processes (``--jobs 2``) train 2 x 242 = 484 views/s against 420 for one
   process with 2 threads: the plan's default stays;
-* bf16 is emulated and ~30x slower: never on this host.
+* bf16 is emulated and ~20x slower: never on this host.
 
-    .venv/bin/python benchmarks/unit.py --out results/benchmarks/unit.json     # ~12 min
+    .venv/bin/python benchmarks/unit.py --out results/benchmarks/unit.json     # ~14 min
 """
 
 from __future__ import annotations
@@ -88,9 +113,10 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from sslmem.calibrate import cpu_has_native_bf16
-from sslmem.evaluate import fold_batchnorm
+from sslmem.evaluate import as_float_images, fold_batchnorm
 from sslmem.memorization import score_alignment
 from sslmem.methods import build_method
+from sslmem.quantize import calibration_views, int8_copy
 from sslmem.train import make_optimizer
 
 
@@ -199,6 +225,19 @@ def step_fn(method, images, batch: int, *, bf16: bool, channels_last: bool, comp
     return step
 
 
+def trained_encoder(mean, std, images, batch: int, steps: int, threads: int) -> nn.Module:
+    """A SimCLR encoder trained ``steps`` steps on ``batch`` images, as a unit's member is (the
+    scoring rows' per-point changes are measured on it: an untrained network is not what the
+    book scores)."""
+    torch.set_num_threads(threads)
+    method = simclr(mean, std, images.shape[-1])
+    step = step_fn(method, images[:batch], batch, bf16=False, channels_last=True,
+                   compile_=False)
+    for _ in range(steps):
+        step()
+    return method.encoder.to(memory_format=torch.contiguous_format).eval()
+
+
 def step_flops(mean, std, images, batch: int) -> float:
     method = simclr(mean, std, images.shape[-1])
     with FlopCounterMode(display=False) as counter:
@@ -224,35 +263,44 @@ def score_rows(encoder, images, pairs: int, repeats: int, threads: int,
     """Scoring paths: views/s and the largest per-point change against fp32 eager, in s.e."""
     encoder = encoder.eval()
 
-    def run(enc, bf16=False, fast=False):
+    def run(enc, bf16=False, fast=False, precision="fp32"):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            return score_alignment({"e": enc}, images, pairs, seed=0, fast=fast)["e"].double()
+            return score_alignment({"e": enc}, images, pairs, seed=0, fast=fast,
+                                   precision=precision)["e"].double()
 
     reference = run(encoder)
     se = reference.std(1) / pairs ** 0.5
     cl = fold_batchnorm(encoder).to(memory_format=torch.channels_last)
-    paths = [("fp32 eager (before)", encoder, False, False),
-             ("BatchNorm folded", fold_batchnorm(encoder), False, False),
-             ("folded + channels_last", cl, False, False),
-             ("the scorer (inference_copy: folded, measured format)", encoder, False, True)]
+    paths = [("fp32 eager (before)", encoder, False, False, "fp32"),
+             ("BatchNorm folded", fold_batchnorm(encoder), False, False, "fp32"),
+             ("folded + channels_last", cl, False, False, "fp32"),
+             ("the scorer (inference_copy: folded, measured format)", encoder, False, True,
+              "fp32"),
+             ("int8 (score_precision=int8, quantization timed in)", encoder, False, False,
+              "int8"),
+             ("int8, the copy made once (a large pool's rate)", int8_copy(
+                 encoder, calibration_views(as_float_images(images[:64]))), False, False,
+              "fp32")]
     if bf16:
-        paths.append(("bf16 autocast", encoder, True, False))
+        paths.append(("bf16 autocast", encoder, True, False, "fp32"))
     if compile_:
         compiled = fold_batchnorm(encoder)
         compiled.compile(dynamic=False)
-        paths.insert(3, ("folded + torch.compile", compiled, False, False))
+        paths.insert(3, ("folded + torch.compile", compiled, False, False, "fp32"))
     views = len(images) * pairs * 2
     rows = []
-    for name, enc, bf16, fast in paths:
+    for name, enc, bf16, fast, precision in paths:
         try:
-            d = run(enc, bf16, fast)
-            s = timed(lambda enc=enc, bf16=bf16, fast=fast: run(enc, bf16, fast), repeats, 0.5)
+            d = run(enc, bf16, fast, precision)
+            s = timed(lambda enc=enc, bf16=bf16, fast=fast, p=precision: run(enc, bf16, fast, p),
+                      repeats, 0.5)
         except Exception as err:  # noqa: BLE001 — a path this torch/CPU cannot run is a row
             rows.append({"row": f"score: {name}", "threads": threads, "error": str(err)[:200]})
             continue
-        shift = ((d.mean(1) - reference.mean(1)).abs() / se).max().item()
+        shift = (d.mean(1) - reference.mean(1)) / se
         rows.append({"row": f"score: {name}", "threads": threads, "seconds": s,
-                     "views_per_s": views / s, "max_shift_in_se": shift})
+                     "views_per_s": views / s, "max_shift_in_se": shift.abs().max().item(),
+                     "rms_shift_in_se": shift.pow(2).mean().sqrt().item()})
     return rows
 
 
@@ -267,6 +315,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--pairs", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=800, help="steps of the unit (1 per epoch)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--train-steps", type=int, default=400,
+                    help="steps of training of the encoder the scoring rows score")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--out", default=None)
@@ -295,6 +345,11 @@ def main(argv=None) -> dict:
     threads_default = torch.get_num_threads()
     native = cpu_has_native_bf16()
     first = int(args.threads.split(",")[0])
+    t0 = time.perf_counter()
+    scored = trained_encoder(mean, std, images, args.batch, args.train_steps,
+                             max(map(int, args.threads.split(","))))
+    print(f"trained the scored encoder: {args.train_steps} steps, "
+          f"{time.perf_counter() - t0:.0f} s", flush=True)
     for threads in map(int, args.threads.split(",")):
         torch.set_num_threads(threads)
         ceilings[threads] = {"conv_fp32": ceiling(shapes, torch.float32, args.repeats),
@@ -321,16 +376,28 @@ def main(argv=None) -> dict:
                   flush=True)
             if not profile_table and threads == 1 and not any(kw.values()):
                 profile_table = profile_step(step)
+        for mult in (2, 4) if threads == first else ():
+            # training M members as one batched model makes M-times-larger kernels at best:
+            # a larger batch of one model bounds what that can gain
+            step = step_fn(simclr(mean, std, size), images, mult * args.batch, bf16=False,
+                           channels_last=True, compile_=False)
+            s = timed(step, args.repeats, 1.0)
+            rows.append({"row": f"train: fp32 channels_last, batch {mult}x (bound for {mult} "
+                                "members batched)", "threads": threads, "seconds": s,
+                         "views_per_s": 2 * mult * args.batch / s,
+                         "gflops": mult * flops_step / s / 1e9,
+                         "mfu": mult * flops_step / s / 1e9 / peak})
+            print(f"  train batch {mult}x: {rows[-1]['views_per_s']:.0f} views/s", flush=True)
         pool = images[:args.pool]
-        encoder = simclr(mean, std, size).encoder
-        for r in score_rows(encoder, pool, args.pairs, args.repeats, threads,
+        for r in score_rows(scored, pool, args.pairs, args.repeats, threads,
                             not args.no_compile, native):
             if "seconds" in r:
                 r["gflops"] = r["views_per_s"] * flops_view / 1e9
                 r["mfu"] = r["gflops"] / peak
             rows.append(r)
-            print(f"  {r['row']}: " + (f"{r['views_per_s']:,.0f} views/s, shift "
-                                        f"{r['max_shift_in_se']:.3f} s.e." if "seconds" in r
+            print(f"  {r['row']}: " + (f"{r['views_per_s']:,.0f} views/s, shift max "
+                                        f"{r['max_shift_in_se']:.3f} s.e., RMS "
+                                        f"{r['rms_shift_in_se']:.3f}" if "seconds" in r
                                         else r["error"]), flush=True)
     torch.set_num_threads(threads_default)
     load_after = os.getloadavg()[0]
