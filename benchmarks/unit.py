@@ -45,13 +45,13 @@ shows how much sequential timings on this host vary between runs.
 | train: fp32 eager | 215 (287) | 46 % | 380 (345) | 43 % |
 | train: fp32 channels_last | 242 (250) | 51 % | 420 (440) | 48 % |
 | train: fp32 torch.compile | 245 (287) | 52 % | 393 (408) | 45 % |
-| train: channels_last, batch 2x / 4x (bound for 2 / 4 members batched) | 297 / 329 | 63 / 70 % | – | – |
+| train: channels_last, batch 2x / 4x (bound: 2 / 4 members) | 297 / 329 | 63 / 70 % | – | – |
 | train: bf16 autocast / + channels_last (emulated) | 10 / 26 | 2 / 6 % | – | – |
 | score: fp32 eager (before issue 20) | 517 (501) | 35 % | 893 (832) | 33 % |
 | score: BatchNorm folded | 622 (615) | 43 % | 1,011 (1,010) | 37 % |
 | score: folded + channels_last | 904 (1,011) | 62 % | 1,667 (1,656) | 61 % |
 | score: folded + torch.compile | 1,063 (1,095) | 73 % | 1,825 (2,125) | 67 % |
-| score: **the scorer** (``inference_copy``: folded, measured format) | 949 (930) | 65 % | 1,715 (1,690) | 63 % |
+| score: **the scorer** (``inference_copy``) | 949 (930) | 65 % | 1,715 (1,690) | 63 % |
 | score: **int8** (``score_precision=int8``, quantization timed in) | 1,653 | 113 % | 2,391 | 88 % |
 | score: int8, the copy made once (a large pool's rate) | 1,877 | 128 % | 3,386 | 125 % |
 

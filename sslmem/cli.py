@@ -29,7 +29,7 @@ COMMON = {  # option -> (Config field, type, help)
     "--batch-size": ("batch_size", int, "batch size (default: the method's paper value)"),
     "--seeds": ("seeds", seed_list, "comma-separated seeds"),
     "--n-pairs": ("n_pairs", int, "augmentation pairs per point for the score"),
-    "--score-precision": ("score_precision", str, "fp32, or int8 (CPU: ~4x faster scoring, "
+    "--score-precision": ("score_precision", str, "fp32, or int8 (CPU: ~3.5x faster scoring, "
                                                   "scores within ~0.1 s.e. of fp32)"),
     "--device": ("device", str, "auto, cpu or cuda[:N]"),
     "--data-root": ("data_root", str, "offline data root (default: $SSLMEM_DATA)"),

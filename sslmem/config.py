@@ -83,7 +83,7 @@ class Config:
     score_variant: str = "pairs"  # pairs = d(f(x'), f(x'')); clean = d(f(x), f(aug(x)))
     score_augment: str = "train"  # train = the method's training views; score = authors' set
     score_seed: int = 0
-    # int8 scoring (sslmem.quantize, CPU): ~4.5x faster than eager fp32, scores within ~0.1 s.e.
+    # int8 scoring (sslmem.quantize, CPU): 3.2-3.6x the eager fp32 scorer, scores within ~0.1 s.e.
     # of fp32 but not equal to them, so it is part of the key
     score_precision: str = "fp32"
     # runtime (not part of the cache key)

@@ -188,7 +188,7 @@ def score_alignment(encoders: Mapping[str, nn.Module], images, n_pairs: int = 10
             faster on a CPU, the same scores to ~1e-3 of their s.e.); False: the encoders as
             given, in eval mode (the reference path the benchmark compares with).
         precision: "fp32", or "int8": score through each encoder's
-            :func:`~sslmem.quantize.int8_copy` (CPU, fx-traceable encoders; about 4.5x the eager
+            :func:`~sslmem.quantize.int8_copy` (CPU, fx-traceable encoders; 3.2-3.6x the eager
             fp32 path on an AVX2 EPYC, scores within ~0.1 s.e. of fp32), its activation ranges
             fixed on views of the first chunk.
 

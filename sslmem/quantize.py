@@ -3,11 +3,13 @@
 Why: scoring runs every point's K view pairs through every encoder, and on a CPU without native
 bf16 the fp32 scorer is bounded by the fp32 kernel ceiling (about 3x the eager path on the AVX2
 EPYC this project measures on). 8-bit integer convolutions (fbgemm) do more multiply-adds per
-instruction. On that EPYC a quantized ResNet-9 scores about 4.5x as many views per second as
-the eager fp32 path, and it moved no point's L_align by more than 0.13 Monte-Carlo standard
-errors (RMS 0.04) on an encoder trained as the book's (``benchmarks/unit.py``, which measures it
-again on the host at hand). It is opt-in (``Config.score_precision = "int8"``, part of a result's
-key): the numbers differ from fp32 within their error, never bit for bit.
+instruction. On that EPYC a quantized ResNet-9 scored 3.2x as many views per second as the
+eager fp32 path on one thread with the quantization timed in (3.6x once the copy is made; the
+fp32 ceiling bounds any fp32 scorer at 2.8-3.2x there), and it moved no point's L_align by more
+than 0.11 Monte-Carlo standard errors (RMS 0.04) on an encoder trained as the book's ensemble
+members are (``benchmarks/unit.py``, which measures it again on the host at hand). It is opt-in
+(``Config.score_precision = "int8"``, part of a result's key): the numbers differ from fp32
+within their error, never bit for bit.
 
 How: BatchNorm is folded into the convolutions (:func:`sslmem.evaluate.fold_batchnorm`), then
 ``torch.ao``'s FX graph mode quantization inserts histogram observers, runs a few of the views
