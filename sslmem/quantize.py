@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from sslmem.errors import SSLMemError
+from sslmem.evaluate import fold_batchnorm, module_device
 
 PRECISIONS = ("fp32", "int8")
 ENGINE = "fbgemm"
@@ -67,7 +68,7 @@ class Int8Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with engine():
-            return self.module(x.float().contiguous())
+            return self.module(x)
 
 
 def int8_copy(encoder: nn.Module, views: torch.Tensor) -> Int8Encoder:
@@ -75,8 +76,6 @@ def int8_copy(encoder: nn.Module, views: torch.Tensor) -> Int8Encoder:
     (float [0, 1] images, as the encoder takes them)."""
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-
-    from sslmem.evaluate import fold_batchnorm, module_device
 
     if module_device(encoder).type != "cpu" or views.device.type != "cpu":
         raise SSLMemError("int8 scoring runs on the CPU only; set score_precision=fp32 "
