@@ -1,4 +1,4 @@
-"""Fault injection for the subprocess tests of tests/test_robustness.py.
+"""Fault injection for the subprocess tests (tests/test_robustness.py, test_executors.py).
 
 Loaded as ``sitecustomize`` when ``tests/faults`` is on PYTHONPATH, so ``python -m sslmem ...``
 runs exactly as a user would while the operating system seems to refuse some files. Why: the
@@ -9,12 +9,16 @@ against the absolute path with fnmatch):
   SSLMEM_FAULT_UNREADABLE  opening a file there for reading fails with EACCES
   SSLMEM_FAULT_NOSPACE     a file there opened for writing is created, but writing to it
                            fails with ENOSPC (a disk that fills up mid-write)
+  SSLMEM_FAULT_KILL_AFTER  a file moved into place there (``os.replace``, how sslmem writes
+                           atomically) is followed at once by SIGKILL to the process itself
+                           (a unit killed by the OOM killer or a user just after a checkpoint)
 """
 
 import builtins
 import errno
 import io
 import os
+import signal
 from fnmatch import fnmatch
 
 
@@ -25,6 +29,7 @@ def _paths(var):
 
 _UNREADABLE = _paths("SSLMEM_FAULT_UNREADABLE")
 _NOSPACE = _paths("SSLMEM_FAULT_NOSPACE")
+_KILL_AFTER = _paths("SSLMEM_FAULT_KILL_AFTER")
 
 
 def _under(path, roots) -> bool:
@@ -74,3 +79,13 @@ if _UNREADABLE or _NOSPACE:
 
     builtins.open = io.open = _open
     os.open = _open_fd
+
+if _KILL_AFTER:
+    _os_replace = os.replace
+
+    def _replace(src, dst, *args, **kwargs):
+        _os_replace(src, dst, *args, **kwargs)
+        if _under(dst, _KILL_AFTER):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    os.replace = _replace
