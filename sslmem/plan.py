@@ -20,6 +20,7 @@ import os
 import re
 import shlex
 import shutil
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from pathlib import Path
 from sslmem import chapters
 from sslmem.errors import SSLMemError, one_line
 from sslmem.experiment import Experiment, snapshot_epochs
-from sslmem.io import device_name
+from sslmem.io import cpu_model, device_name
 from sslmem.store import (
     CorruptResult,
     MissingResult,
@@ -177,14 +178,23 @@ def _device_kind(exp: Experiment) -> str:
 def _rate(exp: Experiment, measured: dict | None, kind: str | None = None,
           dp: bool = True) -> float:
     """Training images/s of ``exp`` here (or on ``kind``); ``dp=False``: as if without DP-SGD
-    (the speed of its frozen forward passes)."""
+    (the speed of its frozen forward passes). Measured rates of this device and CPU model come
+    first; a rate recorded before provenance named the CPU model serves when none does."""
     c = exp.cfg
     here = kind is None or kind == _device_kind(exp)
-    for (device, method, backbone, size), rate in (measured or {}).items():
-        if (method, backbone, size) != (c.method, c.backbone, exp.train.image_size):
-            continue
-        if (here and device == device_name(exp.device)) or (not here and "H100" in str(device)):
-            return rate
+    matches = {(device, cpu): rate
+               for (device, cpu, method, backbone, size), rate in (measured or {}).items()
+               if (method, backbone, size) == (c.method, c.backbone, exp.train.image_size)}
+    if here:
+        device = device_name(exp.device)
+        cpu = cpu_model() if exp.device.type == "cpu" else None
+        for wanted in ((device, cpu), (device, None)):
+            if wanted in matches:
+                return matches[wanted]
+    else:
+        for (device, _), rate in matches.items():
+            if "H100" in str(device):
+                return rate
     kind = kind or _device_kind(exp)
     rate = REFERENCE_RATES[kind].get(c.method, 50.0)
     rate *= BACKBONE_FACTOR[kind].get(c.backbone, 1.0)
@@ -206,8 +216,11 @@ def _rate(exp: Experiment, measured: dict | None, kind: str | None = None,
 
 
 def measured_rates(units: list[Unit]) -> dict:
-    """Training images/s per (device, method, backbone, size), pooled over stored histories."""
-    totals: dict = {}
+    """Training images/s per (device, CPU model, method, backbone, size): the median over the
+    stored histories, each one encoder's rate. Why the median of rates, not pooled seconds: a
+    few members trained beside other work (4 BYOL members at 22-31 min where 10 later ones
+    took 10.5) pulled a pooled estimate 45 % above what a unit takes on the idle host."""
+    rates: dict = {}
     seen = set()
     for unit in units:
         exp = unit.exp
@@ -224,12 +237,13 @@ def measured_rates(units: list[Unit]) -> dict:
             frame, meta = found
             prov = meta.get("provenance", {})
             cfg = prov.get("config") or {}
-            key = (prov.get("device"), cfg.get("method"), cfg.get("backbone"),
+            seconds = float(frame["seconds"].sum())
+            if seconds <= 0:
+                continue
+            key = (prov.get("device"), prov.get("cpu"), cfg.get("method"), cfg.get("backbone"),
                    exp.train.image_size)
-            images, seconds = totals.get(key, (0.0, 0.0))
-            totals[key] = (images + _train_size(exp, path.name) * len(frame),
-                           seconds + float(frame["seconds"].sum()))
-    return {k: n / s for k, (n, s) in totals.items() if s > 0}
+            rates.setdefault(key, []).append(_train_size(exp, path.name) * len(frame) / seconds)
+    return {k: statistics.median(v) for k, v in rates.items()}
 
 
 def _train_size(exp: Experiment, name: str) -> int:

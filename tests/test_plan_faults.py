@@ -245,6 +245,35 @@ def test_measured_cost_counts_training_served_from_the_run_cache(computed, tmp_p
     assert minutes <= first.measured()[0] * 1.5  # and no more than the unit took computed
 
 
+def test_cost_estimates_follow_this_cpus_median_rate(computed, tmp_path):
+    """The plan's estimates use the rates measured on this device *and CPU model* (hosts of one
+    size differ ~5x), as the median over encoders: one encoder trained beside other work does
+    not drag the estimate with it; another CPU's rate is never taken for this one's."""
+    from sslmem.io import cpu_model, device_name
+    from sslmem.plan import _rate, book_units, measured_rates, select
+
+    _, results = computed
+    shutil.copytree(results, tmp_path / "results")
+    (unit,) = select(book_units("tiny", results_root=str(tmp_path / "results")), UNIT)
+    histories = sorted(unit.exp.store_dir.glob("history-*.csv.gz"))
+    frame, meta = store.read_frame(histories[0])
+    for path in histories:
+        path.unlink()
+    for seed, slowdown in ((90, 1), (91, 1), (92, 20)):  # the last trained beside other work
+        slowed = frame.assign(seconds=frame["seconds"] * slowdown)
+        store.write_frame(unit.exp.store_dir / f"history-f-seed{seed}.csv.gz", slowed,
+                          meta["provenance"])
+    rates = measured_rates([unit])
+    (key,) = rates
+    assert key[:2] == (device_name("cpu"), cpu_model())
+    alone = len(unit.exp.split.f_train) * len(frame) / frame["seconds"].sum()
+    assert rates[key] == pytest.approx(alone)  # pooled seconds would give 3/22 of it
+    exp, (device, cpu, *rest) = unit.exp, key
+    assert _rate(exp, {(device, "Another CPU (AMX)", *rest): 1e6}) == _rate(exp, {})
+    assert _rate(exp, {(device, None, *rest): 123.0}) == 123.0  # recorded before the CPU was
+    assert _rate(exp, {(device, None, *rest): 123.0, (device, cpu, *rest): 7.0}) == 7.0
+
+
 # ---- 6. listing reads the store, not the data -------------------------------------------------
 
 def test_listing_decompresses_no_dataset(shared_data, tmp_path, monkeypatch, capsys):
