@@ -62,6 +62,9 @@ BACKBONE_FACTOR = {  # throughput relative to the reference backbone of each tab
 REFERENCE_TOKENS = {"cuda": 256, "cpu": 64}  # ViT patches of each table's MAE rate
 DP_SLOWDOWN = {"cuda": 5.0, "cpu": 2.5}  # DP-SGD's per-sample gradients (tests/test_privacy)
 INFERENCE_SPEEDUP = 6.0  # frozen one-view forwards per training step of one image (2 views x 3)
+# int8 scoring (sslmem.quantize) over the fp32 scorer, its quantization included: 1,653 against
+# 949 views/s on a 2-core AVX2 EPYC (benchmarks/unit.py, 2026-11-29)
+INT8_SCORING_SPEEDUP = 1.7
 
 
 @dataclass
@@ -146,6 +149,8 @@ class Unit:
         (rates measured in stored histories where available)."""
         rate = _rate(self.exp, rates, kind)
         frozen = _rate(self.exp, rates, kind, dp=False) * INFERENCE_SPEEDUP
+        if self.exp.cfg.score_precision == "int8" and (kind or _device_kind(self.exp)) == "cpu":
+            frozen *= INT8_SCORING_SPEEDUP
         return self.images / rate + self.scored / frozen + 10.0
 
 

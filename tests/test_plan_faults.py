@@ -274,6 +274,17 @@ def test_cost_estimates_follow_this_cpus_median_rate(computed, tmp_path):
     assert _rate(exp, {(device, None, *rest): 123.0, (device, cpu, *rest): 7.0}) == 7.0
 
 
+
+def test_int8_scoring_is_cheaper_in_the_cpu_estimate_only():
+    """``--score-precision int8`` shortens a unit's CPU estimate (its scoring part), not its
+    H100 estimate (the int8 path is CPU-only)."""
+    from sslmem.plan import book_units, select
+
+    fp32 = next(u for u in book_units("tiny") if u.scored)
+    (int8,) = select(book_units("tiny", score_precision="int8"), [fp32.name])
+    assert int8.estimate_s() < fp32.estimate_s()
+    assert int8.estimate_s(kind="cuda") == fp32.estimate_s(kind="cuda")
+
 # ---- 6. listing reads the store, not the data -------------------------------------------------
 
 def test_listing_decompresses_no_dataset(shared_data, tmp_path, monkeypatch, capsys):
