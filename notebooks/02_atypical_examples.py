@@ -38,7 +38,8 @@ from IPython.display import Markdown, display
 
 from sslmem import atypicality, chapters, plots, precision
 from sslmem.explorer import explore
-from sslmem.notebook import Timer, banner, check_parameters, glue_number, glue_text, show_table
+from sslmem.notebook import (Timer, banner, check_parameters, glue_number, glue_text,
+                             result_device, show_table)
 
 _timer = Timer()
 
@@ -74,7 +75,7 @@ ssl_members, sup_members = ssl.complete_members(), sup.complete_members()
 ready = len(ssl_members) >= 4 and len(sup_members) >= 4
 banner(profile, ssl.exp, parameters)
 glue_text("profile", profile)
-glue_text("device", str(ssl.exp.result_provenance().get("device")) if ssl_members else "–")
+glue_text("device", result_device(ssl.exp) if ssl_members else "–")
 glue_text("design", ssl_design.name)
 glue_text("sup_design", sup_design.name)
 glue_number("ssl_members", len(ssl_members))

@@ -41,7 +41,8 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from sslmem import chapters, consensus, plots, precision, reliability
-from sslmem.notebook import Timer, banner, check_parameters, glue_number, glue_text, show_table
+from sslmem.notebook import (Timer, banner, check_parameters, glue_number, glue_text,
+                             result_device, show_table)
 
 _timer = Timer()
 
@@ -77,7 +78,7 @@ counts = {name: len(e.complete_members()) for name, e in [*ssl.items(), ("superv
 banner(profile, first.exp, parameters)
 glue_text("profile", profile)
 stored = [e for e in [*ssl.values(), sup] if e.complete_members()]
-glue_text("device", str(stored[0].exp.result_provenance().get("device")) if stored else "–")
+glue_text("device", result_device(stored[0].exp) if stored else "–")
 glue_number("n_encoders", sum(counts.values()))
 glue_number("encoder_hours", sum(precision.encoder_minutes(e, e.complete_members())
                                  for e in [*ssl.values(), sup]) / 60)

@@ -40,7 +40,8 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from sslmem import chapters, plots, regularizer, removal
-from sslmem.notebook import Timer, banner, check_parameters, glue_number, glue_text, show_table
+from sslmem.notebook import (Timer, banner, check_parameters, glue_number, glue_text,
+                             result_device, show_table)
 
 _timer = Timer()
 
@@ -80,7 +81,7 @@ if not exp.results_only:  # computes what the page needs unless read-only: membe
 ranking = setup.ranking()
 banner(profile, exp, parameters)
 glue_text("profile", profile)
-glue_text("device", str(exp.result_provenance().get("device")))
+glue_text("device", result_device(exp))
 glue_text("dataset", exp.cfg.dataset)
 glue_text("design", setup.design.name)
 glue_number("n_pool", len(ens.pool))

@@ -39,7 +39,8 @@ from IPython.display import Markdown, display
 from sslmem import chapters, dejavu_ensemble, plots, precision
 from sslmem.agreement import agreements, from_ensemble, top_overlap
 from sslmem.errors import SSLMemError
-from sslmem.notebook import Timer, banner, check_parameters, glue_number, glue_text, show_table
+from sslmem.notebook import (Timer, banner, check_parameters, glue_number, glue_text,
+                             result_device, show_table)
 
 _timer = Timer()
 
@@ -77,7 +78,7 @@ ready = len(attacked) >= 4
 banner(profile, ens.exp, parameters)
 glue_text("profile", profile)
 glue_text("design", chosen)
-glue_text("device", str(ens.exp.result_provenance().get("device")) if attacked else "–")
+glue_text("device", result_device(ens.exp) if attacked else "–")
 glue_number("dv_members", len(attacked))
 glue_number("image_size", ens.exp.train.image_size)
 glue_number("crop_pct", round(100 * crop_frac))

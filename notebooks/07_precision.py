@@ -53,7 +53,8 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from sslmem import chapters, precision
-from sslmem.notebook import Timer, banner, check_parameters, glue_number, glue_text, show_table
+from sslmem.notebook import (Timer, banner, check_parameters, glue_number, glue_text,
+                             result_device, show_table)
 
 _timer = Timer()
 
@@ -86,7 +87,7 @@ table = precision.summary_table(ssl)
 first = next(iter(ssl.values()))
 banner(profile, first.exp, parameters)
 glue_text("profile", profile)
-glue_text("device", str(first.exp.result_provenance().get("device")))
+glue_text("device", result_device(first.exp))
 total = sum(len(d.ensemble.stored_members()) + len(d.ensemble.stored_members(1))
             for d in found.values())
 hours = sum(precision.encoder_minutes(d.ensemble, d.ensemble.stored_members())

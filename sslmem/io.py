@@ -233,6 +233,17 @@ def device_name(device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
+def computed_on(prov: dict) -> str:
+    """Where a result was computed, for a reader: the CPU model and cores where its provenance
+    names the model (hosts of one size differ ~5x in speed), else the device."""
+    device = str(prov.get("device") or "unknown")
+    cpu = prov.get("cpu")
+    if not cpu or not device.startswith("cpu"):
+        return device
+    cores = re.search(r"(\d+) cores", device)
+    return f"{cpu}, {cores[1]} cores" if cores else str(cpu)
+
+
 def cpu_model() -> str:
     """The CPU's model name and its widest matrix ISA (hosts of one size differ: a 2-core AMX
     Xeon trains ~5x faster than a 2-core AVX2 EPYC), for provenance."""

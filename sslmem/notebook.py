@@ -15,6 +15,7 @@ import os
 import time
 
 from sslmem.errors import SSLMemError
+from sslmem.io import computed_on
 
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "open"}
 
@@ -184,7 +185,7 @@ def banner(profile: str, exp=None, parameters: dict | None = None) -> None:
         text += (f" Encoders: {c.method}, {c.backbone}, {c.epochs} epochs on {c.dataset}"
                  f" at {exp.train.image_size} px; split S_S {len(sp.shared)}, S_C "
                  f"{len(sp.candidate)}, S_I {len(sp.independent)}, S_E {len(sp.extra)}."
-                 f" Results computed on **{prov.get('device')}**"
+                 f" Results computed on **{computed_on(prov)}**"
                  f" (commit `{str(prov.get('git_commit', '?'))[:12]}`) and read from the results "
                  "store, so this page trains nothing when they are stored.")
     given = ", ".join(f"`{k}={v!r}`" for k, v in (parameters or {}).items() if v is not None)
@@ -194,8 +195,9 @@ def banner(profile: str, exp=None, parameters: dict | None = None) -> None:
 
 
 def result_device(*experiments) -> str:
-    """The device that computed the first experiment's results (from the store's provenance)."""
-    return str(experiments[0].result_provenance().get("device", "unknown"))
+    """Where the first experiment's results were computed (from the store's provenance): the
+    CPU model where it is recorded, since 2-core hosts here differ ~5x in speed."""
+    return computed_on(experiments[0].result_provenance())
 
 
 def training_minutes(*experiments) -> float:

@@ -30,7 +30,7 @@ from pathlib import Path
 from sslmem import chapters
 from sslmem.errors import SSLMemError, one_line
 from sslmem.experiment import Experiment, snapshot_epochs
-from sslmem.io import cpu_model, device_name
+from sslmem.io import computed_on, cpu_model, device_name
 from sslmem.store import (
     CorruptResult,
     MissingResult,
@@ -134,7 +134,7 @@ class Unit:
                 for encoder, spent in [*training.items(), *_trained_seconds(view, name)]:
                     key = (view.store_dir, encoder)
                     trained[key] = max(trained.get(key, 0.0), spent)
-                devices.add(str(prov.get("device", "?")))
+                devices.add(computed_on(prov))
         return (seconds + sum(trained.values())) / 60, ", ".join(sorted(devices))
 
     def run(self) -> float:
@@ -606,7 +606,11 @@ def run_plan(profile: str, *, run: bool = False, budget_minutes: float | None = 
     missing = [u for u in chosen if not stored[u.name]]
     damaged = [u.name for u in chosen if state[u.name] == "damaged"]
     what = "unit(s) asked for" if names else "unit(s)"
-    device = device_name(chosen[0].exp.device) if chosen else "?"
+    device = "?"
+    if chosen:
+        here = chosen[0].exp.device
+        device = computed_on({"device": device_name(here),
+                              "cpu": cpu_model() if here.type == "cpu" else None})
     if emit:
         for stage, group in ((1, [u for u in missing if not u.depends]),
                              (2, [u for u in missing if u.depends])):

@@ -171,6 +171,7 @@ def _sslmem(*args, env=None, timeout=900):
 def test_a_unit_run_in_one_process_serves_a_notebook_in_another(tmp_path, tmp_runs,
                                                                   tmp_results, shared_data):
     from sslmem import reproduce as rp
+    from sslmem.io import computed_on, cpu_model, device_name
 
     done = _sslmem("plan", "--profile", "tiny", "--run", "--units", "01-simclr")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -178,7 +179,9 @@ def test_a_unit_run_in_one_process_serves_a_notebook_in_another(tmp_path, tmp_ru
     shutil.rmtree(tmp_runs)  # no checkpoint anywhere
     listed = _sslmem("plan", "--profile", "tiny", "--units", "01-simclr")
     assert listed.returncode == 0 and _stored(listed.stdout, "01-simclr") == "yes"
-    assert "min on cpu" in listed.stdout  # the unit's measured wall time is kept
+    # the unit's measured wall time is kept, with the CPU model that took it
+    assert f"min on {computed_on({'device': device_name('cpu'), 'cpu': cpu_model()})}" in \
+        listed.stdout
     out = tmp_path / "book"
     rp.reproduce("tiny", only="01", out=out, results_only=True, log=lambda *_: None)
     assert (out / "01_definition.ipynb").exists()
