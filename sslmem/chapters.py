@@ -119,7 +119,7 @@ SETTINGS = {
                                                              independent=0, extra=128)),
             # the literature's atypicality (C-score estimator, Feldman–Zhang) on the same pool
             # and the same membership matrix as the chosen SimCLR design (chapter 2)
-            "supervised-e200-n128-shared": dict(method="supervised", epochs=200, members=16,
+            "supervised-e200-n128-shared": dict(method="supervised", epochs=200, members=48,
                                                 shared_init=True,
                                                 sizes=dict(shared=0, candidate=128,
                                                            independent=0, extra=128)),
