@@ -113,18 +113,19 @@ glue_number("placebo_size", len(first.placebo))
 # 3's) are listed too: their reliability decides what chapter 3 can say.
 #
 # The first table is the average contrast and the noise: the encoders stored so far ($M$), the
-# mean $\hat m$ over the pool with its $p$ (one-sample $t$-test against 0) and the placebo's
-# beside it, and the SD of the placebo's $\hat m$, which is pure noise, before and after each
-# encoder's losses are centred on its mean over the placebo (an encoder that aligns every image
-# a little better shifts all its losses, which is noise for $\hat m$). The second is precision:
-# the **true between-point SD** of self-memorization (the spread of $\hat m$ left after removing
-# its estimation noise), the split-half reliability of the pool and of the placebo, each with a
-# 95 % interval (bootstrap over points and splits), and what a reliability of 0.8 would take by
-# Spearman–Brown: encoders, and hours on these 2 cores (at the measured minutes per encoder).
+# minutes an encoder took here (training and scoring; the median, since a few trained beside
+# other work), the mean $\hat m$ over the pool with its $p$ (one-sample $t$-test against 0) and
+# the placebo's beside it, and the SD of the placebo's $\hat m$, which is pure noise, before and
+# after each encoder's losses are centred on its mean over the placebo (an encoder that aligns
+# every image a little better shifts all its losses, which is noise for $\hat m$). The second is
+# precision: the **true between-point SD** of self-memorization (the spread of $\hat m$ left
+# after removing its estimation noise), the split-half reliability of the pool and of the
+# placebo, each with a 95 % interval (bootstrap over points and splits), and what a reliability
+# of 0.8 would take by Spearman–Brown: encoders, and hours on these 2 cores (at that median).
 
 # %% tags=["remove-input"]
 contrast_table, precision_table = precision.tables(table)
-show_table(contrast_table, {"min / encoder": "{:.1f}"})
+show_table(contrast_table, {"min / encoder (median)": "{:.1f}"})
 show_table(precision_table, {"M for 0.8": "{:.0f}", "hours for 0.8": "{:.1f}"})
 
 # %% tags=["remove-cell"]

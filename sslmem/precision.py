@@ -60,8 +60,9 @@ def summarize(name: str, ens: Ensemble, *, column: str | None = None, n_splits: 
            "members": len(members), "K": cfg.n_pairs}
     if len(members) < 2:
         return row
-    minutes = encoder_minutes(ens, members)
-    row["minutes_per_encoder"] = minutes / len(members)
+    # the median, not the mean: projections are for the idle host, and members that trained
+    # beside other work (BYOL: 22-31 min against 10.5 alone) would inflate every one of them
+    row["minutes_per_encoder"] = float(np.median([encoder_minutes(ens, [j]) for j in members]))
     for subset in ("pool", "placebo"):
         L, inside, got, _ = ens.matrices(subset, column=column, members=members,
                                          center=CENTER and column is None)
@@ -266,7 +267,7 @@ def tables(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     for _, row in table.iterrows():
         contrast_rows.append({
             "design": row.design, "pool": int(row.pool), "M": int(row.members),
-            "min / encoder": get(row, "minutes_per_encoder"),
+            "min / encoder (median)": get(row, "minutes_per_encoder"),
             "mean m̂, pool": mean_p(row, "pool"), "mean m̂, placebo": mean_p(row, "placebo"),
             "placebo SD: raw → centred": noise(row)})
         precision_rows.append({
@@ -388,7 +389,8 @@ def design_markdown(row) -> str:
             f"- a reliability of {TARGET} would take about "
             f"{row.get('members_for_target', math.inf):.0f} encoders of this design: "
             f"{row.get('hours_for_target_2cores', math.inf):.1f} hours on 2 cores "
-            f"({row.get('minutes_per_encoder', math.nan):.1f} min each, measured), about "
+            f"({row.get('minutes_per_encoder', math.nan):.1f} min each, the measured median), "
+            "about "
             f"{row.get('hours_for_target_2cores', math.inf) / 4:.1f} hours on 8 "
             "(members are independent units: 4 at once)"]
     else:

@@ -140,6 +140,10 @@ def test_precision_summary_reads_the_stored_members(roots):
     ens.member(0, 1), ens.member(1, 1)
     row = precision.summarize("tiny", ens, n_splits=10, n_boot=20)
     assert row["members"] == 4 and row["minutes_per_encoder"] > 0
+    each = [precision.encoder_minutes(ens, [j]) for j in range(4)]
+    # the median member's minutes (a member trained beside other work does not inflate it)
+    assert row["minutes_per_encoder"] == pytest.approx(float(np.median(each)))
+    assert sum(each) == pytest.approx(precision.encoder_minutes(ens, range(4)))
     for key in ("pool_rel", "placebo_rel", "pool_sd", "pool_mean", "placebo_p"):
         assert np.isfinite(row[key])
     assert row["pool_rel_low"] <= row["pool_rel_high"]
