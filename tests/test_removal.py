@@ -134,6 +134,7 @@ def test_removal_settings_are_checked():
 def test_a_probe_of_the_regularized_twin_reports_its_own_cost(shared_data, tmp_path):
     """Its results live in the twin design's store: the plan read the ranking design's and
     listed the unit as measured "0.0 min on " (no device)."""
+    from sslmem.io import computed_on, cpu_model, device_name
     from sslmem.plan import removal_units, run_plan, select
 
     runtime = dict(runs_root=str(tmp_path / "runs"), results_root=str(tmp_path / "results"),
@@ -143,4 +144,5 @@ def test_a_probe_of_the_regularized_twin_reports_its_own_cost(shared_data, tmp_p
     (unit,) = select(removal_units("tiny", **runtime), "probe-simclr-e6-align-000")
     assert unit.stored()
     minutes, device = unit.measured()
-    assert minutes > 0 and "cpu" in device
+    assert minutes > 0
+    assert device == computed_on({"device": device_name("cpu"), "cpu": cpu_model()})
