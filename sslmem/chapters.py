@@ -107,7 +107,7 @@ SETTINGS = {
                                                  sizes=dict(shared=0, candidate=128,
                                                             independent=0, extra=128)),
             # a non-contrastive method on the same pool and halves (chapter 3's SSL-SSL agreement)
-            "byol-e800-n128-shared": dict(method="byol", epochs=800, members=28,
+            "byol-e800-n128-shared": dict(method="byol", epochs=800, members=32,
                                           shared_init=True,
                                           sizes=dict(shared=0, candidate=128, independent=0,
                                                      extra=128)),
