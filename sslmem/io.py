@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -233,6 +234,14 @@ def device_name(device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
+def location(device) -> dict:
+    """The provenance fields that say where ``device`` is (the CPU model only for a CPU)."""
+    import torch
+
+    device = torch.device(device)
+    return {"device": device_name(device), "cpu": cpu_model() if device.type == "cpu" else None}
+
+
 def computed_on(prov: dict) -> str:
     """Where a result was computed, for a reader: the CPU model and cores where its provenance
     names the model (hosts of one size differ ~5x in speed), else the device."""
@@ -244,6 +253,7 @@ def computed_on(prov: dict) -> str:
     return f"{cpu}, {cores[1]} cores" if cores else str(cpu)
 
 
+@functools.cache  # read once per process: the plan asks it for every unit's estimate
 def cpu_model() -> str:
     """The CPU's model name and its widest matrix ISA (hosts of one size differ: a 2-core AMX
     Xeon trains ~5x faster than a 2-core AVX2 EPYC), for provenance."""

@@ -30,7 +30,7 @@ from pathlib import Path
 from sslmem import chapters
 from sslmem.errors import SSLMemError, one_line
 from sslmem.experiment import Experiment, snapshot_epochs
-from sslmem.io import computed_on, cpu_model, device_name
+from sslmem.io import computed_on, location
 from sslmem.store import (
     CorruptResult,
     MissingResult,
@@ -191,8 +191,8 @@ def _rate(exp: Experiment, measured: dict | None, kind: str | None = None,
                for (device, cpu, method, backbone, size), rate in (measured or {}).items()
                if (method, backbone, size) == (c.method, c.backbone, exp.train.image_size)}
     if here:
-        device = device_name(exp.device)
-        cpu = cpu_model() if exp.device.type == "cpu" else None
+        where = location(exp.device)
+        device, cpu = where["device"], where["cpu"]
         for wanted in ((device, cpu), (device, None)):
             if wanted in matches:
                 return matches[wanted]
@@ -606,11 +606,7 @@ def run_plan(profile: str, *, run: bool = False, budget_minutes: float | None = 
     missing = [u for u in chosen if not stored[u.name]]
     damaged = [u.name for u in chosen if state[u.name] == "damaged"]
     what = "unit(s) asked for" if names else "unit(s)"
-    device = "?"
-    if chosen:
-        here = chosen[0].exp.device
-        device = computed_on({"device": device_name(here),
-                              "cpu": cpu_model() if here.type == "cpu" else None})
+    device = computed_on(location(chosen[0].exp.device)) if chosen else "?"
     if emit:
         for stage, group in ((1, [u for u in missing if not u.depends]),
                              (2, [u for u in missing if u.depends])):
