@@ -38,7 +38,7 @@ clean-runs:
 # `make html` only renders book/*.ipynb as they are.
 .PHONY: book html reproduce
 book: install
-	$(BIN)/python -m sslmem.reproduce --profile stored
+	$(BIN)/python -m sslmem.book.reproduce --profile stored
 	$(MAKE) html
 
 # Recompute a profile from scratch into a fresh store (resumable; swapped in when complete),
@@ -49,7 +49,7 @@ PROFILE ?= tiny
 JOBS ?= $(if $(filter paper,$(PROFILE)),1,2)
 reproduce: install
 	$(BIN)/sslmem plan --profile $(PROFILE) --run --fresh --jobs $(JOBS)
-	$(BIN)/python -m sslmem.reproduce --profile $(PROFILE) --results-only
+	$(BIN)/python -m sslmem.book.reproduce --profile $(PROFILE) --results-only
 	$(MAKE) html
 
 html: install

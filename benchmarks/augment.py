@@ -1,6 +1,7 @@
-"""Throughput of SimCLR view generation: sslmem.augment vs the PIL/DataLoader pipeline vs kornia.
+"""Throughput of SimCLR view generation: sslmem.train.augment vs the PIL/DataLoader pipeline vs
+kornia.
 
-Claim checked: batched per-sample tensor augmentation (sslmem.augment) where the data lives is
+Claim checked: batched per-sample tensor augmentation (sslmem.train.augment) where the data lives is
 faster than the conventional pipeline (PIL images + torchvision.transforms in a DataLoader with
 one worker per core, batch 512, two views per item as lightly/solo-learn do).
 
@@ -26,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sslmem.augment import recipe
 from sslmem.io import data_root, device_name, provenance, write_json
+from sslmem.train.augment import recipe
 
 MINI = Path("/work/shared/data/cifar10-mini/train.npz")
 
@@ -48,7 +49,7 @@ def _sync(device: torch.device) -> None:
 
 
 def bench_tensor(images: np.ndarray, device: torch.device, batch: int, seconds: float) -> float:
-    """(a) sslmem.augment on `device`: views/s."""
+    """(a) sslmem.train.augment on `device`: views/s."""
     x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
     aug = recipe("simclr", 32)
     starts = itertools.cycle(range(0, max(1, len(x) - batch + 1), batch))
@@ -142,7 +143,7 @@ def main(argv=None) -> dict:
     images, source = load_images(args.data_root, args.n)
     print(f"images: {len(images)} from {source}")
     dev_name = device_name(device)
-    rows = [("sslmem.augment (batched tensor ops)", dev_name,
+    rows = [("sslmem.train.augment (batched tensor ops)", dev_name,
              bench_tensor(images, device, args.batch, args.seconds)),
             (f"PIL + torchvision.transforms, DataLoader({args.workers} workers, batch 512)",
              device_name("cpu"), bench_dataloader(images, args.workers, args.seconds))]

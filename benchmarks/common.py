@@ -6,10 +6,10 @@ import time
 
 import torch
 
-from sslmem.backbones import build_backbone
-from sslmem.data import load_dataset
 from sslmem.errors import SSLMemError
 from sslmem.io import data_root, repo_dir
+from sslmem.train.backbones import build_backbone
+from sslmem.train.data import load_dataset
 
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 

@@ -1,7 +1,7 @@
 """CPU training throughput: which settings speed up a training step on a laptop-class CPU.
 
 Claim checked (issue: the laptop profile): on 2 CPU cores, sslmem's training step (uint8 images
-in memory, per-sample batched augmentation, the model under the settings ``sslmem.train.fit``
+in memory, per-sample batched augmentation, the model under the settings ``sslmem.train.fit.fit``
 picks) is at least 1.5x faster than the usual pipeline, in the same run: PIL images augmented by
 torchvision transforms in a ``DataLoader`` (one worker per core) feeding the same model in eager
 fp32. Rows, each the same SimCLR step (two views, forward, backward, optimizer) on the same
@@ -14,12 +14,12 @@ images, timed over --steps steps after --warmup:
     (a3) ours, bf16 autocast + channels_last
     (a4) ours, bf16 autocast + channels_last + torch.compile
     (a5) ours, bf16 autocast + channels_last, 1 intra-op thread
-    (fit) ``sslmem.train.fit`` itself (its own timer of epoch 2 of 2), whatever it picks here
+    (fit) ``sslmem.train.fit.fit`` itself (its own timer of epoch 2 of 2), whatever it picks here
 
 bf16 pays only where the CPU has it natively (AVX512-BF16 or AMX); elsewhere it is emulated.
 It changes the numbers, so ``fit`` trains in the configuration's ``precision`` (fp32 unless a
 profile or the user says bf16; it is part of a result's key) in the memory format that
-``sslmem.calibrate`` measured fastest on the host, and never compiles on a CPU.
+``sslmem.train.calibrate`` measured fastest on the host, and never compiles on a CPU.
 
 Measured (2026-11-24, 2 cores of an Intel Xeon with AMX, otherwise idle; ResNet-9, 32 px,
 batch 128): ``fit`` 474 images/s against 171 for (b), 2.8x; bf16 alone 2.1x, channels_last
@@ -48,8 +48,8 @@ from common import load_images, save
 from train import build, time_dataloader, time_fit
 from unit import step_fn
 
-from sslmem.calibrate import cpu_has_native_bf16
 from sslmem.io import device_name
+from sslmem.train.calibrate import cpu_has_native_bf16
 
 
 def time_ours(method, images, labels, batch: int, *, bf16: bool, channels_last: bool,
@@ -119,7 +119,7 @@ def main(argv=None) -> dict:
         time_ours(fresh(), images, labels, args.batch, bf16=native, channels_last=True,
                   compile_=False, warmup=args.warmup, steps=args.steps), threads=1)
     torch.set_num_threads(threads)
-    add("(fit) sslmem.train.fit (fp32, the memory format it measured fastest)",
+    add("(fit) sslmem.train.fit.fit (fp32, the memory format it measured fastest)",
         time_fit(fresh(), images, labels, args.batch, args.steps, torch.device("cpu"), False))
     base = rows[0]["images_per_s"]
     for r in rows:

@@ -1,11 +1,12 @@
 """Scoring throughput: SSLMem of 5,000 candidates with 32 augmentation pairs through f and g.
 
-Goal: at most 3 s on one H100 for ``sslmem.memorization.sslmem_score(f, g, images, n_pairs=32)``
+Goal: at most 3 s on one H100 for ``sslmem.score.memorization.sslmem_score(f, g, images,
+n_pairs=32)``
 on 5,000 32 px images with two ResNet-18 encoders, augmentation included: 5,000 x 32 pairs x
 2 views x 2 encoders = 640,000 encoder forwards, i.e. >= 213k forwards/s (>= 237 TFLOP/s at
 1.11 GFLOP per forward, ~30 % of the H100's measured bf16 matmul peak, NOTES.md). The encoders
 are untrained (speed does not depend on the weights), in eval mode and channels_last on CUDA,
-as ``sslmem.train.fit`` leaves them; ``sslmem_score`` runs bf16 autocast on CUDA itself.
+as ``sslmem.train.fit.fit`` leaves them; ``sslmem_score`` runs bf16 autocast on CUDA itself.
 
 What is timed: the whole call (parameter draws on the CPU, on-device augmentation, both encoders,
 distances, the result table), after one warm-up call (a full one when compiled, so every chunk
@@ -36,11 +37,12 @@ import torch
 from common import forward_flops, load_images, matmul_peak, sync
 from torch import nn
 
-from sslmem.backbones import Encoder, build_backbone
-from sslmem.evaluate import eval_mode, forward_features
 from sslmem.io import device_name, provenance, write_json
-from sslmem.memorization import score_alignment, sslmem_score
-from sslmem.train import resolve_device
+from sslmem.score.alignment import score_alignment
+from sslmem.score.evaluate import eval_mode, forward_features
+from sslmem.score.memorization import sslmem_score
+from sslmem.train.backbones import Encoder, build_backbone
+from sslmem.train.fit import resolve_device
 
 GOAL_S = 3.0  # seconds for 5,000 x 32 pairs, ResNet-18, one H100
 

@@ -1,8 +1,8 @@
 """Training throughput: sslmem's on-device pipeline vs the same model fed by a PIL DataLoader.
 
 Claim checked: SimCLR with a ResNet-18 on CIFAR-10-sized data (50,000 32 px images, batch 512)
-trains faster when the uint8 images live on the device and ``sslmem.augment`` makes the views
-there ((a), what ``sslmem.train.fit`` does) than when the conventional pipeline feeds the very
+trains faster when the uint8 images live on the device and ``sslmem.train.augment`` makes the views
+there ((a), what ``sslmem.train.fit.fit`` does) than when the conventional pipeline feeds the very
 same bf16 + channels_last + torch.compile model ((b): PIL images, torchvision RandomResizedCrop /
 flip / ColorJitter / grayscale / ToTensor / Normalize, two views per item, one DataLoader worker
 per core, pinned memory, non_blocking copies). Goal on one H100: (a) within ~10 % of the model
@@ -11,7 +11,7 @@ NOTES.md expects to be bound by its ~31k views/s of PIL augmentation.
 
 Rows: (a) a timing loop that repeats ``fit``'s step verbatim (``Method.forward`` under bf16
 autocast, zero_grad, backward, optimizer step, ``on_step``; same optimizer, schedule, compile
-call); (a, fit) ``sslmem.train.fit`` itself, its own timer of epoch 2 of 2 on steps x batch
+call); (a, fit) ``sslmem.train.fit.fit`` itself, its own timer of epoch 2 of 2 on steps x batch
 images; (b) the DataLoader pipeline; (c) the model step alone. Every row is warmed up first
 (compilation and DataLoader start-up are not timed) and timed over --steps steps ending in a host
 sync. (b) is timed over whole rounds of its workers (warm-up and timed steps rounded up to
@@ -55,18 +55,12 @@ import torch
 from common import forward_flops, load_images, matmul_peak, sync
 from torch import nn
 
-from sslmem.backbones import VITS
 from sslmem.errors import SSLMemError
 from sslmem.io import device_name, provenance, write_json
-from sslmem.methods import METHODS, build_method
-from sslmem.train import (
-    TrainSpec,
-    compile_backbone,
-    fit,
-    learning_rate,
-    make_optimizer,
-    resolve_device,
-)
+from sslmem.train.backbones import VITS
+from sslmem.train.fit import TrainSpec, compile_backbone, fit, resolve_device
+from sslmem.train.methods import METHODS, build_method
+from sslmem.train.optim import learning_rate, make_optimizer
 
 EPOCH = 50_000  # CIFAR-10 train images
 # ----------------------------------------------------------------------------------- setup --
@@ -101,7 +95,7 @@ def build(name: str, backbone: str, mean, std, image_size: int = 32):
 
 # ----------------------------------------------------------------------------------- loops --
 class ProjectLoop:
-    """(a): one training step exactly as ``sslmem.train.fit`` takes it (single process).
+    """(a): one training step exactly as ``sslmem.train.fit.fit`` takes it (single process).
 
     Setup as fit's: channels_last on CUDA, ``make_optimizer`` with the method's paper optimizer
     and linearly scaled lr, ``compile_backbone(encoder, images[:batch])`` (static shapes at the
@@ -257,7 +251,7 @@ def time_dataloader(method, images, labels, mean, std, batch: int, device: torch
 
 def time_fit(method, images, labels, batch: int, steps: int, device: torch.device,
              compile_: bool) -> float:
-    """(a, fit): ``sslmem.train.fit`` for 2 epochs of ``steps`` steps; its timer of epoch 2."""
+    """(a, fit): ``sslmem.train.fit.fit`` for 2 epochs of ``steps`` steps; its timer of epoch 2."""
     d = method.defaults
     spec = TrainSpec(epochs=2, batch_size=batch, optimizer=d.optimizer, lr=d.lr,
                      weight_decay=d.weight_decay, warmup_epochs=0, checkpoint_every=10**9,
@@ -435,7 +429,7 @@ def main(argv=None) -> dict:
     loop = ProjectLoop(build("simclr", backbone, mean, std), images, labels, batch, device,
                        compile_=compile_)
     s_a = loop.timed(loop.step, warmup, steps)
-    rows.append(row("(a) sslmem: uint8 on device + sslmem.augment, fit's step", dev, backbone,
+    rows.append(row("(a) sslmem: uint8 on device + sslmem.train.augment, fit's step", dev, backbone,
                     batch, s_a, flops, peak, peak_memory_gib(device), compiled=loop.compiled))
     print(f"(a) {s_a * 1e3:.1f} ms/step", flush=True)
     if args.profile:
@@ -451,8 +445,8 @@ def main(argv=None) -> dict:
     torch.manual_seed(0)
     s_fit = time_fit(build("simclr", backbone, mean, std), images, labels, batch, steps, device,
                      compile_)
-    rows.append(row("(a, fit) sslmem.train.fit, its timer of epoch 2 of 2", dev, backbone, batch,
-                    s_fit, flops, peak, peak_memory_gib(device), compiled=compile_))
+    rows.append(row("(a, fit) sslmem.train.fit.fit, its timer of epoch 2 of 2", dev, backbone,
+                    batch, s_fit, flops, peak, peak_memory_gib(device), compiled=compile_))
     print(f"(a, fit) {s_fit * 1e3:.1f} ms/step", flush=True)
 
     fresh_memory(device)

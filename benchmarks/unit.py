@@ -19,8 +19,9 @@ this EPYC has no native bf16):
   batched model makes kernels at most M times larger, so this bounds what batching can gain;
 * scoring (``score_alignment`` through one encoder trained ``--train-steps`` steps as a unit's
   member is, 256 points x 16 pairs): fp32 eager (the scorer before issue 20), BatchNorm folded
-  into the convolutions (``sslmem.evaluate``'s ``fold_batchnorm``), + channels_last, the scorer
-  itself (``inference_copy``), ``torch.compile`` (inductor), int8 (``sslmem.quantize``, the
+  into the convolutions (``sslmem.score.evaluate``'s ``fold_batchnorm``), + channels_last, the
+  scorer
+  itself (``inference_copy``), ``torch.compile`` (inductor), int8 (``sslmem.score.quantize``, the
   quantization timed in, and the copy made once: the rate a large pool approaches), bf16 where
   it is native (emulated bf16 is measured once, on a training step); each row's largest and RMS
   per-point change of L_align against the fp32 path on the same views, in units of the
@@ -72,7 +73,8 @@ trained (400 steps). What this says:
   with eager between 473 and 558 views/s); int8 changes the numbers (within 0.11 s.e.), so it
   is opt-in and part of the key, and the book's stored scores stay fp32;
 * training: channels_last was 1.4x faster on 1 thread one afternoon, 0.87x at 21:32 and 1.13x
-  here (2 threads: 1.28x, 1.11x); ``sslmem.calibrate``'s interleaved measurement found 1.15-1.2x
+  here (2 threads: 1.28x, 1.11x); ``sslmem.train.calibrate``'s interleaved measurement found
+  1.15-1.2x
   the same day. The memory format's effect at 1 thread is of the size of the run-to-run
   variation of sequential timings on this host, which is why the calibration interleaves and
   re-measures choices made on a busy host. A step's fp32 ceiling is 472 views/s (1 thread) in
@@ -112,12 +114,12 @@ from common import load_images, save
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from sslmem.calibrate import cpu_has_native_bf16
-from sslmem.evaluate import as_float_images, fold_batchnorm
-from sslmem.memorization import score_alignment
-from sslmem.methods import build_method
-from sslmem.quantize import calibration_views, int8_copy
-from sslmem.train import make_optimizer
+from sslmem.score.alignment import score_alignment
+from sslmem.score.evaluate import as_float_images, fold_batchnorm
+from sslmem.score.quantize import calibration_views, int8_copy
+from sslmem.train.calibrate import cpu_has_native_bf16
+from sslmem.train.methods import build_method
+from sslmem.train.optim import make_optimizer
 
 
 # ---------------------------------------------------------------------------------- host --

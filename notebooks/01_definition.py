@@ -29,24 +29,11 @@
 # | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | {glue:text}`train_minutes:.1f` min to train the encoders, {glue:text}`score_minutes:.1f` min to score; this page rendered from the store in {glue:text}`seconds:.0f` s | the same ordering; weaker where the profile is small |
 
 # %% tags=["remove-cell"]
-import numpy as np
-import pandas as pd
-from scipy.sparse.csgraph import connected_components
-
-from sslmem import chapters, plots
-from sslmem.explorer import explore
-from sslmem.memorization import extra_threshold, frac_memorized
-from sslmem.notebook import (
-    Timer,
-    banner,
-    check_parameters,
-    glue_number,
-    glue_text,
-    result_device,
-    scoring_minutes,
-    show_table,
-    training_minutes,
-)
+from sslmem.book import definition, grids, plots
+from sslmem.book.explorer import explore
+from sslmem.book.notebook import Timer, banner, check_parameters, glue_all, glue_number, show_table
+from sslmem.pipeline import chapters
+from sslmem.score.significance import extra_threshold
 
 _timer = Timer()
 
@@ -69,14 +56,10 @@ results_root: "Optional[str]" = None  # None: $SSLMEM_RESULTS, else the checkout
 
 # %% tags=["remove-input"]
 parameters = check_parameters(globals(), _declared)
-exp, chapter = chapters.definition(
-    profile, method=method, dataset=dataset, backbone=backbone, epochs=epochs, sizes=sizes,
-    seeds=seeds, n_pairs=n_pairs, epoch_points=epoch_points, device=device, data_root=data_root,
-    runs_root=runs_root, results_root=results_root)
+exp, chapter = chapters.definition(**parameters)  # every parameter is a field of the chapter
 table = exp.scores()  # from the store; trains and scores f and g only if they are missing
 banner(profile, exp, parameters)
-glue_text("device", result_device(exp))
-glue_text("profile", profile)
+glue_all(definition.run_texts(exp, profile))  # device, profile, dataset, ...
 
 # %% [markdown]
 # ## The definition
@@ -118,53 +101,12 @@ glue_text("profile", profile)
 # no neighbour: only the encoder that trained on it ($f$) collapses its views.
 
 # %% tags=["hide-input"]
-rng = np.random.default_rng(0)
-radius = 0.6  # augmentation strength r
-train_points = rng.normal(0.0, 1.0, size=(300, 2))
-
-
-def views_of(x, k=60):
-    """k augmentations of x: uniform in the disk of radius r around it."""
-    angle = rng.uniform(0, 2 * np.pi, k)
-    dist = radius * np.sqrt(rng.uniform(0, 1, k))
-    return x + np.c_[dist * np.cos(angle), dist * np.sin(angle)]
-
-
-def invariant_encoder(anchors):
-    """The idealized encoder trained on ``anchors`` (see the text above)."""
-    near = np.linalg.norm(anchors[:, None] - anchors[None], axis=-1) <= 2 * radius
-    _, comp = connected_components(near, directed=False)
-    centroid = np.stack([anchors[comp == c].mean(0) for c in comp])
-
-    def encode(z):
-        inside = np.linalg.norm(z[:, None] - anchors[None], axis=-1) <= radius
-        covered = inside.any(1)
-        mean = (inside @ centroid) / np.maximum(inside.sum(1, keepdims=True), 1)
-        return np.where(covered[:, None], mean, z)
-
-    return encode
-
-
-def toy_score(x, k=400):
-    """L_f, L_g and the views for point x (f trains on the data plus x, g on the data alone)."""
-    f, g = invariant_encoder(np.vstack([train_points, x])), invariant_encoder(train_points)
-    v1, v2 = views_of(x, k), views_of(x, k)
-    L_f = float(np.linalg.norm(f(v1) - f(v2), axis=1).mean())
-    L_g = float(np.linalg.norm(g(v1) - g(v2), axis=1).mean())
-    return L_f, L_g, v1[:60], f(v1[:60]), g(v1[:60])
-
-
-panels = []
-for title, x in (("(a) unseen typical point", np.array([0.4, -0.3])),
-                 ("(b) unseen outlier", np.array([3.6, 3.2]))):
-    L_f, L_g, v, fv, gv = toy_score(x)
-    panels.append(dict(title=title, train=train_points, point=x, views=v, f_views=fv,
-                       g_views=gv, L_f=L_f, L_g=L_g))
-fig = plots.toy_views(panels)
+panels = definition.toy_panels()  # seeded: the same toy on every run
+fig = grids.toy_views(panels)
 
 # %% tags=["remove-cell"]
-glue_number("toy_m_typical", panels[0]["L_g"] - panels[0]["L_f"])
-glue_number("toy_m_outlier", panels[1]["L_g"] - panels[1]["L_f"])
+glue_all({"toy_m_typical": panels[0]["L_g"] - panels[0]["L_f"],
+          "toy_m_outlier": panels[1]["L_g"] - panels[1]["L_f"]})
 
 # %% [markdown]
 # In this toy the typical point scores $m =$ {glue:text}`toy_m_typical:.2f` and the outlier
@@ -181,29 +123,13 @@ glue_number("toy_m_outlier", panels[1]["L_g"] - panels[1]["L_f"])
 # {glue:text}`backbone` backbone, {glue:text}`epochs` epochs, {glue:text}`n_seeds` seed(s).
 
 # %% tags=["hide-input"]
-split = exp.split
-sizes_table = pd.DataFrame({
-    "subset": ["S_S shared", "S_C candidate", "S_I independent", "S_E extra"],
-    "points": [len(split.shared), len(split.candidate), len(split.independent),
-               len(split.extra)],
-    "trained on by": ["f and g", "f only", "g only", "neither (test split)"]})
-show_table(sizes_table)
+show_table(definition.split_table(exp.split))
 
 # %% tags=["remove-cell"]
-glue_text("dataset", exp.cfg.dataset)
-glue_text("method_name", exp.cfg.method)
-glue_text("backbone", exp.cfg.backbone)
-glue_number("epochs", exp.cfg.epochs)
-glue_number("n_seeds", len(exp.cfg.seeds))
-glue_number("n_pairs", exp.cfg.n_pairs)
-glue_number("n_candidates", len(split.candidate))
+glue_all(definition.run_numbers(exp))  # epochs, seeds, pairs, candidates
 
 # %%
 means = table.groupby("subset").score_raw.mean()
-
-# %% tags=["remove-cell"]
-for subset in ("candidate", "shared", "independent", "extra"):
-    glue_number(f"mean_{subset}", means[subset])
 
 # %% [markdown]
 # ## Score distributions and the paper's t-tests
@@ -215,9 +141,8 @@ for subset in ("candidate", "shared", "independent", "extra"):
 
 # %%
 threshold = extra_threshold(table.loc[table.subset == "extra", "score_raw"], 0.99)
-fig = plots.score_histograms(
-    table, threshold=threshold,
-    title=f"SSLMem scores per subset ({exp.cfg.method}, {exp.cfg.dataset})")
+title = f"SSLMem scores per subset ({exp.cfg.method}, {exp.cfg.dataset})"
+fig = plots.score_histograms(table, threshold=threshold, title=title)
 
 # %% [markdown]
 # The authors test with Student's t-test (equal variances, `Ttest.py` in their code) that
@@ -226,14 +151,7 @@ fig = plots.score_histograms(
 
 # %%
 sig = exp.significance()
-show_table(sig[["hypothesis", "alternative", "mean_a", "mean_b", "n_a", "n_b", "t", "p"]],
-           {"mean_a": "{:+.4f}", "mean_b": "{:+.4f}", "t": "{:.2f}", "p": "{:.2g}"})
-
-# %% tags=["remove-cell"]
-for row in sig.itertuples():
-    key = row.hypothesis.replace(" ", "").replace("<", "lt").replace(">", "gt").replace("!=", "ne")
-    glue_number(f"t_{key}", row.t)
-    glue_number(f"p_{key}", row.p)
+show_table(sig[definition.SIGNIFICANCE_COLUMNS], definition.SIGNIFICANCE_FORMATS)
 
 # %% [markdown]
 # ## Alignment of f against alignment of g
@@ -266,16 +184,8 @@ explore(table, exp.train, exp.test, fields=("atypicality",),
 # independent {glue:text}`frac_independent:.3f`, extra {glue:text}`frac_extra:.3f`).
 
 # %%
-fractions = {s: frac_memorized(table.loc[table.subset == s, "score_raw"], threshold)
-             for s in ("candidate", "shared", "independent", "extra")}
-show_table(pd.DataFrame({"subset": list(fractions),
-                         "fraction above threshold": list(fractions.values())}),
-           {"fraction above threshold": "{:.3f}"})
-
-# %% tags=["remove-cell"]
-glue_number("threshold", threshold)
-for subset, value in fractions.items():
-    glue_number(f"frac_{subset}", value)
+fractions = definition.fractions(table, threshold)
+show_table(definition.fraction_table(fractions), {"fraction above threshold": "{:.3f}"})
 
 # %% [markdown]
 # ## Memorization during training
@@ -293,43 +203,17 @@ for subset, value in fractions.items():
 # %%
 over_epochs = exp.scores_over_epochs(max_points=chapter["epoch_points"])
 history = exp.history("f")
-per_epoch = over_epochs.pivot_table(index="epoch", columns="subset", values="score_raw")
-gap = per_epoch["candidate"] - per_epoch["extra"]
 fig = plots.scores_over_epochs(over_epochs, history)
 
 # %% tags=["remove-cell"]
-glue_number("epoch_first", int(gap.index[0]))
-glue_number("epoch_last", int(gap.index[-1]))
-glue_number("epoch_first_gap", gap.iloc[0])
-glue_number("epoch_last_gap", gap.iloc[-1])
-glue_number("knn_last", history.dropna(subset=["knn"]).knn.iloc[-1])
+numbers = definition.score_numbers(means, sig, threshold, fractions, over_epochs, history)
+glue_all(numbers)
 
 # %% [markdown]
 # ## Paper vs this run
 
 # %% tags=["remove-input"]
-p = dict(zip(sig.hypothesis, sig.p))
-compare = pd.DataFrame([
-    ("S_C > S_S, S_C > S_E (one-sided t-test)",
-     "significant (stated in the paper; p-values UNVERIFIED)",
-     f"p = {p['S_C > S_S']:.2g}, {p['S_C > S_E']:.2g}",
-     "holds here" if max(p["S_C > S_S"], p["S_C > S_E"]) < 0.01
-     else "few points and epochs here: weaker tests"),
-    ("S_I < S_S, S_I < S_E (one-sided t-test)",
-     "significant (stated; p-values UNVERIFIED)",
-     f"p = {p['S_I < S_S']:.2g}, {p['S_I < S_E']:.2g}",
-     "holds here" if max(p["S_I < S_S"], p["S_I < S_E"]) < 0.01
-     else "few points and epochs here: weaker tests"),
-    ("S_S vs S_E (two-sided control)", "not significant (implied by the design)",
-     f"p = {p['S_S != S_E']:.2g}", "S_E comes from the test split: a small shift is possible"),
-    ("Frac. Mem. of the candidates", "Table 1 value and threshold UNVERIFIED",
-     f"{fractions['candidate']:.3f} above {threshold:.3g}",
-     "our threshold: 99th percentile of S_E"),
-    ("memorization grows with training", "UNVERIFIED for SSLMem; [LM] Fig. 4: UnitMem rises",
-     f"S_C − S_E gap {gap.iloc[0]:+.4f} → {gap.iloc[-1]:+.4f}",
-     "few snapshots in a short schedule"),
-], columns=["claim", "paper", "this run", "why they may differ"])
-show_table(compare)
+show_table(definition.comparison(numbers))
 
 # %% [markdown]
 # ## Summary
@@ -358,10 +242,6 @@ show_table(compare)
 # %% tags=["remove-input", "hide-output"]
 glue_number("minutes", _timer.minutes(), volatile=True)
 glue_number("seconds", 60 * _timer.minutes(), volatile=True)
-glue_number("train_minutes", training_minutes(exp))
-glue_number("score_minutes", scoring_minutes(exp))
-info = exp.result_provenance()
-print("Provenance of the results on this page (config, commit, versions, device, wall times):")
-print(pd.Series({k: v for k, v in info.items() if k != "config"}).to_string())
-print(pd.Series(info["config"]).to_string())
-print("parameters:", parameters)
+for name, value in definition.compute_minutes(exp).items():  # read from the store
+    glue_number(name, value)
+print(definition.provenance_text(exp.result_provenance(), parameters))

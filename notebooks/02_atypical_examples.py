@@ -36,10 +36,19 @@
 import pandas as pd
 from IPython.display import Markdown, display
 
-from sslmem import atypicality, chapters, plots, precision
-from sslmem.explorer import explore
-from sslmem.notebook import (Timer, banner, check_parameters, glue_number, glue_text,
-                             result_device, show_table)
+from sslmem.book import atypicality, grids, plots, precision
+from sslmem.book.explorer import explore
+from sslmem.book.notebook import (
+    Timer,
+    banner,
+    check_parameters,
+    glue_all,
+    glue_number,
+    glue_text,
+    result_device,
+    show_table,
+)
+from sslmem.pipeline import chapters
 
 _timer = Timer()
 
@@ -87,40 +96,17 @@ glue_text("dataset", ssl.exp.cfg.dataset)
 glue_number("n_pool", len(ssl.pool))
 glue_number("n_placebo", len(ssl.placebo))
 if not ready:
-    display(Markdown(
-        f":::{{warning}}\nThis page needs at least two complete pairs of encoders in each "
-        f"ensemble; the store holds {len(ssl_members)} of **{ssl_design.name}** and "
-        f"{len(sup_members)} of **{sup_design.name}**. Compute them with "
-        f"`sslmem plan --profile {profile} --run` (units `ens-{ssl_design.name}-…` and "
-        f"`ens-{sup_design.name}-…`); the page then fills in.\n:::\n"))
+    display(Markdown(atypicality.missing_warning(profile, ssl_design.name, sup_design.name,
+                                                 len(ssl_members), len(sup_members))))
 
 # %% tags=["remove-cell"]
 if ready:
-    table = atypicality.point_table(ssl, sup)
-    pool = table[table.subset == "candidate"].reset_index(drop=True)
-    summary = precision.summarize(ssl_design.name, ssl, n_splits=100, n_boot=400)
-    sup_summary = precision.supervised_summary(sup, n_splits=100, n_boot=400)
-    agree = atypicality.agreement_table(ssl, sup)
-    main = agree[(agree.subset == "pool") & (agree.b == "1 − consistency")].iloc[0]
-    fz = agree[(agree.subset == "pool") & (agree.b == "label memorization")].iloc[0]
-    placebo = agree[agree.subset == "placebo"].iloc[0]
-    rel = summary.get("pool_rel", float("nan"))
-    glue_text("reliability", f"{rel:.2f} [{summary['pool_rel_low']:.2f}, "
-                             f"{summary['pool_rel_high']:.2f}]")
-    glue_text("verdict", atypicality.verdict(main))
-    fit = atypicality.fit_accuracy(sup)
-    fz_text = atypicality.verdict(fz) if fit < 0.999 else (
-        "the same numbers as atypicality: every supervised model fits all of its training "
-        f"images (accuracy {fit:.2f} on them), so label memorization (accuracy with the image "
-        "− without it) equals 1 − consistency, image for image")
-    glue_text("fz_verdict", fz_text)
-    glue_text("control", atypicality.control(placebo))
-    glue_text("precision_note",
-              "reliable enough to rank points (at least 0.5)" if rel >= 0.5 else
-              "below 0.5: the ranking below is mostly noise, and a null here is weak evidence")
+    found = atypicality.page(ssl_design.name, ssl, sup)  # the tables, figures and texts below
+    table, pool, agree, main = (found[k] for k in ("table", "pool", "agree", "main"))
+    glue_all(found["texts"])
 else:
-    for name in ("reliability", "verdict", "fz_verdict", "control", "precision_note"):
-        glue_text(name, "not computed: too few encoders stored")
+    for name in atypicality.PAGE_TEXTS:
+        glue_text(name, atypicality.NOT_COMPUTED)
 
 # %% [markdown]
 # ## The ranking and its precision
@@ -142,7 +128,7 @@ if ready:
     images = ssl.exp.train.images.cpu()
     classes = list(ssl.exp.train.classes)
     n = min(n_show, len(pool) // 2)
-    fig = plots.ranked_grid(pool, images, column="m", error="se", n=n, classes=classes,
+    fig = grids.ranked_grid(pool, images, column="m", error="se", n=n, classes=classes,
                             title=f"{n} most (top) and least (bottom) memorized pool images")
 
 # %% [markdown]
@@ -151,7 +137,7 @@ if ready:
 
 # %% tags=["hide-input"]
 if ready:
-    fig = plots.per_class_grid(pool, images, classes, column="m", n=per_class)
+    fig = grids.per_class_grid(pool, images, classes, column="m", n=per_class)
 
 # %% [markdown]
 # ## Measuring atypicality
@@ -174,16 +160,7 @@ if ready:
 
 # %% tags=["remove-input"]
 if ready:
-    shown = agree.assign(
-        pair=agree.a + " vs " + agree.b + " (" + agree.subset + ")",
-        observed=[f"{r.r:+.2f} [{r.r_low:+.2f}, {r.r_high:+.2f}]" for r in agree.itertuples()],
-        rels=[f"{r.rel_a:.2f} / {r.rel_b:.2f}" for r in agree.itertuples()],
-        true=[(f"{r.r_true:+.2f} [{r.r_true_low:+.2f}, {r.r_true_high:+.2f}]"
-               if pd.notna(r.r_true) else "–") for r in agree.itertuples()])
-    show_table(shown[["pair", "observed", "p", "rels", "true", "detectable"]].rename(columns={
-        "observed": "ρ observed [95 %]", "rels": "reliabilities",
-        "true": "ρ true-score [95 %]", "detectable": "detectable ρ"}),
-        {"p": "{:.2g}", "detectable ρ": "{:.2f}"})
+    show_table(atypicality.agreement_view(agree), atypicality.AGREEMENT_FORMATS)
 
 # %% [markdown]
 # - SSLMem against atypicality ($1 -$ consistency): {glue:text}`verdict`.
@@ -218,7 +195,7 @@ if ready:
 
 # %% tags=["hide-input"]
 if ready:
-    fig = plots.ranked_grid(pool, images, column="atypicality", n=n, classes=classes,
+    fig = grids.ranked_grid(pool, images, column="atypicality", n=n, classes=classes,
                             title=f"{n} most (top) and least (bottom) atypical pool images "
                                   "(caption: 1 − consistency)")
 
@@ -227,21 +204,7 @@ if ready:
 
 # %% tags=["remove-input"]
 if ready:
-    compare = pd.DataFrame([
-        ("Fig. 1: atypical / outlier images are memorized most",
-         "qualitative, from image grids of one f/g pair (ViT-Tiny + MAE; values UNVERIFIED)",
-         f"grids above, ranked by an ensemble of {len(ssl_members)} encoders "
-         f"(reliability {summary.get('pool_rel', float('nan')):.2f})",
-         "our method, encoder and scale differ from the figure's"),
-        ("rank correlation of m(x) with atypicality (spec T5)",
-         "not reported in the paper; target ρ > 0, p < 0.01",
-         atypicality.verdict(main), "atypicality measured by a supervised ensemble"),
-        ("memorized points are the ones with high label memorization",
-         "not reported", fz_text, "Feldman–Zhang estimator, same halves"),
-        ("the correlation is not an artefact of the estimator",
-         "not checked", atypicality.control(placebo), "placebo: true SSLMem = 0"),
-    ], columns=["claim", "paper", "this run", "why they may differ"])
-    show_table(compare)
+    show_table(atypicality.comparison(found, len(ssl_members)))
 
 # %% [markdown]
 # ## Summary

@@ -35,14 +35,20 @@
 # | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | {glue:text}`n_encoders` encoders, {glue:text}`encoder_hours:.1f` encoder-hours; this page rendered from the store in {glue:text}`seconds:.0f` s | the paper's ordering if the scores are reliable enough to show it; intervals say how sure |
 
 # %% tags=["remove-cell"]
-import math
-
 import pandas as pd
 from IPython.display import Markdown, display
 
-from sslmem import chapters, consensus, plots, precision, reliability
-from sslmem.notebook import (Timer, banner, check_parameters, glue_number, glue_text,
-                             result_device, show_table)
+from sslmem.book import consensus, plots
+from sslmem.book.notebook import (
+    Timer,
+    banner,
+    check_parameters,
+    glue_number,
+    glue_text,
+    result_device,
+    show_table,
+)
+from sslmem.pipeline import chapters
 
 _timer = Timer()
 
@@ -69,30 +75,21 @@ for d in [*designs.values(), sup_design]:  # computes the planned members unless
     if not d.ensemble.exp.results_only:
         for j in range(d.members):
             d.ensemble.member(j)
-methods_of = [d.ensemble.exp.cfg.method for d in designs.values()]
-ssl = {(m if methods_of.count(m) == 1 else n): d.ensemble  # by method; by design if repeated
-       for m, (n, d) in zip(methods_of, designs.items())}
-sup = sup_design.ensemble
+ssl, sup = consensus.by_method(designs), sup_design.ensemble  # by design if a method repeats
 first = next(iter(ssl.values()))
-counts = {name: len(e.complete_members()) for name, e in [*ssl.items(), ("supervised", sup)]}
+counts = consensus.counts(ssl, sup)
 banner(profile, first.exp, parameters)
 glue_text("profile", profile)
 stored = [e for e in [*ssl.values(), sup] if e.complete_members()]
 glue_text("device", result_device(stored[0].exp) if stored else "–")
 glue_number("n_encoders", sum(counts.values()))
-glue_number("encoder_hours", sum(precision.encoder_minutes(e, e.complete_members())
-                                 for e in [*ssl.values(), sup]) / 60)
+glue_number("encoder_hours", consensus.encoder_hours([*ssl.values(), sup]))
 glue_number("n_pool", len(first.pool))
 glue_text("dataset", first.exp.cfg.dataset)
 found = consensus.scores(ssl, sup)
-missing = [n for n, c in counts.items() if c < 4]
-if missing:
-    display(Markdown(
-        ":::{warning}\nStored so far (complete pairs of encoders): "
-        + ", ".join(f"**{n}** {c}" for n, c in counts.items())
-        + f". A method needs at least 4 to enter the comparison; missing: {', '.join(missing)}."
-        f" Compute more with `sslmem plan --profile {profile} --run` (units `ens-…`); this "
-        "page fills in as they are stored.\n:::\n"))
+note = consensus.missing_note(counts, profile)  # None once every method has 4 encoders
+if note:
+    display(Markdown(note))
 
 # %% [markdown]
 # ## The ensembles
@@ -105,53 +102,25 @@ if missing:
 # reliability (∞ where no positive signal was measured).
 
 # %% tags=["remove-cell"]
-glue_text("method_list", ", ".join(f"{n} ({d.name})" for n, d in
-                                   zip(ssl, designs.values())) + f", supervised ({sup_design.name})")
+glue_text("method_list", consensus.method_list(ssl, designs, sup_design))
 
 # %% [markdown]
 # Compared here: {glue:text}`method_list`. Every SSL ensemble costs as many encoders as chapter
 # 7's chosen design, so on 2 CPU cores the laptop profile compares one contrastive and one
-# non-contrastive method; other methods join by adding a design in `sslmem/chapters.py` (or
+# non-contrastive method; other methods join by adding a design in `sslmem/pipeline/chapters.py` (or
 # through the `methods` parameter of this page).
 
 # %% tags=["remove-input"]
-def _need(row) -> float:
-    """Encoders for a reliability of 0.5 (enough to report agreement disattenuated)."""
-    rel = row.get("pool_rel", math.nan)
-    if not rel == rel:
-        return math.nan
-    return max(row["members"], reliability.members_needed(rel, row["members"], 0.5))
-
-
-def _count(v, digits: int = 0) -> str:
-    return "∞" if v == math.inf else ("–" if v != v else f"{v:,.{digits}f}")
-
-
-rows = []
-for d in [*designs.values(), sup_design]:
-    row = precision.summarize(d.name, d.ensemble, n_splits=100, n_boot=300)
-    rows.append({"method": d.ensemble.exp.cfg.method, "design": d.name, "M": row["members"],
-                 "epochs": row["epochs"], "mean m̂ (pool)": row.get("pool_mean"),
-                 "p": row.get("pool_p"),
-                 "reliability [95 %]": precision._interval(row, "pool_rel", "{:.2f}"),
-                 "M for 0.5": _need(row), "encoder-hours for it":
-                     _need(row) * row.get("minutes_per_encoder", math.nan) / 60})
-show_table(pd.DataFrame(rows), {"mean m̂ (pool)": "{:+.4f}", "p": "{:.2g}",
-                                "M for 0.5": _count,
-                                "encoder-hours for it": lambda v: _count(v, 1)})
+show_table(consensus.ensembles_table([*designs.values(), sup_design]),
+           {"mean m̂ (pool)": "{:+.4f}", "p": "{:.2g}", "M for 0.5": consensus.count_text,
+            "encoder-hours for it": lambda v: consensus.count_text(v, 1)})
 
 # %% tags=["remove-cell"]
-comparable = len(found) >= 2
-if comparable:
-    k = top_k or max(2, len(first.pool) // 5)
-    result = consensus.compare(found, k=k)
-    table, tests = result["table"], result["tests"]
-    glue_text("verdict", consensus.verdict(tests, table))
-    glue_number("top_k", k)
-else:
-    table = tests = pd.DataFrame()
-    glue_text("verdict", "not testable yet: too few encoders stored")
-    glue_number("top_k", top_k or max(2, len(first.pool) // 5))
+k = top_k or max(2, len(first.pool) // 5)
+result = consensus.claim(found, k=k)  # empty tables while fewer than two scores are stored
+table, tests, comparable = result["table"], result["tests"], len(found) >= 2
+glue_text("verdict", result["verdict"] or "not testable yet: too few encoders stored")
+glue_number("top_k", k)
 
 # %% [markdown]
 # ## Agreement between the methods
@@ -170,17 +139,7 @@ else:
 
 # %% tags=["remove-input"]
 if comparable:
-    shown = table.assign(
-        pair=table.a + " / " + table.b + " (" + table.kind + ")",
-        observed=[f"{r.r:+.2f} [{r.r_low:+.2f}, {r.r_high:+.2f}]" for r in table.itertuples()],
-        rels=[f"{r.rel_a:.2f} / {r.rel_b:.2f}" for r in table.itertuples()],
-        true=[(f"{r.r_true:+.2f} [{r.r_true_low:+.2f}, {r.r_true_high:+.2f}]"
-               if pd.notna(r.r_true) else "–") for r in table.itertuples()],
-        top=[f"{r.overlap:.2f} ({r.chance:.2f}; p = {r.overlap_p:.2g})"
-             for r in table.itertuples()])
-    show_table(shown[["pair", "observed", "p", "rels", "true", "top"]].rename(columns={
-        "observed": "ρ observed [95 %]", "rels": "reliabilities", "true": "ρ true-score [95 %]",
-        "top": f"top-{k} overlap (chance; p)"}), {"p": "{:.2g}"})
+    show_table(consensus.agreement_table(table, k), {"p": "{:.2g}"})
     fig = plots.heatmaps({"Spearman ρ (observed)": consensus.overlap_matrix(table, "r"),
                           "Spearman ρ (true-score)": consensus.overlap_matrix(table, "r_true")},
                          vmin=-1, vmax=1, cmap="RdBu_r")
@@ -202,36 +161,13 @@ else:
 if len(tests):
     show_table(tests, {"difference": "{:+.2f}", "low": "{:+.2f}", "high": "{:+.2f}",
                        "p": "{:.2g}"})
-display(Markdown(f"**Verdict:** the paper's claim is {consensus.verdict(tests, table)}."
-                 if comparable else "**Verdict:** not testable yet."))
+display(Markdown(consensus.verdict_markdown(result)))
 
 # %% [markdown]
 # ## Paper vs this run
 
 # %% tags=["remove-input"]
-ssl_rows = table[table.kind == "SSL–SSL"] if comparable else pd.DataFrame()
-sup_rows = table[table.kind == "SSL–supervised"] if comparable else pd.DataFrame()
-
-
-def _rows(rows):
-    return "; ".join(f"{r.a}/{r.b}: ρ {r.r:+.2f}, true {r.r_true:+.2f}" if pd.notna(r.r_true)
-                     else f"{r.a}/{r.b}: ρ {r.r:+.2f}" for r in rows.itertuples()) or "–"
-
-
-compare = pd.DataFrame([
-    ("SSL frameworks memorize a similar set of points",
-     "stated (Sec. 4; summary); metric and values UNVERIFIED", _rows(ssl_rows),
-     "one SSL pair of methods at small scale"),
-    ("supervised learning memorizes different points", "stated; values UNVERIFIED",
-     _rows(sup_rows), "supervised side: SSLMem of its encoders and label memorization"),
-    ("SSL–SSL exceeds SSL–supervised", "implied",
-     consensus.verdict(tests, table) if comparable else "not testable yet",
-     "paired bootstrap of true-score agreements"),
-    ("reference scale for the metrics",
-     "[LM] Table 3 (ResNet9 layers): 94 % overlap, τ = 0.837 (adjacent); 16 %, τ = 0.104 (far)",
-     "top-k overlaps in the table above", "different comparison"),
-], columns=["claim", "paper", "this run", "why they may differ"])
-show_table(compare)
+show_table(consensus.paper_table(result))
 
 # %% [markdown]
 # ## Summary

@@ -33,15 +33,21 @@
 # | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | {glue:text}`n_encoders` retrained encoders, {glue:text}`encoder_hours:.1f` encoder-hours (plus the ranking ensemble of chapter 7); this page rendered from the store in {glue:text}`seconds:.0f` s | a difference only if it exceeds what {glue:text}`n_seeds` paired seeds can detect (stated below) |
 
 # %% tags=["remove-cell"]
-import math
-
-import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from sslmem import chapters, plots, regularizer, removal
-from sslmem.notebook import (Timer, banner, check_parameters, glue_number, glue_text,
-                             result_device, show_table)
+from sslmem.book import generalization as gen
+from sslmem.book import plots
+from sslmem.book.notebook import (
+    Timer,
+    banner,
+    check_parameters,
+    glue_all,
+    glue_number,
+    glue_text,
+    show_table,
+)
+from sslmem.pipeline import chapters, removal
 
 _timer = Timer()
 
@@ -70,24 +76,11 @@ runtime = dict(dataset=dataset, device=device, data_root=data_root, runs_root=ru
 setup = chapters.removal(profile, design=design, k=k, seeds=seeds, rank_members=rank_members,
                          downstream=downstream, probe_max_train=probe_max_train,
                          probe_max_test=probe_max_test, **runtime)
-ens, exp = setup.design.ensemble, setup.exp
-designs = [setup.design] + ([setup.regularized] if setup.regularized is not None else [])
-if not exp.results_only:  # computes what the page needs unless read-only: members, arms, probes
-    for j in range(setup.rank_members):
-        ens.member(j)
-    if setup.regularized is not None:
-        for j in range(setup.regularized.members):
-            setup.regularized.ensemble.member(j)
+exp = setup.exp
+gen.compute(setup)  # unless read-only: the members of both designs (arms and probes: below)
 ranking = setup.ranking()
 banner(profile, exp, parameters)
-glue_text("profile", profile)
-glue_text("device", result_device(exp))
-glue_text("dataset", exp.cfg.dataset)
-glue_text("design", setup.design.name)
-glue_number("n_pool", len(ens.pool))
-glue_number("k", setup.k)
-glue_number("rank_members", setup.rank_members)
-glue_number("n_seeds", len(setup.seeds))
+glue_all(gen.overview(setup, profile))
 
 # %% [markdown]
 # ## The ranking
@@ -101,14 +94,7 @@ glue_number("n_seeds", len(setup.seeds))
 # %% tags=["remove-input"]
 rel = setup.reliability()
 fig = plots.removal_ranking(ranking, setup.k)
-top_m = ranking.m.iloc[: setup.k].mean()
-bottom_m = ranking.m.iloc[-setup.k:].mean()
-glue_number("rank_rel", rel["reliability"])
-glue_number("rank_rel_lo", rel["low"])
-glue_number("rank_rel_hi", rel["high"])
-glue_number("top_m", top_m)
-glue_number("bottom_m", bottom_m)
-glue_number("pool_m", ranking.m.mean())
+glue_all(gen.ranking_summary(ranking, setup.k, rel))
 
 # %% [markdown]
 # The ranking's split-half reliability is {glue:text}`rank_rel:.2f` (95 % interval
@@ -134,32 +120,11 @@ glue_number("pool_m", ranking.m.mean())
 # %% tags=["remove-input"]
 for name, why in setup.skipped:
     print(f"skipped downstream dataset {name}: {why}")
-pilot = setup.member_table()
-pilot_rows = removal.pilot_sd(pilot) if len(pilot) else pd.DataFrame()
+pilot_rows = gen.power_table(setup.member_table(), len(setup.seeds))
 if len(pilot_rows):
-    n = len(setup.seeds)
-    pilot_rows["detectable"] = [removal.detectable(sd, n) for sd in pilot_rows.sd_diff]
-    pilot_rows["seeds for 1 point"] = [removal.pairs_needed(1.0, sd) for sd in
-                                       pilot_rows.sd_diff]
-    show_table(pilot_rows.rename(columns={
-        "probe": "probe set", "mean": "mean accuracy (%)", "sd": "SD across members",
-        "sd_diff": "SD of a difference",
-        "detectable": f"detectable with {n} seeds (points)"}),
-        {"mean accuracy (%)": "{:.1f}", "SD across members": "{:.2f}",
-         "SD of a difference": "{:.2f}",
-         f"detectable with {n} seeds (points)": "{:.2f}"})
-    own = pilot_rows[pilot_rows.probe == exp.cfg.dataset].iloc[0]
-    pilot_sd = float(own.sd)
-    glue_text("pilot_text",
-              f"On {exp.cfg.dataset} ({int(own.members)} members probed) the members' "
-              f"linear-probe accuracy has an SD of {own.sd:.2f} points: before the experiment, "
-              f"{n} paired seeds could promise to detect a difference of about "
-              f"{own.detectable:.1f} points, and a 1-point difference would need about "
-              f"{int(own['seeds for 1 point'])} seeds.")
-else:
-    pilot_sd = math.nan
-    glue_text("pilot_text", "No member of the ranking ensemble has been probed yet (units "
-              f"`probe-{setup.design.name}-…`): the power calculation waits for them.")
+    show_table(*gen.power_view(pilot_rows, len(setup.seeds)))
+glue_text("pilot_text", gen.pilot_text(pilot_rows, exp.cfg.dataset, len(setup.seeds),
+                                       setup.design.name))
 
 # %% [markdown]
 # {glue:text}`pilot_text` The paired SD measured below
@@ -173,82 +138,20 @@ else:
 # class-stratified halves of its test split.
 
 # %% tags=["remove-input"]
-arms = setup.table()
-complete = sorted(s for s, t in arms.groupby("seed") if t.arm.nunique() == len(removal.ARMS))
-arms = arms[arms.seed.isin(complete)]
-glue_number("n_complete", len(complete))
-glue_number("n_encoders", len(complete) * len(removal.ARMS))
-hours = 0.0
-for seed in complete:
-    for arm in removal.ARMS:
-        hours += setup.run(arm, seed, ranking)["train_seconds"] / 3600
-glue_number("encoder_hours", hours)
+arms, complete = gen.complete_arms(setup)
 testable = len(complete) >= 2
+glue_all({"n_complete": len(complete), "n_encoders": len(complete) * len(removal.ARMS),
+       "encoder_hours": gen.encoder_hours(setup, complete, ranking)})
 if not testable:
-    display(Markdown(
-        f":::{{warning}}\n{len(complete)} of {len(setup.seeds)} seeds have all three arms "
-        f"stored; the paired test needs at least 2. Compute them with `sslmem plan --profile "
-        f"{profile} --run` (units `rm-…`); this page fills in as they are stored.\n:::\n"))
+    display(Markdown(gen.missing_seeds_note(len(complete), len(setup.seeds), profile)))
 else:
     fig = plots.paired_arms(arms, "linear")
 
 # %% tags=["remove-input"]
-def _tests(metric):
-    parts = [removal.paired(arms, "top", "random", metric),
-             removal.paired(arms, "random", "bottom", metric),
-             removal.paired(arms, "top", "bottom", metric)]
-    out = pd.concat(parts, ignore_index=True) if testable else pd.DataFrame()
-    if len(out):
-        # below 4 seeds the paired SD is too uncertain to size anything: the pilot's expectation
-        expected = (pilot_rows.set_index("probe").sd_diff if len(pilot_rows) else pd.Series())
-        sd_power = [sd if n >= 4 or probe not in expected else expected[probe]
-                    for sd, n, probe in zip(out.sd, out.n, out.probe)]
-        out["detectable"] = [removal.detectable(sd, n) for sd, n in zip(sd_power, out.n)]
-    return out
-
-
-tests = _tests("linear")
+tests = gen.arm_tests(arms, pilot_rows, "linear", testable)
 if len(tests):
-    show_table(tests.rename(columns={"probe": "probe set", "mean": "mean (points)",
-                                     "lo": "95 % low", "hi": "95 % high",
-                                     "sd": "SD of the pairs", "detectable": "detectable (80 %)"}),
-               {"mean (points)": "{:+.2f}", "95 % low": "{:+.2f}", "95 % high": "{:+.2f}",
-                "SD of the pairs": "{:.2f}", "p": "{:.2g}", "detectable (80 %)": "{:.2f}"})
-
-
-def _verdict(row) -> str:
-    if not np.isfinite(row.lo):
-        return "not testable (fewer than two paired seeds)"
-    if not np.isfinite(row.p):
-        return (f"not testable: the {row.n} seeds gave the same difference "
-                f"({row['mean']:+.2f} points), so there is no spread to test it against")
-    span = (f"{row['mean']:+.2f} points, 95 % interval {row.lo:+.2f} to {row.hi:+.2f}, "
-            f"p = {row.p:.2g}, {row.n} seeds")
-    if row.hi < 0:
-        return f"lower, as the paper claims ({span})"
-    if row.lo > 0:
-        return f"HIGHER, the opposite of the paper's claim ({span})"
-    source = "its paired SD" if row.n >= 4 else "the pilot's SD (fewer than 4 seeds)"
-    return (f"no measurable difference ({span}); with {source}, {row.n} seeds detect "
-            f"{row.detectable:.1f} points with 80 % power")
-
-
-if len(tests):
-    own = tests[tests.probe == exp.cfg.dataset].set_index("contrast")
-    glue_text("verdict_top", _verdict(own.loc["top − random"]))
-    glue_text("verdict_bottom", _verdict(own.loc["random − bottom"]))
-    tr = tests[tests.contrast == "top − random"]
-    bound = (f" (the pilot's expectation above: {pilot_sd * math.sqrt(2):.2f})"
-             if np.isfinite(pilot_sd) else "")
-    glue_text("sets_text",
-              f"Over the {len(tr)} probe sets, top-k removal is significantly below random in "
-              f"{int((tr.hi < 0).sum())} and above it in {int((tr.lo > 0).sum())}. The measured "
-              f"SD of the paired differences on {exp.cfg.dataset} is "
-              f"{own.loc['top − random'].sd:.2f} points{bound}.")
-else:
-    for name in ("verdict_top", "verdict_bottom"):
-        glue_text(name, "not testable yet (too few seeds stored)")
-    glue_text("sets_text", "The per-set tests wait for more seeds.")
+    show_table(*gen.tests_view(tests))
+glue_all(gen.arm_verdicts(tests, exp.cfg.dataset, gen.pilot_sd(pilot_rows, exp.cfg.dataset)))
 
 # %% [markdown]
 # On {glue:text}`dataset`, pre-training without the top-{glue:text}`k` instead of {glue:text}`k`
@@ -258,13 +161,9 @@ else:
 # The same test on kNN accuracy:
 
 # %% tags=["remove-input"]
-knn = _tests("knn")
+knn = gen.arm_tests(arms, pilot_rows, "knn", testable)
 if len(knn):
-    show_table(knn[["probe", "contrast", "n", "mean", "lo", "hi", "p"]].rename(
-        columns={"probe": "probe set", "mean": "mean (points)", "lo": "95 % low",
-                 "hi": "95 % high"}),
-        {"mean (points)": "{:+.2f}", "95 % low": "{:+.2f}", "95 % high": "{:+.2f}",
-         "p": "{:.2g}"})
+    show_table(*gen.knn_view(knn))
 else:
     print("not testable yet (too few seeds stored)")
 
@@ -272,7 +171,7 @@ else:
 # ## Limiting alignment (Eq. 3)
 #
 # The paper adds a term to the SSL loss that limits how well the views of a training point are
-# aligned, with a weight $\lambda$ (its exact form is UNVERIFIED; here `sslmem.methods` adds
+# aligned, with a weight $\lambda$ (its exact form is UNVERIFIED; here `sslmem.train.methods` adds
 # $\lambda$ × the cosine similarity of the two views' backbone features, spec §3.1 item 6).
 #
 # **One pair per $\lambda$ cannot tell.** The first version of this page trained one $f$/$g$
@@ -284,47 +183,13 @@ else:
 
 # %% tags=["remove-input"]
 sweep = chapters.alignment(profile, align_lambdas=align_lambdas, **runtime)
-rows = []
-for lam, e in sweep.lambdas.items():
-    t = e.scores()
-    sides = regularizer.single_pair_sides(t)
-    probe = e.probe("f", max_train=sweep.probe_max_train, max_test=sweep.probe_max_test)
-    rows.append({"λ": lam, "raw mean on S_C": sides["raw"], "shift (S_E)": sides["shift"],
-                 "f's points": sides["f_side"], "± ": 1.96 * sides["f_side_se"],
-                 "g's points": sides["g_side"], "±": 1.96 * sides["g_side_se"],
-                 "mean loss": float(t[["L_f", "L_g"]].to_numpy().mean()),
-                 "linear probe (f)": probe["linear"]})
-pairs = pd.DataFrame(rows)
-labels, est, half = [], [], []
-for _, r in pairs.iterrows():
-    for side, err in (("f's points", "± "), ("g's points", "±")):
-        labels.append(f"λ = {r['λ']:g}: {side}")
-        est.append(r[side])
-        half.append(r[err])
-est, half = np.array(est), np.array(half)
-fig = plots.forest(labels, est, est - half, est + half, "memorization of the pair's own "
-                   "training points (minus the S_E shift)", "one f/g pair per λ, seen from each side")
-show_table(pairs, {"λ": "{:g}", "raw mean on S_C": "{:+.4f}", "shift (S_E)": "{:+.4f}",
-                   "f's points": "{:+.4f}", "± ": "{:.4f}", "g's points": "{:+.4f}",
-                   "±": "{:.4f}", "mean loss": "{:.3f}", "linear probe (f)": "{:.3f}"})
-first, last = pairs.iloc[0], pairs.iloc[-1]
-df, dg = last["f's points"] - first["f's points"], last["g's points"] - first["g's points"]
-if len(pairs) < 2:
-    pair_text = "Only one λ is in this sweep."
-else:
-    pair_text = (
-        f"With λ = {last['λ']:g} the raw mean on S_C moves from {first['raw mean on S_C']:+.4f}"
-        f" to {last['raw mean on S_C']:+.4f}, but {last['shift (S_E)']:+.4f} of the latter is "
-        f"the shift between the two encoders that the extra set shows (at λ = "
-        f"{first['λ']:g}: {first['shift (S_E)']:+.4f}), and the mean loss itself grows from "
-        f"{first['mean loss']:.3f} to {last['mean loss']:.3f}. The memorization of the "
-        f"pair's own training points changes by {df:+.4f} from f's side and by {dg:+.4f} "
-        "from g's side: ")
-    pair_text += ("the two estimates of the same quantity move in opposite directions, so "
-                  "this pair cannot say what the regularizer does, and the raw 'raise' was "
-                  "mostly an encoder-level shift." if df * dg < 0 else
-                  "both move the same way; the table's intervals say whether beyond noise.")
-glue_text("pair_text", pair_text)
+pairs = gen.sweep_table(sweep)
+f = gen.sweep_forest(pairs)
+fig = plots.forest(f["labels"], f["est"], f["lo"], f["hi"], "memorization of the pair's own "
+                   "training points (minus the S_E shift)",
+                   "one f/g pair per λ, seen from each side")
+show_table(pairs, gen.SWEEP_FORMATS)
+glue_text("pair_text", gen.pair_text(pairs))
 
 # %% [markdown]
 # {glue:text}`pair_text`
@@ -337,58 +202,11 @@ glue_text("pair_text", pair_text)
 # because $\lambda$ rescales every loss.
 
 # %% tags=["remove-input"]
-reg = setup.regularized
-reg_members = [] if reg is None else [j for j in reg.ensemble.complete_members()
-                                      if j in set(ens.stored_members())]
-if len(reg_members) >= 2:
-    plain = regularizer.member_contrasts(ens, reg_members)
-    treated = regularizer.member_contrasts(reg.ensemble, reg_members)
-    acc_plain = setup.member_table(members=reg_members)
-    acc_reg = setup.member_table(design=reg, members=reg_members)
-    own_plain = acc_plain[acc_plain.probe == exp.cfg.dataset][["member", "linear"]]
-    own_reg = acc_reg[acc_reg.probe == exp.cfg.dataset][["member", "linear"]]
-    effects = {
-        "in/out contrast": regularizer.paired_members(plain, treated, "contrast"),
-        "contrast ÷ mean loss": regularizer.paired_members(plain, treated, "relative"),
-        "placebo contrast (control)": regularizer.paired_members(plain, treated, "placebo"),
-        f"linear probe on {exp.cfg.dataset} (points)": regularizer.paired_members(
-            own_plain, own_reg, "linear", scale=100),
-    }
-    lam = reg.ensemble.exp.cfg.align_lambda
-    rows = [{"λ = 0 → λ = " + f"{lam:g}": name, "members": v["n"], "mean change": v["mean"],
-             "95 % low": v["lo"], "95 % high": v["hi"], "p": v["p"]}
-            for name, v in effects.items()]
-    show_table(pd.DataFrame(rows), {"mean change": "{:+.4f}", "95 % low": "{:+.4f}",
-                                    "95 % high": "{:+.4f}", "p": "{:.2g}"})
-    both = plain.merge(treated, on="member", suffixes=(" λ=0", f" λ={lam:g}"))
-    c0, c1 = both["contrast λ=0"].mean(), both[f"contrast λ={lam:g}"].mean()
-    reg_intro = (f"Over {len(both)} paired members, the in/out contrast is {c0:+.4f} without "
-                 f"the regularizer and {c1:+.4f} with λ = {lam:g}: ")
-    e, acc = effects["contrast ÷ mean loss"], effects[f"linear probe on {exp.cfg.dataset} (points)"]
-    if not np.isfinite(e["p"]):
-        verdict = "not testable: the members' contrasts changed identically"
-    elif e["hi"] < 0:
-        verdict = (f"memorization lowered, as the paper claims (relative contrast "
-                   f"{e['mean']:+.4f}, 95 % interval {e['lo']:+.4f} to {e['hi']:+.4f})")
-    elif e["lo"] > 0:
-        verdict = (f"memorization RAISED, the opposite of the paper's claim (relative contrast "
-                   f"{e['mean']:+.4f}, 95 % interval {e['lo']:+.4f} to {e['hi']:+.4f})")
-    else:
-        verdict = (f"no measurable change in memorization (relative contrast {e['mean']:+.4f}, "
-                   f"95 % interval {e['lo']:+.4f} to {e['hi']:+.4f})")
-    if acc["n"] >= 2 and np.isfinite(acc["p"]):
-        verdict += (f"; linear-probe accuracy changes by {acc['mean']:+.2f} points "
-                    f"({acc['lo']:+.2f} to {acc['hi']:+.2f}, p = {acc['p']:.2g})")
-    elif acc["n"] >= 2:
-        verdict += f"; linear-probe accuracy changes by {acc['mean']:+.2f} points in every pair"
-    glue_text("reg_verdict", verdict)
-    glue_text("reg_text", reg_intro + verdict + ".")
-else:
-    glue_text("reg_verdict", "not measured in this profile (no regularized design)"
-              if reg is None else f"not testable yet: {len(reg_members)} complete pair(s) of "
-              f"members of {reg.name} stored, 2 needed (units `ens-{reg.name}-…`)")
-    glue_text("reg_text", "The regularizer's effect on the ensemble is "
-              + ("not measured in this profile." if reg is None else "not testable yet."))
+reg = gen.regularizer_effects(setup)
+if "table" in reg:
+    show_table(reg["table"], gen.REG_FORMATS)
+glue_text("reg_verdict", reg["verdict"])
+glue_text("reg_text", reg["text"])
 
 # %% [markdown]
 # {glue:text}`reg_text`
@@ -396,24 +214,7 @@ else:
 # ## Paper vs this run
 
 # %% tags=["remove-input"]
-own_top = tests[(tests.probe == exp.cfg.dataset) & (tests.contrast == "top − random")] if len(
-    tests) else tests
-top_sets = tests[tests.contrast == "top − random"] if len(tests) else tests
-compare = pd.DataFrame([
-    ("removing the top-k memorized points hurts more than random removal (Fig. 3, Table 3)",
-     "stated; gap 'not so large' (a reviewer); values UNVERIFIED",
-     _verdict(own_top.iloc[0]) if len(own_top) else "not testable yet",
-     f"a pool of {len(ens.pool)} images at {exp.train.image_size} px, k = {setup.k}, "
-     f"{len(complete)} paired seeds"),
-    ("... also on other downstream datasets",
-     "stated ('different downstream tasks'); values UNVERIFIED",
-     f"significantly below random on {int((top_sets.hi < 0).sum())} of {len(top_sets)} probe "
-     "sets" if len(top_sets) else "not testable yet",
-     "SVHN and STL-10 are not offline; CIFAR-100 on halves of its test split"),
-    ("limiting alignment lowers memorization and accuracy (Eq. 3)", "stated; values UNVERIFIED",
-     "see above", "regularizer form UNVERIFIED; one pair cannot measure it"),
-], columns=["claim", "paper", "this run", "why they may differ"])
-show_table(compare)
+show_table(gen.paper_vs_run(tests, setup, len(complete)))
 
 # %% [markdown]
 # ## Summary

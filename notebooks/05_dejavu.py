@@ -36,11 +36,19 @@
 import pandas as pd
 from IPython.display import Markdown, display
 
-from sslmem import chapters, dejavu_ensemble, plots, precision
-from sslmem.agreement import agreements, from_ensemble, top_overlap
+from sslmem.book import plots, precision
+from sslmem.book.notebook import (
+    Timer,
+    banner,
+    check_parameters,
+    glue_number,
+    glue_text,
+    result_device,
+    show_table,
+)
 from sslmem.errors import SSLMemError
-from sslmem.notebook import (Timer, banner, check_parameters, glue_number, glue_text,
-                             result_device, show_table)
+from sslmem.pipeline import chapters, dejavu_ensemble
+from sslmem.score.agreement import agreements, from_ensemble, top_overlap
 
 _timer = Timer()
 

@@ -33,11 +33,8 @@
 import numpy as np
 import pandas as pd
 
-from sslmem import chapters, plots
-from sslmem.config import Config
-from sslmem.errors import SSLMemError
-from sslmem.memorization import extra_threshold, frac_memorized
-from sslmem.notebook import (
+from sslmem.book import plots
+from sslmem.book.notebook import (
     Timer,
     banner,
     check_parameters,
@@ -47,6 +44,10 @@ from sslmem.notebook import (
     show_table,
     training_minutes,
 )
+from sslmem.errors import SSLMemError
+from sslmem.pipeline import chapters
+from sslmem.pipeline.config import Config
+from sslmem.score.significance import extra_threshold, frac_memorized
 
 _timer = Timer()
 

@@ -47,14 +47,11 @@
 # otherwise the estimator measures something other than a point's own inclusion.
 
 # %% tags=["remove-cell"]
-import math
-
-import pandas as pd
 from IPython.display import Markdown, display
 
-from sslmem import chapters, precision
-from sslmem.notebook import (Timer, banner, check_parameters, glue_number, glue_text,
-                             result_device, show_table)
+from sslmem.book import designs as page  # this page's analyses ('designs' is a parameter)
+from sslmem.book import precision
+from sslmem.book.notebook import Timer, banner, check_parameters, glue_all, glue_number, show_table
 
 _timer = Timer()
 
@@ -72,32 +69,11 @@ results_root: "Optional[str]" = None  # None: $SSLMEM_RESULTS, else the checkout
 
 # %% tags=["remove-input"]
 parameters = check_parameters(globals(), _declared)
-found = chapters.ensembles(profile, names=designs, dataset=dataset, device=device,
-                           data_root=data_root,
-                           runs_root=runs_root, results_root=results_root)
-for d in found.values():  # computes the planned members unless the store is read-only
-    if not d.ensemble.exp.results_only:
-        for j in range(members or d.members):
-            d.ensemble.member(j)
-        for r in range(1, d.repeats + 1):
-            d.ensemble.member(0, r), d.ensemble.member(1, r)
-ssl = {n: d.ensemble for n, d in found.items() if d.ensemble.exp.cfg.method != "supervised"}
-sup = {n: d.ensemble for n, d in found.items() if d.ensemble.exp.cfg.method == "supervised"}
-table = precision.summary_table(ssl)
-first = next(iter(ssl.values()))
+found = page.ensembles(**parameters)  # computes the planned members unless the store is read-only
+ssl, sup = page.by_kind(found)  # by design name
+table, first = precision.summary_table(ssl), next(iter(ssl.values()))
 banner(profile, first.exp, parameters)
-glue_text("profile", profile)
-glue_text("device", result_device(first.exp))
-total = sum(len(d.ensemble.stored_members()) + len(d.ensemble.stored_members(1))
-            for d in found.values())
-hours = sum(precision.encoder_minutes(d.ensemble, d.ensemble.stored_members())
-            + precision.encoder_minutes(d.ensemble, d.ensemble.stored_members(1), repeat=1)
-            for d in found.values()) / 60
-glue_number("total_members", total)
-glue_number("encoder_hours", hours)
-glue_text("image_size", f"{first.exp.train.image_size}")
-glue_text("dataset", first.exp.cfg.dataset)
-glue_number("placebo_size", len(first.placebo))
+glue_all(page.overview(profile, found))  # profile, device, total_members, …
 
 # %% [markdown]
 # ## The regime search
@@ -124,21 +100,13 @@ glue_number("placebo_size", len(first.placebo))
 # of 0.8 would take by Spearman–Brown: encoders, and hours on these 2 cores (at that median).
 
 # %% tags=["remove-input"]
-contrast_table, precision_table = precision.tables(table)
-show_table(contrast_table, {"min / encoder (median)": "{:.1f}"})
-show_table(precision_table, {"M for 0.8": "{:.0f}", "hours for 0.8": "{:.1f}"})
+for frame, formats in page.regime_tables(table):  # contrast and noise; precision and cost
+    show_table(frame, formats)
 
 # %% tags=["remove-cell"]
-best = precision.choose(table, (chapters.settings(profile).get("ranking") or {}).get("ssl"))
+best, cheap = page.choose(table, profile)
 chosen = ssl[best.design]
-cheap = precision.cheapest(table)
-glue_text("chosen", best.design)
-glue_number("chosen_members", int(best.members))
-glue_number("chosen_pool", int(best.pool))
-glue_text("verdict", precision.verdict(best))
-glue_text("chosen_contrast", "not measurable yet" if best.members < 2 else
-          f"{best.pool_mean:+.4f} over the pool (p = {best.pool_p:.1g}), "
-          f"{best.placebo_mean:+.4f} over the placebo (p = {best.placebo_p:.2f})")
+glue_all(page.chosen_values(best))  # chosen, chosen_members, …, verdict
 
 # %% [markdown]
 # The design that chapters 2–5 rank points by, picked from this search (until it has 4
@@ -146,15 +114,7 @@ glue_text("chosen_contrast", "not measurable yet" if best.members < 2 else
 # **{glue:text}`chosen`**, with $M =$ {glue:text}`chosen_members:.0f` encoders so far:
 
 # %% tags=["remove-input"]
-text = precision.design_markdown(best)
-if cheap.design != best.design and cheap.members < best.members:
-    text += (f"\n\nProjected from its {int(cheap.members)} encoders, **{cheap.design}** "
-             f"would reach 0.8 with {cheap.members_for_target:.0f} encoders "
-             f"({cheap.hours_for_target_2cores:.1f} h on 2 cores, against "
-             f"{best.hours_for_target_2cores:.1f} h in all for **{best.design}**), but its "
-             f"reliability interval {precision._interval(cheap, 'pool_rel')} is too wide to "
-             "tell the two costs apart: more of its encoders would decide it.")
-display(Markdown(text))
+display(Markdown(page.chosen_markdown(best, cheap)))
 
 # %% [markdown]
 # ## Reliability grows with the number of encoders
@@ -189,8 +149,7 @@ else:
 # to encoders; this shows whether more of them still help.
 
 # %% tags=["hide-input"]
-kc = precision.k_curve(chosen)
-if len(kc):
+if len(kc := precision.k_curve(chosen)):
     fig = precision.k_figure(kc)
 else:
     print("fewer than 4 encoders stored: no K curve yet")
@@ -205,25 +164,10 @@ else:
 # is zero by design.
 
 # %% tags=["remove-input"]
-pairs = {n: precision.one_pair(e) for n, e in ssl.items()}
-pairs = {n: p for n, p in pairs.items() if p is not None}
+pairs = page.one_pairs(ssl)  # the designs whose one-pair repeat is stored
 if pairs:
-    rows = [{"design": n, "pool retest r": p["pool_retest"],
-             "placebo retest r": p["placebo_retest"], "SD of m̂ (pool)": p["pool_sd"],
-             "SD of m̂ (placebo)": p["placebo_sd"]} for n, p in pairs.items()]
-    show_table(pd.DataFrame(rows), {"pool retest r": "{:+.2f}", "placebo retest r": "{:+.2f}",
-                                    "SD of m̂ (pool)": "{:.4f}", "SD of m̂ (placebo)": "{:.4f}"})
-    name, p = next(iter(pairs.items()))
-    text = (f"One pair of **{name}** trained twice reproduces its per-point scores with "
-            f"r = {p['pool_retest']:+.2f} on the pool and r = {p['placebo_retest']:+.2f} on the "
-            "placebo. A placebo correlation above zero is the composition effect: which of the "
-            "two fixed halves holds a point's look-alikes decides its score, again and again, "
-            "although the point itself was never trained on. The ensemble's placebo has no "
-            "such reliability when every encoder draws its own half (table above).")
-else:
-    text = ("No design has its one-pair repeat stored yet (`sslmem plan` lists the `-r1` "
-            "units).")
-display(Markdown(text))
+    show_table(page.one_pair_table(pairs), page.ONE_PAIR_FORMATS)
+display(Markdown(page.one_pair_text(pairs)))
 
 # %% [markdown]
 # ## Multi-seed $f$/$g$ against the ensemble, encoder for encoder
@@ -238,31 +182,8 @@ display(Markdown(text))
 # %% tags=["remove-input"]
 fixed = precision.fixed_partition(chosen)
 if fixed is not None:
-    rows = [{"design": f"multi-seed f/g ({fixed['seeds']} seeds)", "encoders": fixed["encoders"],
-             "pool reliability": precision._interval(fixed, "pool_rel", "{:+.2f}"),
-             "placebo reliability": precision._interval(fixed, "placebo_rel", "{:+.2f}")}]
-    if "ensemble_pool_rel" in fixed:
-        rows.append({"design": f"ensemble (projected from {fixed['ensemble_members']})",
-                     "encoders": fixed["encoders"],
-                     "pool reliability": f"{fixed['ensemble_pool_rel']:+.2f}",
-                     "placebo reliability": f"{fixed['ensemble_placebo_rel']:+.2f}"})
-    show_table(pd.DataFrame(rows))
-    text = (f"With {fixed['encoders']} encoders the fixed partition reaches a reliability of "
-            f"{fixed['pool_rel']:+.2f} on the pool and {fixed['placebo_rel']:+.2f} "
-            f"[{fixed['placebo_rel_low']:+.2f}, {fixed['placebo_rel_high']:+.2f}] on the "
-            "placebo, whose true score is zero. ")
-    if fixed["placebo_rel_low"] > 0:
-        text += ("Its seeds agree on the placebo beyond chance: what they reproduce is largely "
-                 "the partition's composition, not each point's own memorization, so its pool "
-                 "reliability overstates its precision. A reliability counts only where the "
-                 "placebo's is near zero, as the ensemble's is.")
-    else:
-        text += ("Its placebo reliability is not distinguishable from zero with these seeds; "
-                 "compare the pool reliabilities of the two rows, encoder for encoder.")
-else:
-    text = ("The fixed partition has not been retrained with further seeds yet "
-            "(`sslmem plan` lists the `-r1`, `-r2`, … units of the chosen design).")
-display(Markdown(text))
+    show_table(page.fixed_partition_table(fixed))
+display(Markdown(page.fixed_partition_text(fixed)))
 
 # %% [markdown]
 # ## The supervised counterpart
@@ -275,13 +196,8 @@ display(Markdown(text))
 # their reliability is measured the same way.
 
 # %% tags=["remove-input"]
-rows = [{"design": name, **precision.supervised_summary(ens)} for name, ens in sup.items()
-        if len(ens.complete_members()) >= 2]
-if rows:
-    sup_table = pd.DataFrame(rows).rename(columns={
-        "members": "M", "label_mem_mean": "mean label mem.", "consistency_mean":
-        "mean consistency", "label_mem_rel": "reliability (label mem.)", "label_mem_rel_low":
-        "low", "label_mem_rel_high": "high", "consistency_rel": "reliability (consistency)"})
+sup_table = page.supervised_table(sup)  # the designs with 2 or more members
+if len(sup_table):
     show_table(sup_table, {c: "{:+.2f}" for c in sup_table.columns if c not in ("design", "M")})
 else:
     print("no supervised ensemble with 2 or more members stored yet")
@@ -296,15 +212,9 @@ else:
 # for a few pairs of reliabilities:
 
 # %% tags=["remove-input"]
-rels = [0.1, 0.3, 0.5, 0.7, 0.9]
-n_pool = len(chosen.pool)
-grid = pd.DataFrame({f"rel_b = {b}": [precision.detectable_correlation(n_pool, a, b)
-                                      for a in rels] for b in rels})
-grid.insert(0, "rel_a", rels)
+grid = page.detectable_grid(len(chosen.pool))
 show_table(grid, {c: "{:.2f}" for c in grid.columns})
-reached = float(best.get("pool_rel", float("nan")))
-detectable = precision.detectable_correlation(n_pool, reached, 0.9) if reached > 0 else 1.0
-glue_number("detectable_now", detectable)
+glue_number("detectable_now", page.detectable_now(len(chosen.pool), best))
 
 # %% [markdown]
 # With the reliability reached so far, a correlation of SSLMem with a nearly perfectly
@@ -316,21 +226,7 @@ glue_number("detectable_now", detectable)
 # ## Paper vs this run
 
 # %% tags=["remove-input"]
-pair = next(iter(pairs.values()), None)
-compare = pd.DataFrame([
-    ("SSLMem separates seen from unseen points on average (S_C > S_E, Sec. 3)",
-     "p < 0.01 for one f/g pair (direction from the abstract; values UNVERIFIED)",
-     precision.design_markdown(best).splitlines()[0][2:]),
-    ("one point's score measures that point's memorization (assumed by Fig. 1, Sec. 4)",
-     "not measured: one pair per method, no reliability reported",
-     f"split-half reliability: {precision.verdict(best)}"),
-    ("the paper's one-pair estimator, trained twice",
-     "not reported",
-     "not stored yet" if pair is None else
-     f"retest r = {pair['pool_retest']:+.2f} (pool), {pair['placebo_retest']:+.2f} "
-     "(placebo, true score 0)"),
-], columns=["claim", "paper", "this run"])
-show_table(compare)
+show_table(page.paper_table(best, next(iter(pairs.values()), None)))
 
 # %% [markdown]
 # ## Summary
@@ -348,8 +244,4 @@ show_table(compare)
 # %% tags=["remove-input", "hide-output"]
 glue_number("minutes", _timer.minutes(), volatile=True)
 glue_number("seconds", 60 * _timer.minutes(), volatile=True)
-info = first.exp.result_provenance()
-print("Provenance of the ensemble (config, versions; each member's result has its own):")
-print(pd.Series({k: v for k, v in info.items() if k != "config"}).to_string())
-print(pd.Series(info["config"]).to_string())
-print("parameters:", parameters)
+print(page.provenance_text(first.exp.result_provenance(), parameters))

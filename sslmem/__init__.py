@@ -4,20 +4,18 @@ SSLMem measures how much a self-supervised encoder memorizes a training point x 
 alignment of x's augmented views under an encoder f trained with x and an encoder g trained without
 it: m(x) = E_g d(g(x'), g(x'')) - E_f d(f(x'), f(x'')).
 
-Modules, one concept each:
-  errors      the one exception type whose message says what to do
-  io          roots (data, runs), atomic writes, provenance
-  data        datasets by name, offline-first, uint8 tensors
-  splits      the paper's S_S / S_C / S_I / S_E protocol
-  augment     per-sample batched augmentation on any device
-  backbones   ResNet / ViT encoders
-  methods     one module per SSL method + supervised
-  train       the single training loop (checkpoints, resume, DDP)
-  privacy     DP-SGD for per-sample losses (Opacus clipping/noise, RDP accountant)
-  evaluate    frozen features, linear probe, weighted kNN
-  memorization  alignment loss, SSLMem, label memorization
-  experiment  cached experiments keyed by config
-  plots, cli
+Subpackages by concept, each importing only the layers above it in this list (and the base
+modules ``errors`` and ``io``); ``tests/test_layers.py`` enforces it:
+
+  train      what trains an encoder: data, splits, augment, backbones, methods/, optim, fit,
+             privacy (DP-SGD), calibrate, downstream
+  score      what scores a point: alignment (L_align), memorization (SSLMem), significance,
+             label_memorization, evaluate (probes), quantize, dejavu, reliability, agreement
+  pipeline   where results live and how units run: config, validate, store, cache, encoders,
+             experiment, ensemble, removal, regularizer, chapters, units, costs, plan, executors
+  book       how pages are made: the chapters' analyses, notebook helpers, plots, grids,
+             explorer, the runner (reproduce, parameters, pages), the Sphinx extension
+  cli        the ``sslmem`` command
 """
 
 __version__ = "0.1.0"

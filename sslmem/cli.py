@@ -1,8 +1,10 @@
 """``sslmem`` command line: train, score, probe, or run a whole experiment.
 
-Every option maps onto a field of :class:`sslmem.config.Config`; ``--profile`` picks one of
-``sslmem.config.PROFILES`` (paper, laptop, tiny), and ``--set FIELD=VALUE`` reaches any other
-field. Values are checked once, by ``Config`` (``sslmem.config.FIELDS``), before any data is
+Every option maps onto a field of :class:`sslmem.pipeline.config.Config`; ``--profile`` picks one of
+``sslmem.pipeline.config.PROFILES`` (paper, laptop, tiny), and ``--set FIELD=VALUE`` reaches any
+other
+field. Values are checked once, by ``Config`` (``sslmem.pipeline.config.FIELDS``), before any data
+is
 loaded. Errors a user can fix print one line and exit with status 2; Ctrl-C exits with 130 and
 SIGTERM with 143, after one line (a rerun resumes from the last checkpoint).
 """
@@ -16,9 +18,9 @@ import os
 import re
 import sys
 
-from sslmem.config import FIELDS, PROFILES, Config
 from sslmem.errors import SSLMemError, command_line
-from sslmem.validate import OneLineParser, seed_list
+from sslmem.pipeline.config import FIELDS, PROFILES, Config
+from sslmem.pipeline.validate import OneLineParser, seed_list
 
 COMMON = {  # option -> (Config field, type, help)
     "--dataset": ("dataset", str, "dataset name or folder:PATH (default: profile's)"),
@@ -86,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("plan", add_help=False,
                    help="the units of work the book needs for a profile: list, run within a "
                         "time budget, or emit one command per unit (sslmem plan --help)")
-    text = ("what this host's measurements chose (sslmem.calibrate): the memory format of "
+    text = ("what this host's measurements chose (sslmem.train.calibrate): the memory format of "
             "training and scoring per shape, with the seconds per step that decided it")
     sub.add_parser("calibration", help=text, description=text)
     for name, text in helps.items():
@@ -130,8 +132,8 @@ RESUME = "rerun the same command to resume (stored results are kept; training re
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "plan":
-        from sslmem.plan import main as plan_main
-        from sslmem.plan import resume_text
+        from sslmem.pipeline.plan import main as plan_main
+        from sslmem.pipeline.plan import resume_text
 
         with command_line("sslmem plan", resume_text) as status:
             status.code = plan_main(argv[1:])
@@ -145,11 +147,11 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     """Build the config (every value checked) and run the command."""
     if args.command == "calibration":
-        from sslmem.calibrate import report
+        from sslmem.train.calibrate import report
 
         print(report())
         return 0
-    from sslmem.experiment import Experiment
+    from sslmem.pipeline.experiment import Experiment
 
     cfg = build_config(args)
     if getattr(args, "downstream", None) is not None:  # checked before anything is trained

@@ -51,7 +51,7 @@ def _session_runs(tmp_path_factory):
         patch.setenv("SSLMEM_RUNS", str(tmp_path_factory.mktemp("session-runs")))
         patch.setenv("SSLMEM_RESULTS", str(tmp_path_factory.mktemp("session-results")))
         patch.delenv("SSLMEM_RESULTS_ONLY", raising=False)
-        # the training settings measured on this host (sslmem.calibrate): once per session
+        # the training settings measured on this host (sslmem.train.calibrate): once per session
         patch.setenv("SSLMEM_CALIBRATION", str(tmp_path_factory.mktemp("calibration") / "c.json"))
         yield
 
@@ -88,7 +88,7 @@ def build_book(tmp_path_factory, request):
     import nbformat
     import yaml
 
-    from sslmem import reproduce as rp
+    from sslmem.book import reproduce as rp
 
     def build(extra: dict | None = None) -> Path:
         src = tmp_path_factory.mktemp("book-src")

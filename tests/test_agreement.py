@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sslmem.agreement import PointScore, agreement, agreements, difference, top_overlap
 from sslmem.errors import SSLMemError
+from sslmem.score.agreement import PointScore, agreement, agreements, difference, top_overlap
 
 
 def _membership(m: int, n: int, rng) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Tests for sslmem.augment: exact geometry, torchvision parity of colour ops, per-sample params."""
+"""Tests for sslmem.train.augment: exact geometry, torchvision parity of colour ops, per-sample
+params."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from sslmem import augment as A
 from sslmem.errors import SSLMemError
+from sslmem.train import augment as A
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -265,7 +266,7 @@ def test_bad_inputs_raise(digits):
 
 
 def test_weaker_augmentation_moves_every_knob_towards_the_identity():
-    from sslmem.augment import recipe, weaken
+    from sslmem.train.augment import recipe, weaken
 
     full = recipe("byol", 16)
     assert recipe("byol", 16, 1.0) == full  # strength 1 is the method's recipe itself
@@ -287,7 +288,7 @@ def test_weaker_augmentation_moves_every_knob_towards_the_identity():
 
 
 def test_augment_strength_enters_the_key_only_when_changed():
-    from sslmem.config import Config
+    from sslmem.pipeline.config import Config
 
     base = Config(profile="tiny")
     assert base.key() == Config(profile="tiny", augment_strength=1.0).key()

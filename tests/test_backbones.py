@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from sslmem.backbones import BACKBONES, build_backbone
 from sslmem.errors import SSLMemError
-from sslmem.methods import build_method
+from sslmem.train.backbones import BACKBONES, build_backbone
+from sslmem.train.methods import build_method
 
 
 @pytest.mark.parametrize("name,dim", [("resnet9", 256), ("resnet18", 512), ("resnet50", 2048),

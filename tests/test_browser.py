@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
-from sslmem import reproduce as rp
+from sslmem.book import reproduce as rp
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # the system chromium, headless and quiet: no network of its own, no sandbox (CI runs as root)
@@ -236,7 +236,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sslmem.explorer import explore
+from sslmem.book.explorer import explore
 
 rng = np.random.default_rng(0)
 n = {N_POINTS}
@@ -459,7 +459,7 @@ def test_front_pages_exist(site):
     assert (site / "index.html").exists()
     intro = (site / "book" / "intro.html").read_text()
     assert "SSLMem" in intro and "UNVERIFIED" in intro
-    assert "sslmem.reproduce" in (site / "book" / "reproduce.html").read_text()
+    assert "sslmem.book.reproduce" in (site / "book" / "reproduce.html").read_text()
 
 
 @pytest.mark.parametrize("name", rp.NOTEBOOKS)

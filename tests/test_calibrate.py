@@ -9,10 +9,10 @@ import json
 import pytest
 import torch
 
-from sslmem import calibrate
-from sslmem.data import load_dataset
 from sslmem.errors import SSLMemError
-from sslmem.methods import build_method
+from sslmem.train import calibrate
+from sslmem.train.data import load_dataset
+from sslmem.train.methods import build_method
 
 
 @pytest.fixture
@@ -115,7 +115,7 @@ def test_the_precision_is_the_configurations_and_only_the_memory_format_is_measu
 def test_bf16_results_have_their_own_key_and_fp32_keys_are_unchanged():
     """Precision changes the numbers: a bf16 result must never be served as an fp32 one, and
     adding the field must not re-key the stores written before it existed."""
-    from sslmem.config import TRAIN_FIELDS, Config
+    from sslmem.pipeline.config import TRAIN_FIELDS, Config
 
     tiny = Config.tiny()
     before = [f for f in TRAIN_FIELDS if f != "precision"]
@@ -127,7 +127,7 @@ def test_bf16_results_have_their_own_key_and_fp32_keys_are_unchanged():
 
 
 def test_fit_trains_in_the_configured_precision(cache, monkeypatch):
-    from sslmem.train import TrainSpec, fit
+    from sslmem.train.fit import TrainSpec, fit
 
     monkeypatch.setenv("SSLMEM_CALIBRATE", "0")
     method, x, y = _method_and_batch(32)

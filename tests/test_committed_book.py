@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from sslmem import reproduce as rp
+from sslmem.book import reproduce as rp
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ def _pages() -> list[Path]:
 
 
 def test_committed_pages_come_from_the_best_complete_profile(store_env):
-    from sslmem.plan import complete_profiles
+    from sslmem.pipeline.units import complete_profiles
 
     profiles = {rp.page_profile(page) for page in _pages()}
     assert len(profiles) == 1, profiles
@@ -62,8 +62,8 @@ def _glued_sequence(nb) -> list[tuple[str, str]]:
 
 def test_committed_pages_pass_nbval_and_show_the_committed_numbers(store_env, tmp_path):
     """One execution of the committed pages, without any checkpoint: nbval runs every cell,
-    and every value they glue (logged by sslmem.notebook) equals the committed page's."""
-    from sslmem.notebook import GLUE_LOG
+    and every value they glue (logged by sslmem.book.notebook) equals the committed page's."""
+    from sslmem.book.notebook import GLUE_LOG
 
     env, runs = store_env
     copies = []

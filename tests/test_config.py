@@ -1,7 +1,7 @@
 import pytest
 
-from sslmem.config import TRAIN_FIELDS, Config
 from sslmem.errors import SSLMemError
+from sslmem.pipeline.config import TRAIN_FIELDS, Config
 
 
 def test_unknown_field_lists_the_valid_ones():
@@ -43,7 +43,7 @@ def test_every_field_has_a_spec():
     """Adding a Config field means adding its line to FIELDS (what it accepts)."""
     from dataclasses import fields
 
-    from sslmem.config import FIELDS
+    from sslmem.pipeline.config import FIELDS
 
     assert sorted(f.name for f in fields(Config)) == sorted(FIELDS)
 

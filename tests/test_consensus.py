@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
+from types import SimpleNamespace
+
 import numpy as np
+import pytest
 from test_agreement import _ensemble, _membership
 
-from sslmem import consensus
-from sslmem.agreement import PointScore
+from sslmem.book import consensus
+from sslmem.score.agreement import PointScore
 
 
 def _scores(rho_ssl: float, rho_sup: float, seed: int = 0) -> dict:
@@ -46,3 +50,103 @@ def test_verdict_says_what_is_missing():
 
     empty = pd.DataFrame({"kind": []})
     assert consensus.verdict(pd.DataFrame(), empty).startswith("not testable")
+
+
+# ---- the page's tables and texts (moved from the chapter's notebook) ------------------------
+
+def _design(name: str, method: str, members: int = 4):
+    ens = SimpleNamespace(exp=SimpleNamespace(cfg=SimpleNamespace(method=method)),
+                          complete_members=lambda: list(range(members)))
+    return SimpleNamespace(name=name, ensemble=ens)
+
+
+def test_ensembles_are_named_by_method_unless_a_method_repeats():
+    designs = {"simclr-a": _design("simclr-a", "simclr"), "byol-a": _design("byol-a", "byol"),
+               "byol-b": _design("byol-b", "byol", members=2)}
+    ssl = consensus.by_method(designs)
+    assert list(ssl) == ["simclr", "byol-a", "byol-b"]
+    sup = _design("sup-a", "supervised", members=6)
+    assert consensus.method_list(ssl, designs, sup) == (
+        "simclr (simclr-a), byol-a (byol-a), byol-b (byol-b), supervised (sup-a)")
+    counts = consensus.counts(ssl, sup.ensemble)
+    assert counts == {"simclr": 4, "byol-a": 4, "byol-b": 2, "supervised": 6}
+    note = consensus.missing_note(counts, "laptop")
+    assert "missing: byol-b." in note and "--profile laptop" in note
+    assert note.startswith(":::{warning}") and note.endswith(":::\n")
+    assert consensus.missing_note({"simclr": 4, "supervised": 8}, "laptop") is None
+
+
+def test_encoder_hours_sum_every_ensembles_minutes(monkeypatch):
+    seen = []
+
+    def minutes(ens, members):
+        seen.append(list(members))
+        return 30.0 * len(members)
+
+    monkeypatch.setattr(consensus.precision, "encoder_minutes", minutes)
+    ensembles = [_design("a", "simclr", 4).ensemble, _design("b", "supervised", 2).ensemble]
+    assert consensus.encoder_hours(ensembles) == 3.0
+    assert seen == [[0, 1, 2, 3], [0, 1]]
+
+
+def test_the_cost_of_reliability_one_half():
+    # measured 0.25 with 4 encoders: one encoder's is 1/13, so 0.5 takes 12 (Spearman–Brown)
+    assert consensus.members_for({"pool_rel": 0.25, "members": 4}) == pytest.approx(12)
+    assert consensus.members_for({"pool_rel": 0.9, "members": 4}) == 4  # never fewer
+    assert consensus.members_for({"pool_rel": -0.1, "members": 4}) == math.inf
+    assert math.isnan(consensus.members_for({"members": 1}))
+    assert [consensus.count_text(v) for v in (math.inf, math.nan, 1234.4)] == [
+        "∞", "–", "1,234"]
+    assert consensus.count_text(2.25, 1) == "2.2"
+    row = consensus.ensemble_row({
+        "design": "simclr-a", "method": "simclr", "members": 4, "epochs": 100,
+        "pool_mean": 0.03, "pool_p": 1e-5, "pool_rel": 0.25, "pool_rel_low": 0.1,
+        "pool_rel_high": 0.4, "minutes_per_encoder": 10.0})
+    assert row["reliability [95 %]"] == "0.25 [0.10, 0.40]"
+    assert row["M for 0.5"] == pytest.approx(12)
+    assert row["encoder-hours for it"] == pytest.approx(2.0)
+    assert list(row)[:3] == ["method", "design", "M"]
+
+
+def test_ensembles_table_has_one_row_per_design(monkeypatch):
+    def summarize(name, ens, **kw):
+        assert kw == {"n_splits": 100, "n_boot": 300}
+        return {"design": name, "method": ens.exp.cfg.method, "members": 1, "epochs": 5}
+
+    monkeypatch.setattr(consensus.precision, "summarize", summarize)
+    table = consensus.ensembles_table([_design("a", "simclr"), _design("s", "supervised")])
+    assert list(table.design) == ["a", "s"] and list(table.method) == ["simclr", "supervised"]
+    assert table["reliability [95 %]"].tolist() == ["–", "–"]  # nothing measured yet
+    assert table["M for 0.5"].isna().all()
+
+
+@pytest.fixture(scope="module")
+def held() -> dict:
+    return consensus.claim(_scores(0.9, 0.0), k=30, n_splits=30, n_boot=300)
+
+
+def test_claim_carries_its_verdict_or_nothing(held):
+    assert held["verdict"] == consensus.verdict(held["tests"], held["table"])
+    assert consensus.verdict_markdown(held) == (
+        f"**Verdict:** the paper's claim is {held['verdict']}.")
+    empty = consensus.claim({"simclr": None}, k=30)
+    assert empty["verdict"] is None and not len(empty["table"]) and not len(empty["tests"])
+    assert consensus.verdict_markdown(empty) == "**Verdict:** not testable yet."
+    assert consensus.paper_table(empty)["this run"].tolist() == [
+        "–", "–", "not testable yet", "top-k overlaps in the table above"]
+
+
+def test_agreement_and_paper_tables_show_every_pair(held):
+    table = held["table"]
+    shown = consensus.agreement_table(table, 30)
+    assert list(shown.columns) == ["pair", "ρ observed [95 %]", "p", "reliabilities",
+                                   "ρ true-score [95 %]", "top-30 overlap (chance; p)"]
+    first = table.iloc[0]
+    assert shown.pair.iloc[0] == f"{first.a} / {first.b} (SSL–SSL)"
+    assert shown["ρ observed [95 %]"].iloc[0] == (
+        f"{first.r:+.2f} [{first.r_low:+.2f}, {first.r_high:+.2f}]")
+    paper = consensus.paper_table(held)
+    assert paper.shape == (4, 4)
+    assert paper["this run"].iloc[0].startswith(f"{first.a}/{first.b}: ρ {first.r:+.2f}")
+    assert paper["this run"].iloc[1].count(";") == 1  # two SSL–supervised pairs
+    assert paper["this run"].iloc[2] == held["verdict"]

@@ -1,4 +1,4 @@
-"""sslmem.data: every source, the cache, and every failure a user can hit (all offline)."""
+"""sslmem.train.data: every source, the cache, and every failure a user can hit (all offline)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from sslmem.data import DATASETS, ImageData, channel_stats, load_dataset
 from sslmem.errors import SSLMemError
+from sslmem.train.data import DATASETS, ImageData, channel_stats, load_dataset
 
 
 def write_npz(path: Path, compression=zipfile.ZIP_LZMA, **arrays) -> Path:
@@ -216,12 +216,12 @@ def test_missing_dataset_messages_fit_the_dataset(tmp_path):
 
 
 def test_listing_checks_files_without_reading_them(tmp_path, monkeypatch):
-    import sslmem.data as D
-    from sslmem.chapters import available
+    import sslmem.train.datastore as datastore
+    from sslmem.pipeline.chapters import available
 
     write_npz(tmp_path / "mnist" / "train.npz", **fake_arrays())
     write_npz(tmp_path / "mnist" / "test.npz", **fake_arrays())
-    monkeypatch.setattr(D, "_read_npz", lambda *a: pytest.fail("read while listing"))
+    monkeypatch.setattr(datastore, "_read_npz", lambda *a: pytest.fail("read while listing"))
     assert available("mnist", tmp_path) is None and available("digits", tmp_path) is None
     assert "not found" in available("fashionmnist", tmp_path)
 

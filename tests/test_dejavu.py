@@ -1,4 +1,5 @@
-"""Known-answer tests of the Déjà vu test (sslmem.dejavu): crops, embeddings, kNN, the test."""
+"""Known-answer tests of the Déjà vu test (sslmem.score.dejavu): crops, embeddings, kNN, the
+test."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslmem.data import ImageData
-from sslmem.dejavu import (
+from sslmem.errors import SSLMemError
+from sslmem.score.dejavu import (
     CATEGORIES,
     corner_crop,
     default_public,
@@ -23,9 +24,9 @@ from sslmem.dejavu import (
     most_confident,
     projector,
 )
-from sslmem.errors import SSLMemError
-from sslmem.methods import build_method
-from sslmem.splits import make_split
+from sslmem.train.data import ImageData
+from sslmem.train.methods import build_method
+from sslmem.train.splits import make_split
 
 H1 = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))  # entropy of a 3:1 histogram
 H5 = 1.5 * math.log(2)  # entropy of a 1:1:2 histogram

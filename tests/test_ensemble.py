@@ -9,12 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from sslmem import chapters
-from sslmem.ensemble import Ensemble, label_memorization
 from sslmem.errors import SSLMemError
-from sslmem.experiment import Experiment
-from sslmem.plan import book_units, complete_profiles, ensemble_units, removal_units
-from sslmem.store import MissingResult, read_frame
+from sslmem.pipeline import chapters
+from sslmem.pipeline.ensemble import Ensemble, label_memorization
+from sslmem.pipeline.experiment import Experiment
+from sslmem.pipeline.store import MissingResult, read_frame
+from sslmem.pipeline.units import book_units, complete_profiles, ensemble_units, removal_units
 
 pytestmark = pytest.mark.slow
 SIZES = dict(shared=0, candidate=24, independent=0, extra=12)
@@ -132,7 +132,7 @@ def test_concurrent_member_units_keep_the_store_consistent(roots, tmp_path, shar
 
 
 def test_precision_summary_reads_the_stored_members(roots):
-    from sslmem import precision
+    from sslmem.book import precision
 
     ens = Ensemble(tiny())
     for j in range(4):
@@ -168,7 +168,7 @@ def test_dejavu_votes_per_member_and_their_ensemble_score(roots):
     per-point score on the same points and membership as SSLMem."""
     import shutil
 
-    from sslmem import dejavu_ensemble as dv
+    from sslmem.pipeline import dejavu_ensemble as dv
 
     ens = Ensemble(tiny())
     for j in range(4):

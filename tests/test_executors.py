@@ -1,4 +1,5 @@
-"""Plan units through submitit (sslmem.executors): SLURM settings, and the local executor at work.
+"""Plan units through submitit (sslmem.pipeline.executors): SLURM settings, and the local executor
+at work.
 
 The local executor runs the same code path as a SLURM array task (a pickled ``UnitTask`` in a
 process of its own that rebuilds the plan, runs its unit under the unit's lock and writes into
@@ -16,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from sslmem import executors
 from sslmem.errors import SSLMemError
+from sslmem.pipeline import executors
 
 FAULTS = Path(__file__).resolve().parent / "faults"
 REPO = Path(__file__).resolve().parents[1]
@@ -85,7 +86,7 @@ def test_settings_errors_are_one_line(tmp_path):
 
 def test_slurm_executor_without_slurm_says_what_to_do(tmp_results, capsys):
     """Here there is no srun: one line pointing at the local executor and --emit-commands."""
-    from sslmem.plan import main
+    from sslmem.pipeline.plan import main
 
     assert main(["--profile", "tiny", "--run", "--executor", "slurm",
                  "--units", SIMCLR]) == 2
@@ -94,7 +95,7 @@ def test_slurm_executor_without_slurm_says_what_to_do(tmp_results, capsys):
 
 
 def _run(names: list[str], jobs: int = 2, **kwargs) -> tuple[list[str], Exception | None]:
-    from sslmem.plan import run_plan
+    from sslmem.pipeline.plan import run_plan
 
     lines = []
     try:
@@ -105,7 +106,7 @@ def _run(names: list[str], jobs: int = 2, **kwargs) -> tuple[list[str], Exceptio
 
 
 def _stored(name: str) -> bool:
-    from sslmem.plan import book_units, select
+    from sslmem.pipeline.units import book_units, select
 
     return select(book_units("tiny"), [name])[0].stored()
 
@@ -148,8 +149,8 @@ def test_a_killed_unit_resumes_from_its_checkpoint(tmp_runs, tmp_results, monkey
     """SIGKILL the unit's process once its encoder has a checkpoint: the unit is reported,
     nothing is half-written, and the rerun continues the training from that checkpoint (the
     epochs before it are the killed run's, not trained again)."""
-    from sslmem.store import read_frame
-    from sslmem.train import load_checkpoint
+    from sslmem.pipeline.store import read_frame
+    from sslmem.train.fit import load_checkpoint
 
     monkeypatch.setenv("SSLMEM_DATA", str(shared_data))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

@@ -7,11 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
-import sslmem.experiment as E
+import sslmem.pipeline.experiment as E
 from sslmem.cli import main
-from sslmem.config import Config
 from sslmem.errors import SSLMemError
-from sslmem.experiment import Experiment
+from sslmem.pipeline import encoders
+from sslmem.pipeline.config import Config
+from sslmem.pipeline.experiment import Experiment
 
 TINY = dict(epochs=2, shared=64, candidate=32, independent=32, extra=32, batch_size=32,
             n_pairs=2, progress=False)
@@ -48,7 +49,7 @@ def test_cache_hit_does_no_training(tmp_runs, monkeypatch):
         raise AssertionError("training ran although the result was cached")
 
     score = E.memorization_table
-    monkeypatch.setattr(E, "fit", no_training)
+    monkeypatch.setattr(encoders, "fit", no_training)
     monkeypatch.setattr(E, "memorization_table", no_training)
     assert len(Experiment(tiny()).scores()) == 160
     # rescoring with other settings reuses the encoders (no training), but does score
@@ -101,7 +102,7 @@ def test_run_directory_from_an_incompatible_version_is_refused(tmp_runs):
 
 
 def test_interrupted_experiment_resumes_from_its_checkpoint(tmp_runs, monkeypatch):
-    import sslmem.train as T
+    import sslmem.train.fit as T
 
     save = T.save_checkpoint
 
@@ -220,7 +221,7 @@ def test_a_banner_before_any_result_is_served_names_where_the_stored_results_wer
         tmp_runs):
     """A page draws its banner before reading its scores: the banner must not name the checkout
     that renders the page (issue 21 item 12: it rewrote pages after every commit)."""
-    from sslmem.store import write_frame
+    from sslmem.pipeline.store import write_frame
 
     exp = Experiment(tiny())
     exp.store_dir.mkdir(parents=True)

@@ -21,8 +21,8 @@ from bokeh.document import Document
 from bokeh.models import ColumnDataSource, CustomJSHover
 from PIL import Image
 
+from sslmem.book.explorer import Explorer, bokehjs_files, explore
 from sslmem.errors import SSLMemError
-from sslmem.explorer import Explorer, bokehjs_files, explore
 
 SUBSETS = ("shared", "candidate", "independent", "extra")
 CLASSES = [f"class {k}" for k in range(10)]
@@ -59,7 +59,7 @@ def _data(explorer: Explorer) -> dict:
             "subsets": names.args["subsets"], "split": names.args["split"]}
 
 
-def _sprite(explorer: Explorer) -> np.ndarray:
+def sprite_sheet(explorer: Explorer) -> np.ndarray:
     found = re.findall(r":root\{--sx-[\w-]+:url\(data:image/jpeg;base64,([^)]+)\)\}",
                        explorer.html)
     assert len(found) == 1  # the thumbnails once, however many places show them
@@ -88,10 +88,10 @@ def test_html_holds_figure_sprite_and_static_fallback():
     assert all(len(data[k]) == 200 for k in ("index", "label", "subset", "L_f", "typicality"))
     assert sorted(data["index"]) == sorted(table["index"])
     assert data["subsets"][0].startswith("S_S") and data["split"] == [
-        "train", "train", "train", "test"]  # in the order of sslmem.splits.SUBSETS
+        "train", "train", "train", "test"]  # in the order of sslmem.train.splits.SUBSETS
     assert data["classes"] == CLASSES
     assert data["L_f"].dtype == np.float32  # compact: 4 significant digits are plenty
-    sheet = _sprite(e)
+    sheet = sprite_sheet(e)
     assert sheet.shape[0] >= 16 * (200 // e.geometry["cols"])
     # every shown value is the table's; small subsets are drawn last (on top)
     by_index = table.set_index("index")
@@ -117,7 +117,7 @@ def test_extra_rows_take_their_image_from_the_test_split():
     test = np.full((20, 16, 16), 255, dtype=np.uint8)  # an array (N,H,W)
     e = explore(table, train, lambda pos: test[pos])  # ... and a callable
     data = _data(e)
-    sheet = _sprite(e)
+    sheet = sprite_sheet(e)
     assert len(data["split"]) == 3  # the subsets present: shared, candidate, extra
     for i, code in enumerate(data["subset"]):
         mean = _tile(sheet, e, i).mean()

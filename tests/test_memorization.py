@@ -12,8 +12,12 @@ import torch
 from scipy import stats
 from torch import nn
 
-from sslmem import memorization as M
 from sslmem.errors import SSLMemError
+from sslmem.score import alignment as AL
+from sslmem.score import comparison as CMP
+from sslmem.score import label_memorization as LM
+from sslmem.score import memorization as M
+from sslmem.score import significance as SIG
 
 # --------------------------------------------------------------------------- fixtures --
 
@@ -77,17 +81,17 @@ def images():
 # ------------------------------------------------------------------ alignment, known values --
 
 def test_invariant_encoders_have_zero_alignment_loss(images):
-    loss, se = M.alignment_loss(SortEncoder(), images, 5, FlipShift(shift=0.0), return_se=True)
+    loss, se = AL.alignment_loss(SortEncoder(), images, 5, FlipShift(shift=0.0), return_se=True)
     assert loss.shape == (len(images),) and torch.all(loss == 0) and torch.all(se == 0)
-    assert torch.all(M.alignment_loss(ConstantEncoder(), images, 3, FlipShift()) == 0)
+    assert torch.all(AL.alignment_loss(ConstantEncoder(), images, 3, FlipShift()) == 0)
     # sanity: the same encoder does see the brightness shift
-    assert torch.all(M.alignment_loss(SortEncoder(), images, 5, FlipShift(0.2)) > 0)
+    assert torch.all(AL.alignment_loss(SortEncoder(), images, 5, FlipShift(0.2)) > 0)
 
 
 def test_clean_variant_compares_image_with_its_views(images):
-    clean = M.alignment_loss(SortEncoder(), images, 5, FlipShift(0.0), variant="clean")
+    clean = AL.alignment_loss(SortEncoder(), images, 5, FlipShift(0.0), variant="clean")
     assert torch.all(clean == 0)
-    assert torch.all(M.alignment_loss(SortEncoder(), images, 5, FlipShift(0.2),
+    assert torch.all(AL.alignment_loss(SortEncoder(), images, 5, FlipShift(0.2),
                                       variant="clean") > 0)
 
 
@@ -134,13 +138,13 @@ def test_same_seed_identical_and_other_seed_different(images):
 
 def test_batch_size_invariance(images):
     aug = FlipShift(0.2)
-    small = M.score_alignment({"s": SortEncoder()}, images, 3, aug, batch_size=1)["s"]
-    large = M.score_alignment({"s": SortEncoder()}, images, 3, aug, batch_size=10_000)["s"]
-    odd = M.score_alignment({"s": SortEncoder()}, images, 3, aug, batch_size=13)["s"]
+    small = AL.score_alignment({"s": SortEncoder()}, images, 3, aug, batch_size=1)["s"]
+    large = AL.score_alignment({"s": SortEncoder()}, images, 3, aug, batch_size=10_000)["s"]
+    odd = AL.score_alignment({"s": SortEncoder()}, images, 3, aug, batch_size=13)["s"]
     assert torch.equal(small, large) and torch.equal(odd, large)
     conv = conv_encoder(0)
-    a = M.score_alignment({"c": conv}, images, 3, aug, batch_size=7)["c"]
-    b = M.score_alignment({"c": conv}, images, 3, aug, batch_size=4096)["c"]
+    a = AL.score_alignment({"c": conv}, images, 3, aug, batch_size=7)["c"]
+    b = AL.score_alignment({"c": conv}, images, 3, aug, batch_size=4096)["c"]
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -168,10 +172,10 @@ def test_multi_encoder_pass_shares_views_and_restores_modes(images):
     f0.train()
     f1.eval()
     f1[1].train()  # a deliberately mixed state survives
-    d = M.score_alignment({"f0": f0, "f1": f1, "g": g}, images, 4, FlipShift(), seed=5)
+    d = AL.score_alignment({"f0": f0, "f1": f1, "g": g}, images, 4, FlipShift(), seed=5)
     assert f0.training and all(m.training for m in f0.modules())
     assert not f1.training and f1[1].training
-    alone = M.score_alignment({"f0": f0}, images, 4, FlipShift(), seed=5)["f0"]
+    alone = AL.score_alignment({"f0": f0}, images, 4, FlipShift(), seed=5)["f0"]
     torch.testing.assert_close(alone, d["f0"], rtol=1e-5, atol=1e-6)
     # seeds average: E_f over [f0, f1]
     frame = M.sslmem_score([f0, f1], g, images, 4, FlipShift(), seed=5)
@@ -182,7 +186,7 @@ def test_multi_encoder_pass_shares_views_and_restores_modes(images):
 
 def test_common_random_numbers_give_the_pairwise_se(images):
     f, g = conv_encoder(0), conv_encoder(1)
-    d = M.score_alignment({"f": f, "g": g}, images, 6, FlipShift(), seed=2)
+    d = AL.score_alignment({"f": f, "g": g}, images, 6, FlipShift(), seed=2)
     frame = M.sslmem_score(f, g, images, 6, FlipShift(), seed=2)
     diff = d["g"].double() - d["f"].double()
     np.testing.assert_allclose(frame.score_se, diff.std(1) / math.sqrt(6), rtol=1e-9)
@@ -193,15 +197,15 @@ def test_common_random_numbers_give_the_pairwise_se(images):
 
 def test_bad_arguments_are_rejected(images):
     with pytest.raises(SSLMemError, match="n_pairs"):
-        M.alignment_loss(SortEncoder(), images, 0, FlipShift())
+        AL.alignment_loss(SortEncoder(), images, 0, FlipShift())
     with pytest.raises(SSLMemError, match="variant"):
-        M.alignment_loss(SortEncoder(), images, 2, FlipShift(), variant="triplets")
+        AL.alignment_loss(SortEncoder(), images, 2, FlipShift(), variant="triplets")
     with pytest.raises(SSLMemError, match="distance"):
-        M.alignment_loss(SortEncoder(), images, 2, FlipShift(), distance="l1")
+        AL.alignment_loss(SortEncoder(), images, 2, FlipShift(), distance="l1")
     with pytest.raises(SSLMemError, match="ViewAug"):
-        M.alignment_loss(SortEncoder(), images, 2, augment=lambda x: x)
+        AL.alignment_loss(SortEncoder(), images, 2, augment=lambda x: x)
     with pytest.raises(SSLMemError, match="index"):
-        M.alignment_loss(SortEncoder(), images, 2, FlipShift(), index=[1, 2])
+        AL.alignment_loss(SortEncoder(), images, 2, FlipShift(), index=[1, 2])
 
 
 # ------------------------------------------------------------------- normalizations --
@@ -291,15 +295,15 @@ def _table(shift_c: float, shift_i: float, n: int = 300, seed: int = 0) -> pd.Da
 
 
 def test_significance_tests_find_shifted_sets_and_not_null_ones():
-    result = M.significance_tests(_table(0.5, -0.5)).set_index("hypothesis")
+    result = SIG.significance_tests(_table(0.5, -0.5)).set_index("hypothesis")
     assert list(result.columns[:6]) == ["t", "p", "mean_a", "mean_b", "n_a", "n_b"]
     for h in ("S_C > S_S", "S_C > S_E", "S_I < S_S", "S_I < S_E"):
         assert result.loc[h, "p"] < 1e-6
     assert result.loc["S_S != S_E", "p"] > 0.01
-    null = M.significance_tests(_table(0.0, 0.0)).set_index("hypothesis")
+    null = SIG.significance_tests(_table(0.0, 0.0)).set_index("hypothesis")
     assert (null.p > 0.01).all()
     # the wrong direction is not significant: a candidate set shifted DOWN
-    wrong = M.significance_tests(_table(-0.5, 0.5)).set_index("hypothesis")
+    wrong = SIG.significance_tests(_table(-0.5, 0.5)).set_index("hypothesis")
     assert wrong.loc["S_C > S_S", "p"] > 0.99
     # one-sided p is half the two-sided Student p when t > 0 (Ttest.py's convention)
     t = _table(0.5, -0.5)
@@ -309,10 +313,10 @@ def test_significance_tests_find_shifted_sets_and_not_null_ones():
 
 def test_frac_memorized_with_an_extra_threshold():
     extra = np.arange(1000) / 1000  # 0.000 ... 0.999
-    thr = M.extra_threshold(extra, 0.99)
+    thr = SIG.extra_threshold(extra, 0.99)
     assert thr == pytest.approx(np.quantile(extra, 0.99))
-    assert M.frac_memorized(extra, thr) == pytest.approx(0.01, abs=1e-3)
-    assert M.frac_memorized([0.0, 1.0, 2.0, 3.0], 1.5) == 0.5
+    assert SIG.frac_memorized(extra, thr) == pytest.approx(0.01, abs=1e-3)
+    assert SIG.frac_memorized([0.0, 1.0, 2.0, 3.0], 1.5) == 0.5
 
 
 # --------------------------------------------------------------- label memorization --
@@ -334,49 +338,49 @@ def test_label_memorization_on_hand_built_classifiers():
     labels = torch.arange(12) % 4
     imgs = (labels.float() / 10).view(-1, 1, 1, 1).expand(-1, 3, 6, 6).contiguous()
     right, wrong = LabelReader(0), LabelReader(1)
-    out = M.label_memorization(right, wrong, imgs, labels)
+    out = LM.label_memorization(right, wrong, imgs, labels)
     assert list(out.columns) == ["label", "p_f", "p_g", "label_mem"]
     assert (out.p_f == 1).all() and (out.p_g == 0).all() and (out.label_mem == 1).all()
-    assert (M.label_memorization(right, right, imgs, labels).label_mem == 0).all()
-    half = M.label_memorization([right, wrong], [wrong], imgs, labels)
+    assert (LM.label_memorization(right, right, imgs, labels).label_mem == 0).all()
+    half = LM.label_memorization([right, wrong], [wrong], imgs, labels)
     assert (half.label_mem == 0.5).all()
-    flips = M.label_memorization(right, wrong, imgs, labels, augment=FlipShift(0.0), n_aug=3)
+    flips = LM.label_memorization(right, wrong, imgs, labels, augment=FlipShift(0.0), n_aug=3)
     assert (flips.label_mem == 1).all()
     with pytest.raises(SSLMemError, match="n_aug"):
-        M.label_memorization(right, wrong, imgs, labels, n_aug=2)
+        LM.label_memorization(right, wrong, imgs, labels, n_aug=2)
 
 
 # --------------------------------------------------------------------- comparisons --
 
 def test_topk_overlap_and_rank_agreement_on_known_rankings():
     a = np.arange(10.0)
-    assert M.topk_overlap(a, a, k=3) == 1.0
-    assert M.topk_overlap(a, -a, k=3) == 0.0
+    assert CMP.topk_overlap(a, a, k=3) == 1.0
+    assert CMP.topk_overlap(a, -a, k=3) == 0.0
     b = a.copy()
     b[[9, 0]] = b[[0, 9]]  # the best point drops to the bottom
-    assert M.topk_overlap(a, b, k=5) == pytest.approx(4 / 5)
-    assert M.topk_overlap(a, a, k=100) == 1.0  # k clipped
-    same = M.rank_agreement(a, a)
+    assert CMP.topk_overlap(a, b, k=5) == pytest.approx(4 / 5)
+    assert CMP.topk_overlap(a, a, k=100) == 1.0  # k clipped
+    same = CMP.rank_agreement(a, a)
     assert same["kendall_tau"] == pytest.approx(1) and same["spearman_rho"] == pytest.approx(1)
     assert same["kendall_p"] < 1e-5
-    rev = M.rank_agreement(a, -a)
+    rev = CMP.rank_agreement(a, -a)
     assert rev["kendall_tau"] == pytest.approx(-1) and rev["spearman_rho"] == pytest.approx(-1)
     # one adjacent swap out of 45 pairs: tau = (44 - 1) / 45
     c = a.copy()
     c[[3, 4]] = c[[4, 3]]
-    assert M.rank_agreement(a, c)["kendall_tau"] == pytest.approx(43 / 45)
+    assert CMP.rank_agreement(a, c)["kendall_tau"] == pytest.approx(43 / 45)
     # Series align on their index, whatever the order
     sa = pd.Series(a, index=np.arange(10))
     sb = pd.Series(a[::-1], index=np.arange(10)[::-1])
-    assert M.rank_agreement(sa, sb)["kendall_tau"] == pytest.approx(1)
+    assert CMP.rank_agreement(sa, sb)["kendall_tau"] == pytest.approx(1)
     with pytest.raises(SSLMemError, match="same points"):
-        M.topk_overlap(a, a[:5])
+        CMP.topk_overlap(a, a[:5])
 
 
 # ------------------------------------------------------------- with the real recipe --
 
 def test_score_recipe_end_to_end():
-    augment = pytest.importorskip("sslmem.augment")
+    augment = pytest.importorskip("sslmem.train.augment")
     train, test, split = _fake_sets()
     f, g = conv_encoder(0), conv_encoder(1)
     rec = augment.recipe("score", 8)
@@ -385,22 +389,22 @@ def test_score_recipe_end_to_end():
     pd.testing.assert_frame_equal(table, default)
     assert table.score_raw.notna().all() and (table.score_se > 0).all()
     # batch-size invariance with the real per-sample augmentation
-    a = M.score_alignment({"f": f}, train.images, 4, rec, batch_size=5)["f"]
-    b = M.score_alignment({"f": f}, train.images, 4, rec, batch_size=4096)["f"]
+    a = AL.score_alignment({"f": f}, train.images, 4, rec, batch_size=5)["f"]
+    b = AL.score_alignment({"f": f}, train.images, 4, rec, batch_size=4096)["f"]
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     # the code variant d(f(x), f(aug(x))) runs on the recipe too, and x' != x'' in "pairs"
-    clean = M.alignment_loss(f, train.images, 3, rec, variant="clean")
+    clean = AL.alignment_loss(f, train.images, 3, rec, variant="clean")
     assert clean.shape == (40,) and (clean > 0).all()
-    invariant = M.alignment_loss(ConstantEncoder(), train.images, 3, rec)
+    invariant = AL.alignment_loss(ConstantEncoder(), train.images, 3, rec)
     assert (invariant == 0).all()
 
 
 def test_real_data_split_and_backbone(shared_data):
     """cifar10-mini, a real Split and an (untrained) ResNet-9 Encoder, through the default
     score recipe: the table lines up with the split and the guards read the split's fingerprint."""
-    from sslmem.backbones import Encoder, build_backbone
-    from sslmem.data import load_dataset
-    from sslmem.splits import make_split
+    from sslmem.train.backbones import Encoder, build_backbone
+    from sslmem.train.data import load_dataset
+    from sslmem.train.splits import make_split
 
     train = load_dataset("cifar10-mini", "train", data_root=shared_data)
     test = load_dataset("cifar10-mini", "test", data_root=shared_data)
@@ -416,7 +420,7 @@ def test_real_data_split_and_backbone(shared_data):
     np.testing.assert_array_equal(table["index"], frame["index"])
     np.testing.assert_array_equal(table.subset, frame.subset)
     assert table.score_raw.notna().all() and (table.L_f > 0).all()
-    assert len(M.significance_tests(table)) == 5
+    assert len(SIG.significance_tests(table)) == 5
     other = make_split(train.labels, test.labels, shared=16, candidate=8, independent=8,
                        extra=8, seed=1)
     with pytest.raises(SSLMemError, match="another split"):
@@ -425,7 +429,7 @@ def test_real_data_split_and_backbone(shared_data):
 
 
 def test_bootstrap_agreement_known_answers():
-    from sslmem.memorization import bootstrap_agreement
+    from sslmem.score.comparison import bootstrap_agreement
 
     rng = np.random.default_rng(0)
     base = rng.normal(size=400)

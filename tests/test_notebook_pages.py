@@ -11,7 +11,9 @@ import jupytext
 import nbformat
 import pytest
 
-from sslmem import reproduce as rp
+from sslmem.book import pages
+from sslmem.book import parameters as bp
+from sslmem.book import reproduce as rp
 
 # ---- papermill reads every parameter of every chapter ------------------------------------------
 
@@ -25,7 +27,7 @@ def test_papermill_reads_every_parameter_with_its_type_and_help(name, tmp_path, 
     notebook = jupytext.read(rp.NOTEBOOK_DIR / f"{name}.py")
     path = tmp_path / f"{name}.ipynb"
     nbformat.write(notebook, path)
-    declared = rp.declared_parameters(notebook)
+    declared = bp.declared_parameters(notebook)
     with caplog.at_level(logging.WARNING, logger="papermill"):
         found = papermill.inspect_notebook(str(path))
     assert not caplog.records, [r.getMessage() for r in caplog.records]  # "Unable to parse"
@@ -80,7 +82,7 @@ def _toy(folder):
         # %%
         import time
 
-        from sslmem.notebook import glue_number
+        from sslmem.book.notebook import glue_number
 
         glue_number("shown", shown)
         glue_number("seconds", time.perf_counter(), volatile=True)  # differs at every run
@@ -128,9 +130,9 @@ def test_write_page_ignores_only_volatile_values(tmp_path):
         return nb
 
     target = tmp_path / "page.ipynb"
-    assert rp.write_page(page("1", "3.2", "aaa"), target)
+    assert pages.write_page(page("1", "3.2", "aaa"), target)
     before = target.read_bytes()
-    assert not rp.write_page(page("1", "4.7", "bbb"), target)
+    assert not pages.write_page(page("1", "4.7", "bbb"), target)
     assert target.read_bytes() == before
-    assert rp.write_page(page("2", "4.7", "ccc"), target)
+    assert pages.write_page(page("2", "4.7", "ccc"), target)
     assert b'"2"' in target.read_bytes()

@@ -16,9 +16,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from sslmem import reproduce as rp
+from sslmem.book import parameters as bp
+from sslmem.book import reproduce as rp
+from sslmem.book.notebook import check_parameters
 from sslmem.errors import SSLMemError
-from sslmem.notebook import check_parameters
 
 pytestmark = pytest.mark.slow
 QUIET = dict(log=lambda *_: None)
@@ -151,22 +152,22 @@ def test_select_and_profiles():
 def test_parameters_routing(tmp_path):
     params_file = tmp_path / "p.yml"
     params_file.write_text("seeds: [0, 1]\n'03':\n  top_k: 7\n")
-    params = rp.load_params(params_file)
-    p1 = rp.parameters_for("01_definition", ["profile", "dataset", "method", "seeds"], params,
+    params = bp.load_params(params_file)
+    p1 = bp.parameters_for("01_definition", ["profile", "dataset", "method", "seeds"], params,
                            profile="tiny", dataset="mnist", methods=["byol", "dino"])
     assert p1 == {"profile": "tiny", "seeds": [0, 1], "dataset": "mnist", "method": "byol"}
-    p3 = rp.parameters_for("03_ssl_vs_supervised", ["profile", "methods", "top_k"], params,
+    p3 = bp.parameters_for("03_ssl_vs_supervised", ["profile", "methods", "top_k"], params,
                            profile="tiny", dataset=None, methods=["byol", "dino"])
     assert p3 == {"profile": "tiny", "methods": ["byol", "dino"], "top_k": 7}
     with pytest.raises(SSLMemError, match="notebooks declare"):
-        rp._check_global_keys({"sedes": 1}, {"01_definition": ["seeds"]})
+        bp._check_global_keys({"sedes": 1}, {"01_definition": ["seeds"]})
 
 
 def test_declared_parameters_match_the_sources():
     import jupytext
 
     for name in rp.NOTEBOOKS:
-        declared = rp.declared_parameters(jupytext.read(rp.NOTEBOOK_DIR / f"{name}.py"))
+        declared = bp.declared_parameters(jupytext.read(rp.NOTEBOOK_DIR / f"{name}.py"))
         assert {"profile", "dataset", "device", "data_root", "runs_root"} <= set(declared), name
 
 

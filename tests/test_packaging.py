@@ -35,8 +35,9 @@ def test_reading_results_does_not_import_torchvision_or_lightly():
     import subprocess
     import sys
 
-    code = ("import sys, sslmem.cli, sslmem.plan, sslmem.reproduce, sslmem.atypicality, "
-            "sslmem.plots, sslmem.precision, sslmem.explorer, sslmem.notebook; "
+    code = ("import sys, sslmem.cli, sslmem.pipeline.plan, sslmem.book.reproduce, "
+            "sslmem.book.atypicality, sslmem.book.plots, sslmem.book.precision, "
+            "sslmem.book.explorer, sslmem.book.notebook, sslmem.book.grids; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'torchvision', 'lightly'}))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from sslmem import store
+from sslmem.pipeline import store
 
 REPO = Path(__file__).resolve().parents[1]
 UNIT = "04-lambda-0.5"  # a cheap pair unit of the tiny profile, which no unit waits for
@@ -46,7 +46,7 @@ def row(listing: str, unit: str) -> list[str]:
 @pytest.fixture(scope="module")
 def computed(tmp_path_factory):
     """(runs, results) holding ``UNIT`` of the tiny profile, computed once."""
-    from sslmem.plan import run_plan
+    from sslmem.pipeline.plan import run_plan
 
     base = tmp_path_factory.mktemp("plan")
     runtime = dict(runs_root=str(base / "runs"), results_root=str(base / "results"))
@@ -55,7 +55,7 @@ def computed(tmp_path_factory):
 
 
 def _listing(capsys, *args) -> str:
-    from sslmem.plan import main
+    from sslmem.pipeline.plan import main
 
     assert main(["--profile", "tiny", *map(str, args)]) == 0
     return capsys.readouterr().out
@@ -100,7 +100,7 @@ def test_emitted_commands_carry_every_option_through_xargs(computed, tmp_path):
 
 def test_parallel_units_run_the_emitted_command(monkeypatch, tmp_path):
     """A unit's command repeats every option that decides where and how it runs."""
-    from sslmem import plan
+    from sslmem.pipeline import plan
 
     options = dict(device="cpu", results_root=str(tmp_path / "r"), runs_root="runs",
                    data_root=None)
@@ -196,8 +196,8 @@ def test_damaged_result_is_listed_and_recomputed_with_one_warning(computed, tmp_
 
 def test_damaged_result_message_names_results_only_only_when_it_is_set(computed, tmp_path,
                                                                      monkeypatch):
-    from sslmem.chapters import alignment
     from sslmem.errors import SSLMemError
+    from sslmem.pipeline.chapters import alignment
 
     _, results = computed
     shutil.copytree(results, tmp_path / "results")
@@ -229,7 +229,8 @@ def test_listing_some_units_speaks_of_those_units(computed, capsys):
 # ---- 5. measured cost: from the work, not from a cache hit ------------------------------------
 
 def test_measured_cost_counts_training_served_from_the_run_cache(computed, tmp_path):
-    from sslmem.plan import book_units, run_plan, select
+    from sslmem.pipeline.plan import run_plan
+    from sslmem.pipeline.units import book_units, select
 
     runs, results = computed
     shutil.copytree(runs, tmp_path / "runs")  # the encoders exist: nothing is trained
@@ -250,7 +251,8 @@ def test_cost_estimates_follow_this_cpus_median_rate(computed, tmp_path):
     size differ ~5x), as the median over encoders: one encoder trained beside other work does
     not drag the estimate with it; another CPU's rate is never taken for this one's."""
     from sslmem.io import cpu_model, device_name
-    from sslmem.plan import _rate, book_units, measured_rates, select
+    from sslmem.pipeline.costs import _rate, measured_rates
+    from sslmem.pipeline.units import book_units, select
 
     _, results = computed
     shutil.copytree(results, tmp_path / "results")
@@ -278,7 +280,7 @@ def test_cost_estimates_follow_this_cpus_median_rate(computed, tmp_path):
 def test_int8_scoring_is_cheaper_in_the_cpu_estimate_only():
     """``--score-precision int8`` shortens a unit's CPU estimate (its scoring part), not its
     H100 estimate (the int8 path is CPU-only)."""
-    from sslmem.plan import book_units, select
+    from sslmem.pipeline.units import book_units, select
 
     fp32 = next(u for u in book_units("tiny") if u.scored)
     (int8,) = select(book_units("tiny", score_precision="int8"), [fp32.name])
@@ -288,7 +290,7 @@ def test_int8_scoring_is_cheaper_in_the_cpu_estimate_only():
 # ---- 6. listing reads the store, not the data -------------------------------------------------
 
 def test_listing_decompresses_no_dataset(shared_data, tmp_path, monkeypatch, capsys):
-    import sslmem.data as D
+    import sslmem.train.datastore as D
 
     read = []
     original = D._read_npz

@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from sslmem.config import DP_FIELDS, RUNTIME_FIELDS, TRAIN_FIELDS, Config
-from sslmem.data import load_dataset
 from sslmem.errors import SSLMemError
-from sslmem.methods import METHODS, build_method
-from sslmem.privacy import (
+from sslmem.pipeline.config import DP_FIELDS, RUNTIME_FIELDS, TRAIN_FIELDS, Config
+from sslmem.train.data import load_dataset
+from sslmem.train.fit import TrainSpec, fit, load_checkpoint
+from sslmem.train.methods import METHODS, build_method
+from sslmem.train.optim import make_optimizer
+from sslmem.train.privacy import (
     DPSGD,
     check_model,
     default_delta,
@@ -19,7 +21,6 @@ from sslmem.privacy import (
     inputs_loss,
     noise_multiplier,
 )
-from sslmem.train import TrainSpec, fit, load_checkpoint, make_optimizer
 
 # tiny runs sample a large fraction of the data per step, where RDP's best order is the largest
 pytestmark = pytest.mark.filterwarnings("ignore:Optimal order is the largest alpha")
@@ -161,7 +162,7 @@ def test_an_empty_poisson_batch_is_a_noise_only_step(digits):
 
 # ----------------------------------------------------------------------------- the training loop
 def test_dp_mae_trains_reports_epsilon_and_resumes_exactly(digits, tmp_path, monkeypatch):
-    import sslmem.train as T
+    import sslmem.train.fit as T
 
     x, y = digits.images[:32], digits.labels[:32]
     s = spec(checkpoint_every=1)
@@ -211,7 +212,7 @@ def test_a_checkpoint_without_privacy_state_is_refused(digits, tmp_path):
 
 
 def test_experiment_trains_privately_from_the_config(tmp_runs):
-    from sslmem.experiment import Experiment
+    from sslmem.pipeline.experiment import Experiment
 
     cfg = Config.tiny(method="mae", backbone="vit_tiny", patch_size=4, shared=24, candidate=8,
                       independent=8, extra=8, epochs=1, batch_size=8, dp_epsilon=20)

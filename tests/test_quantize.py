@@ -8,19 +8,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslmem.backbones import Encoder, build_backbone
-from sslmem.config import TRAIN_FIELDS, Config
 from sslmem.errors import SSLMemError
-from sslmem.experiment import SCORE_FIELDS
-from sslmem.memorization import score_alignment
-from sslmem.quantize import int8_copy
+from sslmem.pipeline.config import TRAIN_FIELDS, Config
+from sslmem.pipeline.experiment import SCORE_FIELDS
+from sslmem.score.alignment import score_alignment
+from sslmem.score.quantize import int8_copy
+from sslmem.train.backbones import Encoder, build_backbone
 
 PAIRS = 8
 
 
 @pytest.fixture(scope="module")
 def pool(shared_data):
-    from sslmem.data import load_dataset
+    from sslmem.train.data import load_dataset
 
     images = load_dataset("cifar10-mini", "train", data_root=shared_data).images[:96]
     return F.interpolate(images.float(), size=(16, 16), mode="area").round().to(torch.uint8)

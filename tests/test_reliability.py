@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from sslmem.errors import SSLMemError
-from sslmem.reliability import (
+from sslmem.score.reliability import (
     contrast,
     disattenuate,
     ensemble_estimate,
@@ -28,7 +28,7 @@ from sslmem.reliability import (
 
 
 def membership(m: int, n: int, rng) -> np.ndarray:
-    """Complementary random halves per pair of encoders, as sslmem.ensemble draws them."""
+    """Complementary random halves per pair of encoders, as sslmem.pipeline.ensemble draws them."""
     inside = np.zeros((m, n), bool)
     for i in range(m // 2):
         perm = rng.permutation(n)
@@ -151,7 +151,7 @@ def test_bad_shapes_are_refused():
 
 
 def test_detectable_correlation_grows_as_reliability_falls():
-    from sslmem.precision import detectable_correlation
+    from sslmem.book.precision import detectable_correlation
 
     sharp = detectable_correlation(256, 0.9, 0.9)
     noisy = detectable_correlation(256, 0.2, 0.9)
@@ -173,7 +173,7 @@ def test_an_odd_number_of_pairs_is_corrected_to_all_of_them(world):
 def test_row_correlations_equal_the_scalar_ones_with_ties_nans_and_constant_rows():
     """The bootstrap intervals now take all replicates' correlations in one pass: each must
     equal the scalar path (scipy's spearmanr / corrcoef), ties and dropped points included."""
-    from sslmem.reliability import _corr, _corr_rows
+    from sslmem.score.reliability import _corr, _corr_rows
 
     rng = np.random.default_rng(0)
     a = rng.integers(0, 5, (40, 30)).astype(float)  # many ties, as bootstrap rows have

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sslmem import downstream, removal
 from sslmem.errors import SSLMemError
+from sslmem.pipeline import removal
+from sslmem.train import downstream
 
 
 def _design(k=8, seeds=(0, 1, 2, 3)):
@@ -120,7 +121,7 @@ def test_a_set_without_its_train_split_is_probed_on_test_halves(tmp_path):
 
 
 def test_removal_settings_are_checked():
-    from sslmem import chapters
+    from sslmem.pipeline import chapters
 
     with pytest.raises(SSLMemError, match="half the pool"):
         chapters.removal("tiny", k=40)
@@ -135,7 +136,8 @@ def test_a_probe_of_the_regularized_twin_reports_its_own_cost(shared_data, tmp_p
     """Its results live in the twin design's store: the plan read the ranking design's and
     listed the unit as measured "0.0 min on " (no device)."""
     from sslmem.io import computed_on, cpu_model, device_name
-    from sslmem.plan import removal_units, run_plan, select
+    from sslmem.pipeline.plan import run_plan
+    from sslmem.pipeline.units import removal_units, select
 
     runtime = dict(runs_root=str(tmp_path / "runs"), results_root=str(tmp_path / "results"),
                    data_root=str(shared_data))

@@ -29,12 +29,12 @@ import pandas as pd
 import pytest
 import torch
 
-import sslmem.experiment as E
-from sslmem import store
-from sslmem.config import Config
-from sslmem.data import load_dataset
+import sslmem.pipeline.experiment as E
 from sslmem.errors import SSLMemError
-from sslmem.experiment import Experiment
+from sslmem.pipeline import store
+from sslmem.pipeline.config import Config
+from sslmem.pipeline.experiment import Experiment
+from sslmem.train.data import load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 FAULTS = Path(__file__).resolve().parent / "faults"
@@ -85,8 +85,8 @@ def cli(argv, capsys) -> tuple[int, str]:
 
 
 def runner(argv, capsys) -> tuple[int, str]:
-    """``python -m sslmem.reproduce argv`` in this process: (exit status, stderr)."""
-    from sslmem import reproduce as rp
+    """``python -m sslmem.book.reproduce argv`` in this process: (exit status, stderr)."""
+    from sslmem.book import reproduce as rp
 
     try:
         code = rp.main(list(argv))
@@ -304,7 +304,7 @@ def test_unreadable_data_cache_is_kept(tmp_path, tmp_runs, monkeypatch):
     (cache,) = (tmp_runs / "_data").rglob("*.npy")
     before = snapshot(tmp_runs)
     done = subprocess.run(
-        [sys.executable, "-c", "from sslmem.data import load_dataset; import sys; "
+        [sys.executable, "-c", "from sslmem.train.data import load_dataset; import sys; "
          f"load_dataset('cifar10', data_root={str(root)!r})"],
         capture_output=True, text=True, timeout=120,
         env={**os.environ, "PYTHONPATH": f"{FAULTS}{os.pathsep}{REPO}",
@@ -655,7 +655,7 @@ def _toy_notebooks(folder: Path) -> Path:
 
 @pytest.fixture
 def toy_runner(tmp_path, monkeypatch):
-    from sslmem import reproduce as rp
+    from sslmem.book import reproduce as rp
 
     folder = _toy_notebooks(tmp_path / "notebooks")
     monkeypatch.setattr(rp, "NOTEBOOK_DIR", folder)
@@ -692,7 +692,7 @@ def test_runner_interrupted_keeps_the_page(toy_runner, sig, code):
     marker = out.parent / "started"
     params = out.parent / "p.yml"
     params.write_text(f"'01':\n  sleep: 60\n  marker: {str(marker)!r}\n")
-    wrapper = ("import sys\nfrom pathlib import Path\nimport sslmem.reproduce as rp\n"
+    wrapper = ("import sys\nfrom pathlib import Path\nimport sslmem.book.reproduce as rp\n"
                "rp.NOTEBOOK_DIR = Path(sys.argv[1])\nrp.NOTEBOOKS = ('01_toy',)\n"
                "sys.exit(rp.main(sys.argv[2:]))\n")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -726,7 +726,7 @@ def test_stored_profile_names_the_missing_dataset_and_where_it_was_looked_for(
 @pytest.mark.parametrize("command", ["train", "score", "run"])
 def test_every_profile_is_a_choice_of_the_cli(command):
     from sslmem.cli import _parser
-    from sslmem.config import PROFILES
+    from sslmem.pipeline.config import PROFILES
 
     for profile in PROFILES:
         args = _parser().parse_args([command, "--profile", profile])

@@ -1,4 +1,4 @@
-"""sslmem.splits: the S_S / S_C / S_I / S_E protocol, its guarantees and its refusals."""
+"""sslmem.train.splits: the S_S / S_C / S_I / S_E protocol, its guarantees and its refusals."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sslmem.errors import SSLMemError
-from sslmem.splits import Split, _round_matrix, make_split
+from sslmem.train.splits import Split, _round_matrix, make_split
 
 CIFAR_TRAIN = np.repeat(np.arange(10), 5000)
 CIFAR_TEST = np.repeat(np.arange(10), 1000)

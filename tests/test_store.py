@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import sslmem.experiment as E
-from sslmem import store
-from sslmem.config import Config
+import sslmem.pipeline.experiment as E
 from sslmem.errors import SSLMemError
-from sslmem.experiment import Experiment
-from sslmem.store import CorruptResult, MissingResult
+from sslmem.pipeline import encoders, store
+from sslmem.pipeline.config import Config
+from sslmem.pipeline.experiment import Experiment
+from sslmem.pipeline.store import CorruptResult, MissingResult
 
 TINY = dict(epochs=2, shared=64, candidate=32, independent=32, extra=32, batch_size=32,
             n_pairs=2, progress=False)
@@ -170,7 +170,7 @@ def _sslmem(*args, env=None, timeout=900):
 @pytest.mark.slow
 def test_a_unit_run_in_one_process_serves_a_notebook_in_another(tmp_path, tmp_runs,
                                                                   tmp_results, shared_data):
-    from sslmem import reproduce as rp
+    from sslmem.book import reproduce as rp
     from sslmem.io import computed_on, cpu_model, device_name
 
     done = _sslmem("plan", "--profile", "tiny", "--run", "--units", "01-simclr")
@@ -214,7 +214,7 @@ def test_concurrent_units_leave_a_consistent_store(tmp_runs, tmp_results):
 
 
 def test_plan_lists_the_paper_units_with_costs(shared_data, monkeypatch, capsys):
-    from sslmem.plan import main
+    from sslmem.pipeline.plan import main
 
     monkeypatch.setenv("SSLMEM_DATA", str(shared_data))
     assert main(["--profile", "paper"]) == 0
@@ -229,7 +229,7 @@ def test_plan_lists_the_paper_units_with_costs(shared_data, monkeypatch, capsys)
 
 
 def test_plan_emits_one_command_per_missing_unit(capsys, monkeypatch, tmp_results):
-    from sslmem.plan import main
+    from sslmem.pipeline.plan import main
 
     assert main(["--profile", "tiny", "--emit-commands"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -241,7 +241,7 @@ def test_plan_emits_one_command_per_missing_unit(capsys, monkeypatch, tmp_result
 
 
 def test_plan_budget_stops_before_a_unit_that_does_not_fit(capsys, tmp_results):
-    from sslmem.plan import main
+    from sslmem.pipeline.plan import main
 
     assert main(["--profile", "tiny", "--run", "--budget-minutes", "0.001"]) == 0
     out = capsys.readouterr().out
@@ -250,7 +250,7 @@ def test_plan_budget_stops_before_a_unit_that_does_not_fit(capsys, tmp_results):
 
 def test_plan_budget_holds_for_parallel_units(capsys, tmp_results):
     """`--jobs 2` runs through submitit: the budget still keeps a unit from starting late."""
-    from sslmem.plan import main
+    from sslmem.pipeline.plan import main
 
     assert main(["--profile", "tiny", "--run", "--jobs", "2", "--budget-minutes", "0.001"]) == 0
     out = capsys.readouterr().out
@@ -259,7 +259,7 @@ def test_plan_budget_holds_for_parallel_units(capsys, tmp_results):
 
 
 def test_plan_bad_input_is_one_line(capsys):
-    from sslmem.plan import main
+    from sslmem.pipeline.plan import main
 
     assert main(["--profile", "tiny", "--units", "nope"]) == 2
     err = capsys.readouterr().err
@@ -291,7 +291,7 @@ def test_store_stays_within_its_size_budget():
 def test_lesser_profile_never_replaces_a_page(tmp_path):
     import nbformat
 
-    from sslmem import reproduce as rp
+    from sslmem.book import reproduce as rp
 
     page = nbformat.v4.new_notebook()
     page.metadata["sslmem"] = {"profile": "paper"}
@@ -311,7 +311,7 @@ def test_cache_hit_reads_the_store(tmp_runs, tmp_results, monkeypatch):
     def no_work(*a, **k):
         raise AssertionError("computed although the result was stored")
 
-    monkeypatch.setattr(E, "fit", no_work)
+    monkeypatch.setattr(encoders, "fit", no_work)
     monkeypatch.setattr(E, "memorization_table", no_work)
     shutil.rmtree(tmp_runs)
     assert len(Experiment(tiny()).scores()) == 160

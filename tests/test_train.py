@@ -5,11 +5,11 @@ import os
 import pytest
 import torch
 
-from sslmem.data import load_dataset
 from sslmem.errors import CorruptFile, SSLMemError
-from sslmem.evaluate import extract_features, knn_accuracy, linear_probe
-from sslmem.methods import METHODS, build_method
-from sslmem.train import TrainSpec, fit, load_checkpoint
+from sslmem.score.evaluate import extract_features, knn_accuracy, linear_probe
+from sslmem.train.data import load_dataset
+from sslmem.train.fit import TrainSpec, fit, load_checkpoint
+from sslmem.train.methods import METHODS, build_method
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def _weights(m):
 
 
 def test_interrupted_training_resumes_exactly(digits, tmp_path, monkeypatch):
-    import sslmem.train as T
+    import sslmem.train.fit as T
 
     train, _ = digits
     x, y = train.images[:256], train.labels[:256]
@@ -204,7 +204,7 @@ def _ddp_worker(rank, world, port, out):
     method = make("simclr", train)
     # Timing noise can make each process's own calibration pick a different memory format
     # (as on CI): here it always does, so the ranks must train with rank 0's choice.
-    import sslmem.calibrate
+    import sslmem.train.calibrate
 
     os.environ["SSLMEM_CALIBRATION"] = str(out / "calibration.json")  # nothing cached
 
@@ -212,7 +212,7 @@ def _ddp_worker(rank, world, port, out):
         torch.distributed.barrier()  # both processes measure, as the real step's gather makes them
         return {o.name: 1.0 if o.channels_last == (rank == 1) else 2.0 for o in options}
 
-    sslmem.calibrate.measure = measure
+    sslmem.train.calibrate.measure = measure
     fit(method, train.images[:256], train.labels[:256], spec("simclr", epochs=1), device="cpu")
     torch.save(method.state_dict(), out / f"rank{rank}.pt")
     torch.distributed.destroy_process_group()

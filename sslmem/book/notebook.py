@@ -1,0 +1,246 @@
+"""Small helpers the section notebooks call: parameter checks, glue, the smoke-run banner.
+
+Why here and not inline: papermill only *warns* about an injected parameter the notebook does not
+declare (a typo would silently run the defaults), myst-nb's ``{glue:text}`` breaks on NumPy
+scalars, and every notebook needs the same "this is not the paper's setup" note. Keeping these
+three in one module makes the notebooks read like the paper, not like plumbing.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import numbers
+import os
+import time
+
+from sslmem.errors import SSLMemError
+from sslmem.io import computed_on
+
+_IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "open"}
+
+
+def _is_parameter(value) -> bool:
+    """Papermill injects literals; modules, functions and classes are never parameters."""
+    return not (inspect.ismodule(value) or inspect.isroutine(value) or inspect.isclass(value))
+
+
+def parameter_names(namespace: dict, declared) -> list[str]:
+    """The declared names that are parameters (imports made before the cell excluded)."""
+    return sorted(k for k in declared if k in namespace and k not in _IPYTHON_NAMES
+                  and not k.startswith("_") and _is_parameter(namespace[k]))
+
+
+def check_parameters(namespace: dict, declared) -> dict:
+    """Refuse parameters papermill injected that the ``parameters`` cell does not declare.
+
+    Call right after the parameters cell, which ends with
+    ``_declared = [k for k in dir() if not k.startswith("_")]``. Returns the parameters as a dict
+    (for the provenance cell). Raises SSLMemError naming the unknown and the valid names.
+    """
+    valid = parameter_names(namespace, declared)
+    unknown = sorted(k for k, v in namespace.items()
+                     if not k.startswith("_") and k not in declared and k not in _IPYTHON_NAMES
+                     and _is_parameter(v))
+    if unknown:
+        raise SSLMemError(f"unknown notebook parameter(s) {', '.join(unknown)}; valid "
+                          f"parameters: {', '.join(valid)}")
+    return {k: namespace[k] for k in valid}
+
+
+def overrides(**values) -> dict:
+    """Config overrides from notebook parameters: ``None`` means "keep the profile's value"."""
+    out = {k: v for k, v in values.items() if v is not None}
+    if "seeds" in out and not isinstance(out["seeds"], int):
+        out["seeds"] = tuple(out["seeds"])
+    return out
+
+
+def plain(value):
+    """A Python int/float/str from a NumPy or torch scalar (glue and JSON need plain values)."""
+    if isinstance(value, bool):
+        return value
+    if hasattr(value, "item") and not isinstance(value, (int, float, str)):
+        value = value.item()
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return value
+
+
+def glue_number(name: str, value, volatile: bool = False) -> None:
+    """Glue a number for ``{glue:text}`name:.3f``` in the markdown (never shown in place).
+
+    ``volatile``: the number measures this execution (e.g. how long the page took to render),
+    not the results; the book runner does not rewrite a page in which nothing else changed
+    (``sslmem.book.pages.write_page``), so re-rendering an unchanged book leaves git clean.
+    Returns None so that a call ending a cell adds no output."""
+    from myst_nb import glue
+
+    value = plain(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise SSLMemError(f"glue_number({name!r}) needs a number, got {type(value).__name__}")
+    if isinstance(value, float) and abs(value) < 1e-12:
+        value = 0.0  # float noise would render as -0.00
+    _log_glue(name, value)
+    if not volatile:
+        glue(name, value, display=False)
+        return
+    import IPython
+    from myst_nb.ext.glue import GLUE_PREFIX
+
+    # myst_nb's glue, with a mark on the output that only this execution gave its value
+    bundle, metadata = IPython.core.formatters.format_display_data(value)
+    metadata["scrapbook"] = dict(name=name, mime_prefix=GLUE_PREFIX)
+    metadata[VOLATILE_KEY] = {"volatile": True}
+    IPython.display.display({GLUE_PREFIX + k: v for k, v in bundle.items()}, raw=True,
+                            metadata=metadata)
+
+
+VOLATILE_KEY = "sslmem"  # output metadata {"sslmem": {"volatile": true}}: see glue_number
+
+
+class _Text(str):
+    """A string whose repr is itself, so ``{glue:text}`` shows it without quotes."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def glue_text(name: str, value) -> None:
+    """Glue a short string (a method name, a dataset name) for ``{glue:text}`name```."""
+    from myst_nb import glue
+
+    _log_glue(name, _Text(value))
+    glue(name, _Text(value), display=False)
+
+
+def glue_all(values: dict) -> None:
+    """Glue each value of a chapter module's result: a string as text, a number as a number."""
+    for name, value in values.items():
+        (glue_text if isinstance(value, str) else glue_number)(name, value)
+
+
+GLUE_LOG = "SSLMEM_GLUE_LOG"
+
+
+def _log_glue(name: str, value) -> None:
+    """Append (name, text) of a glued value to the file named by $SSLMEM_GLUE_LOG, if set.
+
+    Why: a test that executes the committed pages (nbval) can then compare every number they
+    glue with the committed outputs in the same run, instead of executing the book twice.
+    The text is the text/plain that myst_nb's glue stores for the value.
+    """
+    path = os.environ.get(GLUE_LOG)
+    if not path:
+        return
+    import IPython
+
+    text = IPython.core.formatters.format_display_data(value)[0].get("text/plain")
+    with open(path, "a", encoding="utf-8") as log:
+        log.write(json.dumps({"name": name, "text": text}) + "\n")
+
+
+def show_table(frame, formats: dict | None = None) -> None:
+    """Display a DataFrame as a compact, padded HTML table without its index.
+
+    The HTML is deterministic (its CSS id is a hash of the table), so re-executing a page from
+    the same stored results gives the same output, which nbval and git diffs can compare.
+    """
+    import hashlib
+
+    from IPython.display import HTML, display
+
+    uid = hashlib.sha256(frame.to_json().encode()).hexdigest()[:10]
+    styler = frame.style.hide(axis="index").set_uuid(uid).set_table_styles(
+        [{"selector": "th, td", "props": "padding: 3px 12px; text-align: left;"}])
+    if formats:
+        styler = styler.format(formats, na_rep="–")
+    display(HTML(styler.to_html()))
+
+
+PROFILE_NOTES = {
+    "paper": ("note", "Paper profile: the paper's CIFAR-10 setup (spec.md §6), with the epochs "
+              "each chapter states."),
+    "laptop": ("note", "Laptop profile: real CIFAR-10 photographs at their native 32 px, sized "
+               "to run on 2 CPU cores. Reduced from the paper's setup: a random split of 100 to "
+               "200 points per subset (the paper: 40,000 / 5,000 / 5,000 / 5,000), ResNet-9 "
+               "instead of ResNet-18, short schedules. Effects are reported with their "
+               "significance at this scale; their magnitudes need not match the paper's."),
+    "tiny": ("warning", "**Smoke run on CPU (tiny profile): numbers are not the paper's.** "
+             "A tiny configuration that runs in minutes without a GPU: it shows that the "
+             "pipeline works end to end; the direction of an effect may or may not survive at "
+             "this scale."),
+}
+
+
+def banner(profile: str, exp=None, parameters: dict | None = None) -> None:
+    """Say which profile produced the page's numbers, on which device, from which results.
+
+    The device and commit are those recorded in the stored results' provenance (where the
+    numbers were computed), not the machine rendering the page.
+    """
+    from IPython.display import Markdown, display
+
+    kind, text = PROFILE_NOTES.get(profile, ("note", f"Profile `{profile}`."))
+    if exp is not None:
+        prov = exp.result_provenance()
+        c = exp.cfg
+        sp = exp.split
+        text += (f" Encoders: {c.method}, {c.backbone}, {c.epochs} epochs on {c.dataset}"
+                 f" at {exp.train.image_size} px; split S_S {len(sp.shared)}, S_C "
+                 f"{len(sp.candidate)}, S_I {len(sp.independent)}, S_E {len(sp.extra)}."
+                 f" Results computed on **{computed_on(prov)}**"
+                 f" (commit `{str(prov.get('git_commit', '?'))[:12]}`) and read from the results "
+                 "store, so this page trains nothing when they are stored.")
+    given = ", ".join(f"`{k}={v!r}`" for k, v in (parameters or {}).items() if v is not None)
+    if given:
+        text += f"\n\nParameters of this page: {given}."
+    display(Markdown(f":::{{{kind}}}\n{text}\n:::\n"))
+
+
+def result_device(*experiments) -> str:
+    """Where the first experiment's results were computed (from the store's provenance): the
+    CPU model where it is recorded, since 2-core hosts here differ ~5x in speed."""
+    return computed_on(experiments[0].result_provenance())
+
+
+def training_minutes(*experiments) -> float:
+    """Wall-clock minutes spent training the f and g encoders of ``experiments`` (all seeds).
+
+    Read from the stored training histories, so it is the real cost even when this page
+    rendered stored results in seconds.
+    """
+    return sum(exp.training_seconds() for exp in experiments) / 60.0
+
+
+def compute_minutes(*experiments, results=("scores-", "epochs-")) -> float:
+    """Minutes spent computing the served results named ``results*`` (training excluded).
+
+    From the stored provenance: each result records the wall time of its own computation
+    (``total``) and of any encoder it had to train on the way (``train ...``).
+    """
+    seconds = 0.0
+    for exp in experiments:
+        for name, prov in exp.sources.items():
+            if name.startswith(tuple(results)):
+                wall = prov.get("wall_s") or {}
+                training = sum(float(v) for k, v in wall.items() if k.startswith("train "))
+                seconds += max(0.0, float(wall.get("total", 0.0)) - training)
+    return seconds / 60.0
+
+
+def scoring_minutes(*experiments) -> float:
+    """Minutes spent scoring (the score tables and the score-vs-epoch curves)."""
+    return compute_minutes(*experiments)
+
+
+class Timer:
+    """Wall-clock of a notebook, started in its first cell and glued at its end."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def minutes(self) -> float:
+        return (time.perf_counter() - self.start) / 60.0

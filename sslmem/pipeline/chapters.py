@@ -1,0 +1,446 @@
+"""What each chapter of the book computes, per profile: one definition for notebooks and plan.
+
+Why here and not in the notebooks: the run plan (``sslmem.pipeline.plan``) must list exactly the
+results
+a chapter will ask for, so both build their experiments with these functions. A notebook's
+parameters are this module's keyword arguments; ``None`` means "the profile's value".
+
+Profiles (best first): ``paper`` (the authors' CIFAR-10 setup on a GPU, with epochs cut so that
+one f/g pair trains and scores inside one 10-minute command of an H100), ``laptop`` (real
+CIFAR-10 photographs, sized from measurements to show every effect on 2 CPU cores) and ``tiny``
+(a CPU smoke run of the plumbing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sslmem.errors import SSLMemError
+from sslmem.pipeline.config import PROFILES, Config
+from sslmem.pipeline.experiment import Experiment
+
+# Epochs of the book's paper-profile encoders: the methods' paper schedules cut to what one
+# f/g pair can train in about eight minutes of an H100 (``sslmem plan`` shows the estimates);
+# each chapter states the fraction of the paper's schedule it ran.
+PAPER_BOOK_EPOCHS = {"simclr": 200, "byol": 150, "simsiam": 200, "dino": 60, "mae": 100,
+                     "vicreg": 100, "barlowtwins": 120, "supervised": 100}
+
+SETTINGS = {
+    "paper": {
+        "epoch_points": 1000,
+        "methods": ["simclr", "byol", "simsiam", "dino", "mae", "vicreg", "barlowtwins"],
+        "backbones": {"mae": "vit_tiny"},
+        "patch_sizes": {},
+        "method_epochs": PAPER_BOOK_EPOCHS,
+        "top_k": 100,
+        "align_epochs": None,  # the method's book epochs
+        "align_sizes": dict(shared=0, candidate=25000, independent=25000, extra=5000),
+        "probe_max_train": None,
+        "probe_max_test": None,
+        "align_lambdas": [0.0, 0.1, 0.5],
+        "privacy_method": "mae",
+        "privacy_epochs": 15,  # DP-SGD's per-sample gradients cost ~5x a normal step
+        "privacy_sizes": None,  # the profile's split
+        "epsilons": [None, 20.0, 8.0],  # None = no DP (epsilon = infinity)
+        # Not measured on a GPU yet: the laptop's chosen design (long training on a small
+        # pool, shared init) scaled to the paper's images and backbone, to be sized on a GPU.
+        "ensemble_base": dict(n_pairs=16, warmup_epochs=10,
+                              sizes=dict(shared=0, candidate=1000, independent=0, extra=500)),
+        "ensembles": {
+            "simclr-e800-n1000-shared": dict(method="simclr", epochs=800, members=32,
+                                             shared_init=True),
+            "byol-e800-n1000-shared": dict(method="byol", epochs=800, members=32,
+                                           shared_init=True),
+            "supervised-e200-n1000-shared": dict(method="supervised", epochs=200, members=32,
+                                                 shared_init=True),
+        },
+        "ranking": dict(ssl="simclr-e800-n1000-shared", supervised="supervised-e200-n1000-shared",
+                        methods=["simclr-e800-n1000-shared", "byol-e800-n1000-shared"],
+                        dejavu=["simclr-e800-n1000-shared"]),
+        # chapter 4: the ranking design's pool without its top / random / bottom k
+        "removal": dict(k=250, seeds=[0, 1, 2, 3], rank_members=32, max_train=None,
+                        max_test=None, regularized=None),
+    },
+    "laptop": {
+        "epoch_points": 100,
+        "methods": ["simclr", "byol", "simsiam", "mae"],
+        "backbones": {"mae": "vit_tiny"},
+        "patch_sizes": {"mae": 4},
+        # MAE shows no memorization at this scale (measured: 50 epochs on 400 images, or 60 at
+        # 10x the learning rate on 200); 30 epochs keep it in chapters 3, 5 and 6 cheaply
+        "method_epochs": {"byol": 100, "simsiam": 100, "mae": 30, "supervised": 100},
+        "top_k": 40,  # a fifth of the 200 candidates
+        "align_epochs": 100,
+        "align_sizes": dict(shared=0, candidate=400, independent=400, extra=200),
+        "probe_max_train": 5000,
+        "probe_max_test": 5000,
+        "align_lambdas": [0.0, 0.5],
+        "privacy_method": "mae",
+        "privacy_epochs": 30,  # as chapter 3's MAE; DP-SGD costs ~2.5x a step on a CPU
+        "privacy_sizes": dict(shared=100, candidate=100, independent=100, extra=100),
+        "epsilons": [None, 20.0, 8.0],
+        # The precision chapter's regime search (``ensembles``): SimCLR ensembles on random
+        # halves of a 256-image pool at 16 px (a 32-px ResNet-9 step runs at ~50 img/s on a
+        # 2-core host without AVX-512, 4x slower than at 16 px), differing in one knob at a time.
+        "ensemble_base": dict(image_size=16, batch_size=64, n_pairs=16, monitor_points=500,
+                              warmup_epochs=5,
+                              sizes=dict(shared=0, candidate=256, independent=0, extra=128)),
+        "ensembles": {
+            "simclr-e100": dict(method="simclr", epochs=100, members=8),
+            "simclr-e300": dict(method="simclr", epochs=300, members=8, repeats=1),
+            "simclr-e300-shared": dict(method="simclr", epochs=300, members=8,
+                                       shared_init=True),
+            "supervised-e100": dict(method="supervised", epochs=100, members=8),
+            # more signal per point: 64 images per encoder, 800 epochs, shared init (measured
+            # at M = 4: 100 epochs on 128 images gave no detectable between-point spread)
+            # repeats: members 0 and 1 (one fixed partition) retrained with 3 more seeds, the
+            # multi-seed f/g estimator to compare with the ensemble on equal compute
+            "simclr-e800-n128-shared": dict(method="simclr", epochs=800, members=22,
+                                            shared_init=True, repeats=3,
+                                            sizes=dict(shared=0, candidate=128,
+                                                       independent=0, extra=128)),
+            # weaker views (augment.weaken: half the jitter, crops of at least 54 % of the
+            # image): memorization is known to grow as augmentation weakens
+            "simclr-e800-n128-shared-weak": dict(method="simclr", epochs=800, members=4,
+                                                 shared_init=True, augment_strength=0.5,
+                                                 sizes=dict(shared=0, candidate=128,
+                                                            independent=0, extra=128)),
+            # a non-contrastive method on the same pool and halves (chapter 3's SSL-SSL agreement)
+            "byol-e800-n128-shared": dict(method="byol", epochs=800, members=32,
+                                          shared_init=True,
+                                          sizes=dict(shared=0, candidate=128, independent=0,
+                                                     extra=128)),
+            # chapter 4's alignment regularizer (λ = 0.5) on the same pool, halves and seed as
+            # the chosen design: member j of both is a pair that differs only in λ
+            "simclr-e800-n128-shared-align": dict(method="simclr", epochs=800, members=4,
+                                                  shared_init=True, align_lambda=0.5,
+                                                  sizes=dict(shared=0, candidate=128,
+                                                             independent=0, extra=128)),
+            # the literature's atypicality (C-score estimator, Feldman–Zhang) on the same pool
+            # and the same membership matrix as the chosen SimCLR design (chapter 2)
+            "supervised-e200-n128-shared": dict(method="supervised", epochs=200, members=48,
+                                                shared_init=True,
+                                                sizes=dict(shared=0, candidate=128,
+                                                           independent=0, extra=128)),
+        },
+        # chapters 2-5 rank points by these ensembles (same pool, same membership)
+        "ranking": dict(ssl="simclr-e800-n128-shared", supervised="supervised-e200-n128-shared",
+                        methods=["simclr-e800-n128-shared", "byol-e800-n128-shared"],
+                        dejavu=["simclr-e800-n128-shared"]),
+        # chapter 4: a quarter of the 128-image pool removed; 4 paired seeds per arm (the
+        # power calculation on the page says what they can detect)
+        "removal": dict(k=32, seeds=[0, 1, 2, 3], rank_members=16, max_train=5000,
+                        max_test=5000, regularized="simclr-e800-n128-shared-align"),
+    },
+    "tiny": {
+        "epoch_points": 150,
+        "methods": ["simclr", "byol", "dino", "mae"],
+        "backbones": {"mae": "vit_tiny"},
+        "patch_sizes": {"mae": 4},
+        "method_epochs": {"dino": 2, "mae": 2},
+        "top_k": None,  # a fifth of the candidates
+        "align_epochs": None,
+        "align_sizes": dict(shared=0, candidate=0.3, independent=0.3),
+        "probe_max_train": 2000,
+        "probe_max_test": 2000,
+        "align_lambdas": [0.0, 0.5],
+        "privacy_method": "mae",
+        "privacy_epochs": None,  # chapter 3's
+        # a third of the split: DP-SGD's per-sample gradients and the ViT's scoring made
+        # chapter 6 the tiny book's largest (280 s of 650 s at 1 thread)
+        "privacy_sizes": dict(shared=200, candidate=50, independent=50, extra=50),
+        "epsilons": [None, 8.0],  # the smoke run: no DP and the strongest (0.7 min each)
+        "ensemble_base": dict(n_pairs=4, monitor_points=200, batch_size=32, warmup_epochs=1,
+                              sizes=dict(shared=0, candidate=64, independent=0, extra=32)),
+        "ensembles": {
+            "simclr-e6": dict(method="simclr", epochs=6, members=4, repeats=1),
+            "supervised-e6": dict(method="supervised", epochs=6, members=4),
+            "byol-e6": dict(method="byol", epochs=6, members=4),
+            "simclr-e6-align": dict(method="simclr", epochs=6, members=2, align_lambda=0.5),
+        },
+        "ranking": dict(ssl="simclr-e6", supervised="supervised-e6",
+                        methods=["simclr-e6", "byol-e6"], dejavu=["simclr-e6"]),
+        # one downstream set, the one probed on halves of its test split (the plumbing)
+        "removal": dict(k=16, seeds=[0, 1], rank_members=4, max_train=1000, max_test=1000,
+                        regularized="simclr-e6-align", downstream=["cifar100"]),
+    },
+}
+DOWNSTREAM = ("mnist", "fashionmnist", "cifar100")
+
+
+def settings(profile: str) -> dict:
+    """The chapter settings of ``profile`` (a copy)."""
+    if profile not in SETTINGS:
+        raise SSLMemError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
+    return {k: (v.copy() if isinstance(v, (dict, list)) else v)
+            for k, v in SETTINGS[profile].items()}
+
+
+def probe_caps(profile: str) -> dict:
+    """The profile's caps on probe images (``Experiment.probe`` keywords)."""
+    s = settings(profile)
+    return {"max_train": s["probe_max_train"], "max_test": s["probe_max_test"]}
+
+
+def config(profile: str, *, sizes: dict | None = None, **fields) -> Config:
+    """The profile's config with the non-None ``fields`` and split ``sizes`` as overrides."""
+    values = {k: v for k, v in fields.items() if v is not None}
+    if "seeds" in values and not isinstance(values["seeds"], int):
+        values["seeds"] = tuple(values["seeds"])
+    if profile == "paper" and "epochs" not in values and "method" in values:
+        values["epochs"] = PAPER_BOOK_EPOCHS.get(values["method"])
+    return Config.for_profile(profile, **{**values, **(sizes or {})}, progress=False)
+
+
+# ---- chapters 1 and 2: one f/g pair ------------------------------------------------------------
+
+def definition(profile: str, *, method: str = "simclr", epoch_points: int | None = None,
+               **fields) -> tuple[Experiment, dict]:
+    """Chapters 1–2: the scored f/g pair and the points per subset scored at each snapshot."""
+    s = settings(profile)
+    exp = Experiment(config(profile, method=method, **fields))
+    return exp, {"epoch_points": epoch_points or s["epoch_points"]}
+
+
+# ---- chapter 3: every framework on the same split ----------------------------------------------
+
+def frameworks(profile: str, *, methods=None, backbones=None, patch_sizes=None,
+               method_epochs=None, epochs=None, **fields) -> tuple[dict, Experiment]:
+    """Chapter 3: one Experiment per SSL method and the supervised pair, on one split."""
+    s = settings(profile)
+    methods = list(methods or s["methods"])
+    backbones = {**s["backbones"], **(backbones or {})}
+    patch_sizes = {**s["patch_sizes"], **(patch_sizes or {})}
+    method_epochs = {**s["method_epochs"], **(method_epochs or {})}
+
+    def make(name: str) -> Experiment:
+        return Experiment(config(profile, method=name, backbone=backbones.get(name),
+                                 patch_size=patch_sizes.get(name),
+                                 epochs=epochs if epochs is not None
+                                 else method_epochs.get(name), **fields))
+
+    return {name: make(name) for name in methods}, make("supervised")
+
+
+def top_k(profile: str, n_candidates: int, value: int | None = None) -> int:
+    """Size of the top sets compared in chapter 3 (the profile's, else a fifth of S_C)."""
+    k = value or settings(profile)["top_k"] or max(5, n_candidates // 5)
+    return min(int(k), n_candidates)
+
+
+# ---- chapter 4: the alignment regularizer on one f/g pair per λ --------------------------------
+
+@dataclass
+class Alignment:
+    """Chapter 4's single-pair λ sweep: one f/g pair per weight of the alignment regularizer
+    (λ = 0 is the pair of the profile's recipe). The removal experiment is ``removal``."""
+
+    scored: Experiment
+    lambdas: dict[float, Experiment]
+    probe_max_train: int | None = None
+    probe_max_test: int | None = None
+
+
+def available(name: str, data_root=None, *, halves: bool = False) -> str | None:
+    """None when dataset ``name`` can be probed offline, else the reason (first sentence).
+
+    Only the files are checked, nothing is read (:mod:`sslmem.train.downstream`). ``halves``: a set
+    with only its test split counts (probed on halves of it).
+    """
+    from sslmem.train.downstream import missing
+
+    return missing(name, data_root, halves=halves)
+
+
+def alignment(profile: str, *, method: str = "simclr", epochs=None, sizes=None,
+              probe_max_train=None, probe_max_test=None, align_lambdas=None,
+              **fields) -> Alignment:
+    """Chapter 4's λ sweep: f on one random half, g on the other, one pair per λ."""
+    s = settings(profile)
+    fields = {**fields, "split_protocol": "random"}
+    scored = Experiment(config(profile, method=method, epochs=epochs or s["align_epochs"],
+                               sizes=sizes or s["align_sizes"], **fields))
+    lambdas = {}
+    for lam in (align_lambdas if align_lambdas is not None else s["align_lambdas"]):
+        lam = float(lam)
+        lambdas[lam] = (scored if lam == scored.cfg.align_lambda
+                        else Experiment(scored.cfg.replace(align_lambda=lam)))
+    return Alignment(scored=scored, lambdas=lambdas,
+                     probe_max_train=(probe_max_train if probe_max_train is not None
+                                      else s["probe_max_train"]),
+                     probe_max_test=(probe_max_test if probe_max_test is not None
+                                     else s["probe_max_test"]))
+
+
+def removal(profile: str, *, k: int | None = None, seeds=None, rank_members=None,
+            downstream=None, probe_max_train=None, probe_max_test=None, **fields):
+    """Chapter 4's removal experiment (:mod:`sslmem.pipeline.removal`) on the ranking design's pool.
+
+    ``fields`` go to the ranking design (``ranking``): another method or dataset moves the
+    whole experiment. Probe sets: the dataset itself and every downstream set available
+    offline (CIFAR-100 on halves of its test split).
+    """
+    from sslmem.pipeline.removal import Removal
+
+    r = dict(settings(profile).get("removal") or {})
+    if not r:
+        raise SSLMemError(f"profile {profile!r} defines no removal experiment")
+    design, _ = ranking(profile, **fields)
+    exp = design.ensemble.exp
+    n = len(design.ensemble.pool)
+    k = int(k or r["k"])
+    if not 1 <= k < n // 2:
+        raise SSLMemError(f"k = {k} must lie between 1 and half the pool ({n // 2}): the top "
+                          "and bottom arms must remove different points")
+    seeds = [int(s) for s in (seeds if seeds is not None else r["seeds"])]
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise SSLMemError(f"seeds must be at least two different integers, got {seeds}")
+    probe_sets, skipped = [exp.cfg.dataset], []
+    if downstream is None:
+        downstream = r.get("downstream", DOWNSTREAM)
+    for name in downstream:
+        if name != exp.cfg.dataset:
+            why = available(name, exp.cfg.data_root, halves=True)
+            (skipped.append((name, why)) if why else probe_sets.append(name))
+    regularized = None
+    if r.get("regularized"):
+        data = {k: v for k, v in fields.items() if k in ("dataset", "device", "data_root",
+                                                       "runs_root", "results_root")}
+        regularized = ensembles(profile, names=[r["regularized"]], **data)[r["regularized"]]
+    return Removal(design=design, k=k, seeds=seeds, regularized=regularized,
+                   rank_members=int(rank_members or r["rank_members"]),
+                   probe_sets=probe_sets, skipped=skipped,
+                   max_train=probe_max_train if probe_max_train is not None else r["max_train"],
+                   max_test=probe_max_test if probe_max_test is not None else r["max_test"])
+
+
+# ---- the precision chapter: ensemble estimators ------------------------------------------------
+
+@dataclass
+class EnsembleDesign:
+    """One ensemble of the regime search: the estimator, and how many members the plan runs."""
+
+    name: str
+    ensemble: object  # sslmem.pipeline.ensemble.Ensemble
+    members: int
+    repeats: int = 0  # retrainings of members 0 and 1 (the one-pair estimator measured twice)
+
+
+def ensembles(profile: str, *, names=None, **fields) -> dict[str, EnsembleDesign]:
+    """The profile's ensemble designs (all, or ``names``), each on its own pool and placebo."""
+    from sslmem.pipeline.ensemble import Ensemble
+
+    s = settings(profile)
+    base = dict(s.get("ensemble_base", {}))
+    sizes = base.pop("sizes", None)
+    out = {}
+    for name, d in s.get("ensembles", {}).items():
+        if names is not None and name not in names:
+            continue
+        d = dict(d)
+        members, repeats = d.pop("members"), d.pop("repeats", 0)
+        knobs = {k: d.pop(k) for k in ("fraction", "shared_init") if k in d}
+        values = {**base, **d, **{k: v for k, v in fields.items() if v is not None}}
+        cfg = config(profile, sizes=values.pop("sizes", sizes), split_protocol="random",
+                     **values)
+        out[name] = EnsembleDesign(name, Ensemble(Experiment(cfg), **knobs), members, repeats)
+    return out
+
+
+def ranking(profile: str, *, design: str | None = None, supervised: str | None = None,
+            members: int | None = None, **fields) -> tuple[EnsembleDesign, EnsembleDesign]:
+    """The ensembles chapters 2-5 rank points by: an SSL design (``design``, default the
+    profile's) and the supervised design on the same pool and membership (``supervised``).
+
+    ``fields`` override the SSL design's configuration (e.g. another ``method``); the
+    supervised design keeps its own recipe but shares the data options.
+    """
+    s = settings(profile)
+    chosen = dict(s.get("ranking") or {})
+    design, supervised = design or chosen.get("ssl"), supervised or chosen.get("supervised")
+    known = list(s.get("ensembles", {}))
+    for name in (design, supervised):
+        if name not in known:
+            raise SSLMemError(f"profile {profile!r} has no ensemble design {name!r}; "
+                              f"choose one of {known}")
+    data = {k: fields[k] for k in ("dataset", "device", "data_root", "runs_root",
+                                   "results_root") if k in fields}
+    ssl = ensembles(profile, names=[design], **fields)[design]
+    sup = ensembles(profile, names=[supervised], **data)[supervised]
+    if not np.array_equal(ssl.ensemble.pool, sup.ensemble.pool):
+        raise SSLMemError(f"designs {design!r} and {supervised!r} are not on the same pool: "
+                          "give them the same sizes")
+    for d in (ssl, sup):
+        if members:
+            d.members = int(members)
+    return ssl, sup
+
+
+def consensus(profile: str, *, methods=None, supervised: str | None = None,
+              members: int | None = None, **fields) -> tuple[dict, EnsembleDesign]:
+    """Chapter 3's ensembles: one SSL design per method (``methods``: design names, default
+    the profile's) and the supervised design, all on one pool and membership matrix."""
+    s = settings(profile)
+    chosen = dict(s.get("ranking") or {})
+    names = list(methods or chosen.get("methods") or [])
+    supervised = supervised or chosen.get("supervised")
+    known = list(s.get("ensembles", {}))
+    unknown = [n for n in [*names, supervised] if n not in known]
+    if unknown:
+        raise SSLMemError(f"profile {profile!r} has no ensemble design(s) {unknown}; choose "
+                          f"from {known}")
+    found = ensembles(profile, names=[*names, supervised], **fields)
+    sup = found.pop(supervised)
+    designs = {n: found[n] for n in names}
+    for d in designs.values():
+        if not np.array_equal(d.ensemble.pool, sup.ensemble.pool):
+            raise SSLMemError(f"designs {d.name!r} and {supervised!r} are not on the same pool: "
+                              "give them the same sizes")
+    for d in [*designs.values(), sup]:
+        if members:
+            d.members = int(members)
+    return designs, sup
+
+
+def design_chapters(profile: str) -> dict[str, list[str]]:
+    """Which chapters rank points by each ensemble design (the precision chapter: all)."""
+    r = settings(profile).get("ranking") or {}
+    uses = {name: {"07"} for name in settings(profile).get("ensembles", {})}
+    for chapter, names in (("02", [r.get("ssl"), r.get("supervised")]),
+                           ("03", [*r.get("methods", []), r.get("supervised")]),
+                           ("05", r.get("dejavu", [])),
+                           ("04", [r.get("ssl"), (settings(profile).get("removal") or {})
+                                   .get("regularized")])):
+        for name in names:
+            if name in uses:
+                uses[name].add(chapter)
+    return {name: sorted(chs) for name, chs in uses.items()}
+
+
+# ---- chapter 6: differential privacy ----------------------------------------------------------
+
+def eps_label(epsilon) -> str:
+    """'∞' for no DP, else the number."""
+    return "∞" if epsilon is None or epsilon == float("inf") else f"{float(epsilon):g}"
+
+
+def privacy(profile: str, *, epsilons=None, method=None, epochs=None, dp_max_grad_norm=None,
+            **fields) -> dict:
+    """Chapter 6: one f/g pair per privacy level ε (None = no DP), same split and recipe."""
+    s = settings(profile)
+    method = method or s["privacy_method"]
+    if fields.get("sizes") is None and s["privacy_sizes"]:
+        fields = {**fields, "sizes": s["privacy_sizes"]}
+    base, _ = frameworks(profile, methods=[method], epochs=epochs or s["privacy_epochs"],
+                         **fields)
+    exp = base[method]
+    out = {}
+    for eps in (epsilons if epsilons is not None else s["epsilons"]):
+        eps = None if eps is None or float(eps) == float("inf") else float(eps)
+        extra = {} if dp_max_grad_norm is None or eps is None else {
+            "dp_max_grad_norm": float(dp_max_grad_norm)}
+        out[eps] = (exp if eps is None and not extra
+                    else Experiment(exp.cfg.replace(dp_epsilon=eps, **extra)))
+    return out
