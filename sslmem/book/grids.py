@@ -75,7 +75,6 @@ def per_class_grid(table: pd.DataFrame, images, classes, column: str = "score_ra
     Classes are laid out in two blocks side by side so that ten classes fit one screen.
     """
     labels = sorted(table.label.unique())
-    images_hwc = _to_hwc(images)
     blocks = 2 if len(labels) > 5 else 1
     rows_per_block = int(np.ceil(len(labels) / blocks))
     ncols = blocks * 2 * n + (blocks - 1)  # a blank spacer column between blocks
@@ -92,7 +91,7 @@ def per_class_grid(table: pd.DataFrame, images, classes, column: str = "score_ra
         chosen = list(part.head(n).itertuples()) + list(part.tail(n).itertuples())
         for j, item in enumerate(chosen[: 2 * n]):
             ax = axes[row, col0 + j]
-            img = images_hwc[item.position]
+            img = _to_hwc(images[[int(item.position)]])[0]  # only the images shown
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
             ax.set_title(_num(getattr(item, column), "+.2f"), fontsize=6.5, pad=1)
             ax.set_frame_on(True)

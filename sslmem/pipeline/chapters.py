@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sslmem.errors import SSLMemError
+from sslmem.pipeline import datacard
 from sslmem.pipeline.config import PROFILES, Config
 from sslmem.pipeline.experiment import Experiment
 
@@ -168,6 +169,8 @@ SETTINGS = {
     },
 }
 DOWNSTREAM = ("mnist", "fashionmnist", "cifar100")
+# the fields a companion design shares with the one it is paired with (data, device, stores)
+DATA_FIELDS = ("dataset", "device", "data_root", "runs_root", "results_root", "results_only")
 
 
 def settings(profile: str) -> dict:
@@ -303,11 +306,13 @@ def removal(profile: str, *, k: int | None = None, seeds=None, rank_members=None
     for name in downstream:
         if name != exp.cfg.dataset:
             why = available(name, exp.cfg.data_root, halves=True)
+            if why and exp.results_only and datacard.was_available(exp.cfg.results_root,
+                                                                   profile, name):
+                why = None  # its files are absent, but the stored results probed it
             (skipped.append((name, why)) if why else probe_sets.append(name))
     regularized = None
     if r.get("regularized"):
-        data = {k: v for k, v in fields.items() if k in ("dataset", "device", "data_root",
-                                                       "runs_root", "results_root")}
+        data = {k: v for k, v in fields.items() if k in DATA_FIELDS}
         regularized = ensembles(profile, names=[r["regularized"]], **data)[r["regularized"]]
     return Removal(design=design, k=k, seeds=seeds, regularized=regularized,
                    rank_members=int(rank_members or r["rank_members"]),
@@ -365,8 +370,7 @@ def ranking(profile: str, *, design: str | None = None, supervised: str | None =
         if name not in known:
             raise SSLMemError(f"profile {profile!r} has no ensemble design {name!r}; "
                               f"choose one of {known}")
-    data = {k: fields[k] for k in ("dataset", "device", "data_root", "runs_root",
-                                   "results_root") if k in fields}
+    data = {k: fields[k] for k in DATA_FIELDS if k in fields}
     ssl = ensembles(profile, names=[design], **fields)[design]
     sup = ensembles(profile, names=[supervised], **data)[supervised]
     if not np.array_equal(ssl.ensemble.pool, sup.ensemble.pool):

@@ -35,6 +35,7 @@ import torch
 
 from sslmem.errors import CorruptFile, SSLMemError
 from sslmem.io import data_root, file_stamp, runs_root
+from sslmem.pipeline import datacard
 from sslmem.pipeline.config import TRAIN_FIELDS, Config
 from sslmem.pipeline.encoders import EncoderCache, _hash_positions, snapshot_epochs
 from sslmem.pipeline.store import (
@@ -97,17 +98,37 @@ class Experiment(EncoderCache):
         self.wall: dict[str, float] = {}
         self.sources: dict[str, dict] = {}  # result name -> provenance of what was served
         self.train_settings: dict[str, str] = {}  # run folder -> how fit ran (calibrated)
+        self.data_checked = True  # False: served from the data cards, the data itself absent
 
     # ---- data and keys ---------------------------------------------------------------------
     @cached_property
     def train(self) -> ImageData:
-        return _load(self.cfg.dataset, "train", root=self.cfg.data_root, device=self.device,
-                     image_size=self.cfg.image_size, cache_root=self.cfg.runs_root)
+        return self._data("train")
 
     @cached_property
     def test(self) -> ImageData:
-        return _load(self.cfg.dataset, "test", root=self.cfg.data_root, device=self.device,
-                     image_size=self.cfg.image_size, cache_root=self.cfg.runs_root)
+        return self._data("test")
+
+    def card_stem(self, split: str) -> Path:
+        """Where the data card of ``split`` lives (:mod:`sslmem.pipeline.datacard`)."""
+        c = self.cfg
+        return datacard.stem(c.results_root, c.profile, c.dataset, split, c.image_size)
+
+    def _data(self, split: str) -> ImageData:
+        """The split as loaded; reading only results where its files are absent, as its data
+        card stores it (``data_checked`` then says the data itself was not checked)."""
+        c = self.cfg
+        where = self.card_stem(split)
+        if self.results_only and datacard.absent(c.dataset, split, c.data_root):
+            stored = datacard.read(where)
+            if stored is not None:
+                self.data_checked = False
+                return stored
+        data = _load(c.dataset, split, root=c.data_root, device=self.device,
+                     image_size=c.image_size, cache_root=c.runs_root)
+        if self.results_only:
+            datacard.check(data, where)
+        return data
 
     @cached_property
     def split(self) -> Split:

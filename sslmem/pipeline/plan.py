@@ -97,15 +97,17 @@ def run_plan(profile: str, *, run: bool = False, budget_minutes: float | None = 
     """List (and with ``run``, execute) the units of ``profile``; returns an exit code.
 
     ``jobs > 1`` or ``executor`` (:class:`sslmem.pipeline.executors.Settings`): the missing units
-    run
-    through submitit, as local processes or SLURM array tasks (:mod:`sslmem.pipeline.executors`).
+    run through submitit, as local processes or SLURM array tasks
+    (:mod:`sslmem.pipeline.executors`). Listing only reads results: where the data is absent,
+    the store's data cards stand in for it (:mod:`sslmem.pipeline.datacard`).
     """
     log = log or (lambda *a: print(*a, flush=True))
     options = dict(runtime)  # as given: what a unit's own command repeats
     root = results_root(runtime.get("results_root"))
     if fresh:
         runtime["results_root"] = str(_fresh_root(profile, root))
-    units = book_units(profile, **runtime)
+    listing = not run and not emit  # reads the store only: data cards may stand in
+    units = book_units(profile, **({**runtime, "results_only": True} if listing else runtime))
     chosen = select(units, names)
     rates = measured_rates(units)
     state = {u.name: u.state() for u in chosen}

@@ -217,7 +217,45 @@ def book_units(profile: str, **runtime) -> list[Unit]:
     # chapter 4 on the ensemble ranking: the pilot probes, then three arms per seed
     for unit in removal_units(profile, **runtime):
         units[unit.name] = unit
-    return list(units.values())
+    return [_data_unit(profile, list(units.values()), runtime), *units.values()]
+
+
+def _data_unit(profile: str, units: list[Unit], runtime: dict) -> Unit:
+    """The data cards of every (dataset, image size) the units use, holding the images that
+    chapters 1 and 2 show (:mod:`sslmem.pipeline.datacard`): what renders the book where the
+    data is absent. Computing it loads each dataset once; it trains nothing."""
+    from sslmem.pipeline import datacard
+
+    groups: dict[tuple, Experiment] = {}
+    for unit in units:
+        for e in unit.reads or [unit.exp]:
+            groups.setdefault((e.cfg.dataset, e.cfg.image_size), e)
+    first = next(iter(groups.values()))
+
+    def work(results_only: bool):
+        if results_only:
+            for e in groups.values():
+                datacard.require(_view(e, True))
+            return
+        shown: dict[tuple, dict] = {}
+        ch1, _ = chapters.definition(profile, **runtime)
+        ssl, _ = chapters.ranking(profile, **runtime)
+        for e, train, test in ((ch1, ("shared", "candidate", "independent"), ("extra",)),
+                               (ssl.ensemble.exp, ("candidate",), ("extra",))):
+            got = shown.setdefault((e.cfg.dataset, e.cfg.image_size), {"train": [], "test": []})
+            got["train"] += [p for s in train for p in getattr(e.split, s)]
+            got["test"] += [p for s in test for p in getattr(e.split, s)]
+        for key, e in groups.items():
+            datacard.ensure(_view(e, False), shown.get(key, {}))
+        if chapters.settings(profile).get("removal"):
+            setup = chapters.removal(profile, **runtime)
+            for name in setup.probe_sets:
+                if name != setup.exp.cfg.dataset:
+                    datacard.mark_available(first.cfg.results_root, profile, name,
+                                            "probed", first.provenance(wall={}))
+
+    return Unit(name=f"data-{first.cfg.dataset}", chapters=["01", "02"], kind="data",
+                exp=first, work=work, reads=list(groups.values()))
 
 
 def removal_units(profile: str, **runtime) -> list[Unit]:
@@ -340,6 +378,7 @@ def complete_profiles(why: dict | None = None, **runtime) -> list[str]:
     ``why``, if given, receives for each profile with a folder in the store that is not
     complete the reason in one line (its dataset is missing here, or units are missing).
     """
+    from sslmem.pipeline import datacard
     from sslmem.pipeline.config import PROFILES, Config
 
     done = []
@@ -350,12 +389,13 @@ def complete_profiles(why: dict | None = None, **runtime) -> list[str]:
             continue  # nothing stored: no need to load its datasets to know
         dataset = Config.for_profile(profile).dataset
         missing = chapters.available(dataset, runtime.get("data_root"))
-        if missing:  # checked first: the keys of its results hash the data itself
-            why[profile] = (f"its results are keyed by the {dataset} data, which is not here: "
-                            f"{missing}")
+        cards = root / profile / datacard.slug(dataset) / datacard.FOLDER
+        if missing and not cards.is_dir():  # the keys of its results hash the data itself
+            why[profile] = (f"its results are keyed by the {dataset} data, which is not here "
+                            f"and not described by data cards in the store: {missing}")
             continue
-        try:
-            units = book_units(profile, **runtime)
+        try:  # reading only: where the data is absent, the data cards stand in for it
+            units = book_units(profile, **{**runtime, "results_only": True})
         except SSLMemError as err:
             why[profile] = one_line(err)
             continue
