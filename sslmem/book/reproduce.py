@@ -8,8 +8,8 @@ first failure (or a cell timeout, Ctrl-C, SIGTERM) stops the run with one line n
 notebook, and the page stays as it was.
 
 Parameters are checked here, before a kernel starts: names against the notebook's ``parameters``
-cell (read with ``ast``), values of config fields against ``sslmem.pipeline.config.FIELDS``. The runner
-injects them itself (papermill's ``parameterize_notebook``) rather than through
+cell (read with ``ast``), values of config fields against ``sslmem.pipeline.config.FIELDS``.
+The runner injects them itself (papermill's ``parameterize_notebook``) rather than through
 ``execute_notebook(parameters=...)``: papermill's own check reads the cell with a regex that
 gives up on a line whose comment holds ``=`` (``x = None  # None = default``) and then warns
 "Passed unknown parameter" for a parameter the notebook does declare. The chapters' cells are
@@ -146,6 +146,25 @@ def _kernel_env() -> dict:
     return {"MPLBACKEND": INLINE_BACKEND, "TQDM_DISABLE": "1"}
 
 
+def _kernel_manager(folder: Path):
+    """A kernel manager whose channels are Unix sockets in ``folder``, not TCP ports.
+
+    Why: the book must render on a machine without a network, including inside a network
+    namespace (``unshare -n make book``), whose loopback interface is down: a kernel on TCP
+    then never answers. Unix sockets need no interface at all (POSIX; elsewhere, TCP)."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import CaselessStrEnum, Unicode
+
+    if os.name != "posix":
+        return AsyncKernelManager
+
+    class UnixSocketKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+        ip = Unicode(str(folder / "kernel"), config=True)
+
+    return UnixSocketKernelManager
+
+
 _RUNNING: list[str] = []  # the notebook being executed, for the message of an interruption
 
 
@@ -178,7 +197,8 @@ def execute(name: str, out_dir: Path, parameters: dict, *, timeout: int | None =
         with stderr_to(work / "kernel.log"):
             papermill.execute_notebook(nb, str(tmp), parameters=None, kernel_name="python3",
                                        progress_bar=False, log_output=False, cwd=str(work),
-                                       execution_timeout=timeout, report_mode=False)
+                                       execution_timeout=timeout, report_mode=False,
+                                       kernel_manager_class=_kernel_manager(work))
     except PapermillExecutionError as err:
         cell_src = (err.source or "").strip().splitlines()
         first = cell_src[0] if cell_src else ""
@@ -188,6 +208,11 @@ def execute(name: str, out_dir: Path, parameters: dict, *, timeout: int | None =
     except CellTimeoutError:
         raise SSLMemError(f"notebook {name}: a cell ran longer than the {timeout} s timeout "
                           f"(--timeout); {target} was left unchanged") from None
+    except RuntimeError as err:  # the kernel never answered (nbclient raises no subclass)
+        if "Kernel didn't respond" not in str(err):
+            raise
+        raise SSLMemError(f"notebook {name}: its kernel did not start ({one_line(err)}; its "
+                          f"log: {work / 'kernel.log'}); {target} was left unchanged") from None
     except DeadKernelError as err:
         raise SSLMemError(f"notebook {name}: its kernel died ({one_line(err)[:200]}), e.g. out "
                           f"of memory (its log: {work / 'kernel.log'}); {target} was left "
