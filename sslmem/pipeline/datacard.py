@@ -56,14 +56,15 @@ def stem(results: str | Path | None, profile: str, dataset: str, split: str,
     return results_root(results) / profile / slug(dataset) / FOLDER / f"{split}-{size}"
 
 
-def absent(dataset: str, split: str, data_root=None) -> bool:
-    """True when the dataset's files are not here (what a card can stand in for).
+def can_be_absent(dataset: str) -> bool:
+    """``digits`` ships with scikit-learn and a ``folder:`` dataset is the user's own files:
+    neither is ever absent in the sense a card stands in for."""
+    return dataset != "digits" and not dataset.startswith("folder:")
 
-    ``digits`` ships with scikit-learn and a ``folder:`` dataset is the user's own files: neither
-    is ever absent in this sense."""
-    if dataset == "digits" or dataset.startswith("folder:"):
-        return False
-    return source_file(dataset, split, data_root) is None
+
+def absent(dataset: str, split: str, data_root=None) -> bool:
+    """True when the dataset's files are not here (what a card can stand in for)."""
+    return can_be_absent(dataset) and source_file(dataset, split, data_root) is None
 
 
 class StoredImages:

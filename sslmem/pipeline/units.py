@@ -217,19 +217,24 @@ def book_units(profile: str, **runtime) -> list[Unit]:
     # chapter 4 on the ensemble ranking: the pilot probes, then three arms per seed
     for unit in removal_units(profile, **runtime):
         units[unit.name] = unit
-    return [_data_unit(profile, list(units.values()), runtime), *units.values()]
+    data = _data_unit(profile, list(units.values()), runtime)
+    return [*([data] if data else []), *units.values()]
 
 
-def _data_unit(profile: str, units: list[Unit], runtime: dict) -> Unit:
+def _data_unit(profile: str, units: list[Unit], runtime: dict) -> Unit | None:
     """The data cards of every (dataset, image size) the units use, holding the images that
     chapters 1 and 2 show (:mod:`sslmem.pipeline.datacard`): what renders the book where the
-    data is absent. Computing it loads each dataset once; it trains nothing."""
+    data is absent. Computing it loads each dataset once; it trains nothing. None where no
+    dataset of the profile can be absent (``digits`` ships with scikit-learn)."""
     from sslmem.pipeline import datacard
 
     groups: dict[tuple, Experiment] = {}
     for unit in units:
         for e in unit.reads or [unit.exp]:
-            groups.setdefault((e.cfg.dataset, e.cfg.image_size), e)
+            if datacard.can_be_absent(e.cfg.dataset):
+                groups.setdefault((e.cfg.dataset, e.cfg.image_size), e)
+    if not groups:
+        return None
     first = next(iter(groups.values()))
 
     def work(results_only: bool):
