@@ -54,6 +54,42 @@ def test_membership_is_complementary_per_pair(roots):
         Ensemble(tiny(), fraction=1.0)
 
 
+def test_the_all_facet_design_draws_init_and_views_per_pair_and_stores_dynamics(roots):
+    """Pair i's two members share one init and one set of scoring views (their in/out
+    difference keeps its common random numbers); the next pair draws new ones; each member
+    stores every point's alignment loss at each snapshot epoch."""
+    from sslmem.pipeline.encoders import snapshot_epochs
+    from sslmem.pipeline.ensemble import DYNAMICS_PAIRS
+
+    plain = Ensemble(tiny())
+    facets = Ensemble(tiny(), pair_init=True, views="pair", dynamics=True)
+    assert facets.seed(0) == facets.seed(1) != facets.seed(2) == facets.seed(3)
+    assert facets.score_seed(0) == facets.score_seed(1) != facets.score_seed(2)
+    assert plain.score_seed(0) == plain.score_seed(5)
+    assert facets.member_name(0) != plain.member_name(0)  # other results, other keys
+    rebuilt = Ensemble(tiny(results_only=True), **facets.options())
+    assert rebuilt.member_name(3) == facets.member_name(3)
+    with pytest.raises(SSLMemError, match="views"):
+        Ensemble(tiny(), views="fresh")
+    with pytest.raises(SSLMemError, match="not both"):
+        Ensemble(tiny(), shared_init=True, pair_init=True)
+    import sslmem.pipeline.ensemble as E
+
+    seeds, real = [], E.score_alignment
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(E, "score_alignment", lambda *a, seed, **k: seeds.append(seed)
+                      or real(*a, seed=seed, **k))
+        first = facets.member(0)
+        facets.member(2)
+    # every scoring of member j (the final one, and one per snapshot) used its pair's views
+    assert set(seeds[: len(seeds) // 2]) == {facets.score_seed(0)}
+    assert set(seeds[len(seeds) // 2:]) == {facets.score_seed(2)}
+    epochs = snapshot_epochs(2)
+    assert len(seeds) == 2 * (1 + len(epochs))
+    assert [c for c in first.columns if c.startswith("E")] == [f"E{e:04d}" for e in epochs]
+    assert np.isfinite(first[f"E{epochs[-1]:04d}"]).all() and DYNAMICS_PAIRS == 4
+
+
 def test_members_accumulate_and_the_estimate_uses_what_is_stored(roots):
     ens = Ensemble(tiny())
     reader = Ensemble(tiny(results_only=True))

@@ -126,6 +126,19 @@ SETTINGS = {
                                                 sizes=dict(shared=0, candidate=128,
                                                            independent=0, extra=128)),
         },
+        # Designs being computed for the next version of the pages (the plan lists their
+        # members; no chapter reads them yet). The all-facet design: every complementary pair
+        # draws its own init, augmentation stream and 128 scoring view pairs (shared within
+        # the pair), so a split-half over whole pairs counts view, seed and composition noise
+        # as error; each point's alignment loss at every snapshot epoch is stored too (the
+        # training dynamics one-run proxies read).
+        "next_ensembles": {
+            "simclr-e800-n128-facets": dict(method="simclr", epochs=800, members=24,
+                                            pair_init=True, views="pair", dynamics=True,
+                                            n_pairs=128,
+                                            sizes=dict(shared=0, candidate=128,
+                                                       independent=0, extra=128)),
+        },
         # chapters 2-5 rank points by these ensembles (same pool, same membership)
         "ranking": dict(ssl="simclr-e800-n128-shared", supervised="supervised-e200-n128-shared",
                         methods=["simclr-e800-n128-shared", "byol-e800-n128-shared"],
@@ -333,20 +346,26 @@ class EnsembleDesign:
     repeats: int = 0  # retrainings of members 0 and 1 (the one-pair estimator measured twice)
 
 
-def ensembles(profile: str, *, names=None, **fields) -> dict[str, EnsembleDesign]:
-    """The profile's ensemble designs (all, or ``names``), each on its own pool and placebo."""
+def ensembles(profile: str, *, names=None, planned: bool = False,
+              **fields) -> dict[str, EnsembleDesign]:
+    """The profile's ensemble designs (all, or ``names``), each on its own pool and placebo.
+
+    ``planned``: also the designs whose members are being computed but that no page shows yet
+    (``next_ensembles``): the plan lists their units, the chapters do not read them."""
     from sslmem.pipeline.ensemble import Ensemble
 
     s = settings(profile)
     base = dict(s.get("ensemble_base", {}))
     sizes = base.pop("sizes", None)
     out = {}
-    for name, d in s.get("ensembles", {}).items():
+    designs = {**s.get("ensembles", {}), **(s.get("next_ensembles", {}) if planned else {})}
+    for name, d in designs.items():
         if names is not None and name not in names:
             continue
         d = dict(d)
         members, repeats = d.pop("members"), d.pop("repeats", 0)
-        knobs = {k: d.pop(k) for k in ("fraction", "shared_init") if k in d}
+        knobs = {k: d.pop(k) for k in ("fraction", "shared_init", "pair_init", "views",
+                                       "dynamics") if k in d}
         values = {**base, **d, **{k: v for k, v in fields.items() if v is not None}}
         cfg = config(profile, sizes=values.pop("sizes", sizes), split_protocol="random",
                      **values)

@@ -39,16 +39,20 @@ import pandas as pd
 import torch
 
 from sslmem.errors import SSLMemError
-from sslmem.pipeline.experiment import SCORE_FIELDS, Experiment
+from sslmem.pipeline.encoders import snapshot_epochs
+from sslmem.pipeline.experiment import SCORE_FIELDS, Experiment, _snapshot
 from sslmem.pipeline.store import MissingResult
 from sslmem.score.alignment import score_alignment
 from sslmem.score.evaluate import as_float_images, eval_mode
 from sslmem.score.reliability import ensemble_estimate
 
-K_PREFIXES = (1, 2, 4, 8, 16, 32, 64)
+K_PREFIXES = (1, 2, 4, 8, 16, 32, 64, 128)
 # the one seed of a shared-init ensemble: not 0, so that its member 0 is not the independent
 # design's member 0 (the same encoder would be one unit waiting on another's lock)
 SHARED_SEED = 10_000
+PAIR_SEED = 20_000  # pair i of a pair-init ensemble trains with seed PAIR_SEED + i
+VIEWS = ("shared", "pair")  # every member scores on the same K pairs, or each pair on its own
+DYNAMICS_PAIRS = 4  # alignment loss over training: view pairs per point at each snapshot epoch
 
 
 class Ensemble:
@@ -62,13 +66,30 @@ class Ensemble:
     """
 
     def __init__(self, exp: Experiment, *, fraction: float = 0.5, shared_init: bool = False,
-                 membership_seed: int = 0):
+                 membership_seed: int = 0, pair_init: bool = False, views: str = "shared",
+                 dynamics: bool = False):
         if not 0 < fraction < 1:
             raise SSLMemError(f"fraction must lie strictly between 0 and 1, got {fraction}")
+        if views not in VIEWS:
+            raise SSLMemError(f"views must be one of {VIEWS}, got {views!r}")
+        if shared_init and pair_init:
+            raise SSLMemError("choose shared_init (one seed for all) or pair_init (one per "
+                              "complementary pair), not both")
         self.exp = exp
         self.fraction = float(fraction)
         self.shared_init = bool(shared_init)
         self.membership_seed = int(membership_seed)
+        # the facets a reliability should count as error (issue: views, seeds, membership):
+        # ``pair_init`` draws a new init and augmentation stream per complementary pair,
+        # ``views="pair"`` new scoring views per pair; within a pair both are shared, so its
+        # in/out difference keeps its common random numbers
+        self.pair_init, self.views, self.dynamics = bool(pair_init), views, bool(dynamics)
+
+    def options(self) -> dict:
+        """The keyword arguments that rebuild this design on another experiment view."""
+        return dict(fraction=self.fraction, shared_init=self.shared_init,
+                    membership_seed=self.membership_seed, pair_init=self.pair_init,
+                    views=self.views, dynamics=self.dynamics)
 
     # ---- the design --------------------------------------------------------------------------
     @property
@@ -102,12 +123,21 @@ class Ensemble:
 
     def seed(self, j: int, repeat: int = 0) -> int:
         """Training seed of member j (its ``repeat``-th retraining uses another one)."""
-        base = SHARED_SEED if self.shared_init else j
+        base = SHARED_SEED if self.shared_init else PAIR_SEED + j // 2 if self.pair_init else j
         return base + 1000 * repeat
 
+    def score_seed(self, j: int) -> int:
+        """The seed of member j's K scoring view pairs: the config's for every member, or one
+        per complementary pair (``views='pair'``)."""
+        c = self.exp.cfg.score_seed
+        return c if self.views == "shared" else c + 1 + j // 2
+
     def _key(self) -> str:
+        facets = {**({"pair_init": True} if self.pair_init else {}),
+                  **({"views": self.views} if self.views != "shared" else {}),
+                  **({"dynamics": DYNAMICS_PAIRS} if self.dynamics else {})}
         return self.exp.key(*SCORE_FIELDS, fraction=self.fraction, shared_init=self.shared_init,
-                            membership_seed=self.membership_seed, ensemble=2)
+                            membership_seed=self.membership_seed, ensemble=2, **facets)
 
     def member_name(self, j: int, repeat: int = 0) -> str:
         return f"member-{self._key()}-{j:03d}" + (f"-r{repeat}" if repeat else "")
@@ -130,7 +160,7 @@ class Ensemble:
                             exp.test.images[torch.as_tensor(np.array(self.placebo))]])
         t0 = time.perf_counter()
         d = score_alignment({"e": method.encoder}, images, c.n_pairs, exp._augment(),
-                            seed=c.score_seed, device=exp.device, amp=exp.amp,
+                            seed=self.score_seed(j), device=exp.device, amp=exp.amp,
                             precision=c.score_precision)["e"].double()
         exp.wall["score"] = time.perf_counter() - t0
         frame = pd.DataFrame({
@@ -142,11 +172,29 @@ class Ensemble:
             frame[f"L{k}"] = d[:, :k].mean(1).numpy()
         if c.n_pairs not in K_PREFIXES:
             frame[f"L{c.n_pairs}"] = d.mean(1).numpy()
+        if self.dynamics:
+            for epoch, loss in self._dynamics(j, repeat, tag, images).items():
+                frame[f"E{epoch:04d}"] = loss
         if c.method == "supervised":
             labels = torch.cat([exp.train.labels[torch.as_tensor(np.array(self.pool))],
                                 exp.test.labels[torch.as_tensor(np.array(self.placebo))]])
             frame["p_true"], frame["correct"] = _true_class(method.classifier, images, labels)
         return frame
+
+    def _dynamics(self, j: int, repeat: int, tag: str, images) -> dict:
+        """Each point's alignment loss at every snapshot epoch of member j (``DYNAMICS_PAIRS``
+        pairs, the member's views): the training dynamics that one-run proxies read."""
+        exp = self.exp
+        folder = exp.run_dir / f"{tag}-seed{self.seed(j, repeat)}" / "snapshots"
+        out = {}
+        for epoch in snapshot_epochs(exp.cfg.epochs):
+            encoder = exp.build(self.seed(j, repeat)).encoder
+            encoder.load_state_dict(_snapshot(folder / f"epoch-{epoch:04d}.pt"))
+            d = score_alignment({"e": encoder.to(exp.device).eval()}, images, DYNAMICS_PAIRS,
+                                exp._augment(), seed=self.score_seed(j), device=exp.device,
+                                amp=exp.amp)["e"].double()
+            out[epoch] = d.mean(1).numpy()
+        return out
 
     # ---- what is stored ----------------------------------------------------------------------
     def stored_members(self, repeat: int = 0) -> list[int]:

@@ -156,8 +156,7 @@ def _ensemble_view(ens, results_only: bool):
     """The same ensemble on ``_view(ens.exp, results_only)``."""
     from sslmem.pipeline.ensemble import Ensemble
 
-    return Ensemble(_view(ens.exp, results_only), fraction=ens.fraction,
-                    shared_init=ens.shared_init, membership_seed=ens.membership_seed)
+    return Ensemble(_view(ens.exp, results_only), **ens.options())
 
 
 def _history(exp: Experiment) -> None:
@@ -315,7 +314,7 @@ def ensemble_units(profile: str, **runtime) -> list[Unit]:
     """One unit per planned ensemble member (and per repeat of members 0 and 1), ordered so
     that every design gets its members round-robin: a budget that stops early still leaves
     each design with a comparable ensemble."""
-    designs = chapters.ensembles(profile, **runtime)
+    designs = chapters.ensembles(profile, planned=True, **runtime)
     uses = chapters.design_chapters(profile)
     jobs = []
     for d in designs.values():
