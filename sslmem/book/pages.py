@@ -1,4 +1,4 @@
-"""Executed notebooks as stable book pages: volatile metadata dropped, unchanged pages not rewritten.
+"""Executed notebooks as stable book pages: volatile metadata dropped, unchanged pages kept.
 
 Why a module: ``make book`` on an unchanged store must leave git clean, so a page's content is
 compared without papermill's timings or its own render time before it replaces the old page.
