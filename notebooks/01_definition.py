@@ -16,20 +16,24 @@
 # %% [markdown]
 # # 1. What SSLMem measures
 #
+# ```{glue:md} verdicts
+# :format: myst
+# ```
+#
 # This section reproduces the paper's **definition of memorization in self-supervised learning**
 # (SSLMem, Section 3) and its first sanity checks: candidates seen only by encoder *f* score
 # higher than shared and unseen points, and the mirror set seen only by *g* scores lower, with the
-# one-sided t-tests the authors ran (claim 4 in `spec.md` §3.1); the "fraction memorized" column
-# of Table 1 (claim 1); and, as an extra, the score over training epochs. The two-dimensional toy
-# mirrors the intuition figure of the appendix (Figure 10).
+# one-sided t-tests the authors ran; the "fraction memorized" column of Table 1; and, as an extra,
+# the score over training epochs. The two-dimensional toy mirrors the intuition figure of the
+# appendix (Figure 10).
 #
 # | | hardware | time | what to expect |
 # |---|---|---|---|
 # | paper profile | one GPU (H100) | one unit of `sslmem plan`: two ResNet-18 encoders, about 8 min (estimate, not yet measured) | $S_C \gg S_S \approx S_E \gg S_I$, all four t-tests at $p < 0.01$ |
-# | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | {glue:text}`train_minutes:.1f` min to train the encoders, {glue:text}`score_minutes:.1f` min to score; this page rendered from the store in {glue:text}`seconds:.0f` s | the same ordering; weaker where the profile is small |
+# | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | {glue:text}`train_minutes:.1f` min of training and {glue:text}`compute_minutes:.1f` min of scoring, as their provenance records; this page rendered from the store in {glue:text}`seconds:.0f` s | the same ordering; weaker where the profile is small |
 
 # %% tags=["remove-cell"]
-from sslmem.book import definition, grids, plots
+from sslmem.book import definition, grids, plots, provenance, verdicts
 from sslmem.book.explorer import explore
 from sslmem.book.notebook import Timer, banner, check_parameters, glue_all, glue_number, show_table
 from sslmem.pipeline import chapters
@@ -59,7 +63,7 @@ parameters = check_parameters(globals(), _declared)
 exp, chapter = chapters.definition(**parameters)  # every parameter is a field of the chapter
 table = exp.scores()  # from the store; trains and scores f and g only if they are missing
 banner(profile, exp, parameters)
-glue_all(definition.run_texts(exp, profile))  # device, profile, dataset, ...
+glue_all(definition.run_texts(exp, profile))  # profile, dataset, method, backbone
 
 # %% [markdown]
 # ## The definition
@@ -128,9 +132,6 @@ show_table(definition.split_table(exp.split))
 # %% tags=["remove-cell"]
 glue_all(definition.run_numbers(exp))  # epochs, seeds, pairs, candidates
 
-# %%
-means = table.groupby("subset").score_raw.mean()
-
 # %% [markdown]
 # ## Score distributions and the paper's t-tests
 #
@@ -139,17 +140,17 @@ means = table.groupby("subset").score_raw.mean()
 # differences of Euclidean distances between unit vectors). The dashed line is the threshold used
 # for the "fraction memorized" below.
 
-# %%
+# %% tags=["hide-input"]
 threshold = extra_threshold(table.loc[table.subset == "extra", "score_raw"], 0.99)
 title = f"SSLMem scores per subset ({exp.cfg.method}, {exp.cfg.dataset})"
 fig = plots.score_histograms(table, threshold=threshold, title=title)
 
 # %% [markdown]
-# The authors test with Student's t-test (equal variances, `Ttest.py` in their code) that
+# The authors test with Student's t-test (equal variances, in their published code) that
 # candidates score higher than shared and extra points and that independent points score lower;
 # the shared-versus-extra test is a two-sided control that should *not* be significant.
 
-# %%
+# %% tags=["remove-input"]
 sig = exp.significance()
 show_table(sig[definition.SIGNIFICANCE_COLUMNS], definition.SIGNIFICANCE_FORMATS)
 
@@ -159,7 +160,7 @@ show_table(sig[definition.SIGNIFICANCE_COLUMNS], definition.SIGNIFICANCE_FORMATS
 # Each point is one scored example: its alignment loss under $f$ (x-axis) and under $g$ (y-axis).
 # Above the diagonal, $f$ aligns the views better, i.e. $m(x) > 0$.
 
-# %%
+# %% tags=["hide-input"]
 fig = plots.alignment_scatter(table)
 
 # %% [markdown]
@@ -168,7 +169,7 @@ fig = plots.alignment_scatter(table)
 # and classes to filter, zoom and pan with the toolbar, and pick other axes (e.g. the score
 # against atypicality, chapter 2).
 
-# %%
+# %% tags=["hide-input"]
 explore(table, exp.train, exp.test, fields=("atypicality",),
         labels={"atypicality": "atypicality (distance to g's training images)"},
         title=f"every scored point of {exp.cfg.dataset}: L_f against L_g")
@@ -176,14 +177,14 @@ explore(table, exp.train, exp.test, fields=("atypicality",),
 # %% [markdown]
 # ## How many candidates are memorized ("Frac. Mem.")
 #
-# Table 1 of the paper reports a fraction of memorized points; its threshold is not known to us
-# (UNVERIFIED, `spec.md` §3.2). We call a point memorized when its score exceeds the **99th
+# Table 1 of the paper reports a fraction of memorized points; its threshold is not stated in
+# the text available to us. We call a point memorized when its score exceeds the **99th
 # percentile of the scores of $S_E$**, the points neither encoder saw: by construction about 1 %
 # of unseen points pass it by chance. Threshold: {glue:text}`threshold:.4f`; fraction of
 # candidates above it: {glue:text}`frac_candidate:.3f` (shared {glue:text}`frac_shared:.3f`,
 # independent {glue:text}`frac_independent:.3f`, extra {glue:text}`frac_extra:.3f`).
 
-# %%
+# %% tags=["remove-input"]
 fractions = definition.fractions(table, threshold)
 show_table(definition.fraction_table(fractions), {"fraction above threshold": "{:.3f}"})
 
@@ -200,12 +201,13 @@ show_table(definition.fraction_table(fractions), {"fraction above threshold": "{
 # {glue:text}`epoch_last_gap:+.4f` at epoch {glue:text}`epoch_last`, while the kNN accuracy
 # of $f$ reaches {glue:text}`knn_last:.3f`.
 
-# %%
+# %% tags=["hide-input"]
 over_epochs = exp.scores_over_epochs(max_points=chapter["epoch_points"])
 history = exp.history("f")
 fig = plots.scores_over_epochs(over_epochs, history)
 
 # %% tags=["remove-cell"]
+means = table.groupby("subset").score_raw.mean()
 numbers = definition.score_numbers(means, sig, threshold, fractions, over_epochs, history)
 glue_all(numbers)
 
@@ -227,7 +229,7 @@ show_table(definition.comparison(numbers))
 # - The toy shows why: only points whose augmentation sets do not overlap with other data need
 #   to be memorized to be aligned.
 #
-# **What one pair can and cannot tell.** The paper's protocol, reproduced here, is the smallest
+# What one pair can and cannot tell: the paper's protocol, reproduced here, is the smallest
 # ensemble: $M = 2$ encoders on one fixed partition. It measures the average memorization of a
 # *subset* precisely (the tests above), but one *point's* score also reflects which of the two
 # fixed training sets holds the point's look-alikes, and that part is reproduced by every
@@ -235,13 +237,13 @@ show_table(definition.comparison(numbers))
 # its own memorization, with an ensemble of encoders on random halves; chapters 2–5, which rank
 # points, need that precision.
 #
-# The results were computed on {glue:text}`device` (training {glue:text}`train_minutes:.1f` min,
-# scoring {glue:text}`score_minutes:.1f` min); this page rendered them in
-# {glue:text}`seconds:.0f` s.
+# The results were computed on {glue:text}`device` (commits {glue:text}`commits`; training
+# {glue:text}`train_minutes:.1f` min, scoring {glue:text}`compute_minutes:.1f` min, as their
+# provenance records); this page rendered them in {glue:text}`seconds:.0f` s.
 
 # %% tags=["remove-input", "hide-output"]
 glue_number("minutes", _timer.minutes(), volatile=True)
 glue_number("seconds", 60 * _timer.minutes(), volatile=True)
-for name, value in definition.compute_minutes(exp).items():  # read from the store
-    glue_number(name, value)
-print(definition.provenance_text(exp.result_provenance(), parameters))
+glue_all(found := provenance.glued(exp))  # device, commits, minutes: from the provenance
+verdicts.glue([definition.verdict(sig, exp)], found["device"])
+print(provenance.report(exp, parameters=parameters))

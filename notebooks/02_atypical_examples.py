@@ -14,18 +14,21 @@
 # ---
 
 # %% [markdown]
-# # 2. Which points are memorized: atypical ones
+# # 2. Are atypical points the most memorized?
 #
-# This section reproduces **Figure 1** of the paper ("Examples of data with different levels of
+# ```{glue:md} verdicts
+# :format: myst
+# ```
+#
+# This section re-tests **Figure 1** of the paper ("Examples of data with different levels of
 # memorization … outliers and atypical examples experience higher memorization than more standard
-# samples", claim 3 in `spec.md` §3.1): the most and the least memorized points, overall and per
-# class. The paper judges atypicality by eye from one $f$/$g$ pair. Here the ranking comes from
+# samples"): the most and the least memorized points, overall and per class. The paper judges atypicality by eye from one $f$/$g$ pair. Here the ranking comes from
 # the **ensemble estimator** of chapter 7 (many encoders, each on its own random half of a pool),
 # whose per-point precision is measured, and atypicality is **measured** with the literature's
 # two per-point measures, computed by a supervised ensemble on the same pool and the same
 # halves: $1 -$ held-out consistency (the C-score estimator of Jiang et al. 2021) and
 # Feldman–Zhang label memorization. Each correlation is reported observed, with its test, and
-# corrected for both measures' noise, with an interval (target T5 of `spec.md` §6).
+# corrected for both measures' noise, with an interval.
 #
 # | | hardware | time | what to expect |
 # |---|---|---|---|
@@ -33,10 +36,9 @@
 # | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | {glue:text}`n_encoders` encoders ({glue:text}`ssl_members` SSL, {glue:text}`sup_members` supervised), {glue:text}`encoder_hours:.1f` encoder-hours; this page rendered from the store in {glue:text}`seconds:.0f` s | the direction of the paper if the SSLMem ranking is reliable enough to see it; the placebo control uncorrelated |
 
 # %% tags=["remove-cell"]
-import pandas as pd
 from IPython.display import Markdown, display
 
-from sslmem.book import atypicality, grids, plots, precision
+from sslmem.book import atypicality, grids, plots, precision, provenance, verdicts
 from sslmem.book.explorer import explore
 from sslmem.book.notebook import (
     Timer,
@@ -45,9 +47,9 @@ from sslmem.book.notebook import (
     glue_all,
     glue_number,
     glue_text,
-    result_device,
     show_table,
 )
+from sslmem.book.notebook import describe_design as described
 from sslmem.pipeline import chapters
 
 _timer = Timer()
@@ -82,11 +84,11 @@ for d in (ssl_design, sup_design):  # computes the planned members unless the st
             d.ensemble.member(j)
 ssl_members, sup_members = ssl.complete_members(), sup.complete_members()
 ready = len(ssl_members) >= 4 and len(sup_members) >= 4
-banner(profile, ssl.exp, parameters)
+scale = atypicality.scale(ssl, sup, len(ssl_members), len(sup_members))
+banner(profile, ssl.exp, parameters, scale=scale)
 glue_text("profile", profile)
-glue_text("device", result_device(ssl.exp) if ssl_members else "–")
-glue_text("design", ssl_design.name)
-glue_text("sup_design", sup_design.name)
+glue_text("design", described(ssl))
+glue_text("sup_design", described(sup))
 glue_number("ssl_members", len(ssl_members))
 glue_number("sup_members", len(sup_members))
 glue_number("n_encoders", len(ssl_members) + len(sup_members))
@@ -182,13 +184,13 @@ if ready:
 
 # %% tags=["hide-input"]
 if ready:
-    explore(table, ssl.exp.train, ssl.exp.test, x="atypicality", y="m",
+    display(explore(table, ssl.exp.train, ssl.exp.test, x="atypicality", y="m",
             fields=["se", "label_mem", "consistency"],
             labels={"atypicality": "atypicality (1 − held-out consistency)",
                     "m": "SSLMem m̂(x)", "se": "s.e. of m̂", "label_mem": "label memorization"},
             title="pool and placebo: SSLMem against atypicality",
             subset_text={"candidate": "pool (each in half the encoders)",
-                         "extra": "placebo (test split, in none)"})
+                         "extra": "placebo (test split, in none)"}))
 
 # %% [markdown]
 # The most atypical pool images by held-out consistency, for comparison with the grid above:
@@ -221,9 +223,6 @@ if ready:
 # %% tags=["remove-input", "hide-output"]
 glue_number("minutes", _timer.minutes(), volatile=True)
 glue_number("seconds", 60 * _timer.minutes(), volatile=True)
-if ssl_members:
-    info = ssl.exp.result_provenance()
-    print("Provenance of the SSL ensemble (config, versions; each member's result has its own):")
-    print(pd.Series({k: v for k, v in info.items() if k != "config"}).to_string())
-    print(pd.Series(info["config"]).to_string())
-print("parameters:", parameters)
+glue_all(where := provenance.glued(ssl.exp, sup.exp))  # device, commits, minutes
+verdicts.glue([atypicality.claim_verdict(found if ready else None, scale)], where["device"])
+print(provenance.report(ssl.exp, sup.exp, parameters=parameters))

@@ -14,9 +14,13 @@
 # ---
 
 # %% [markdown]
-# # 3. SSL frameworks agree, supervised learning memorizes other points
+# # 3. Do SSL methods memorize the same points, and supervised learning other ones?
 #
-# This section reproduces the paper's comparison across training paradigms (Sec. 4; the abstract
+# ```{glue:md} verdicts
+# :format: myst
+# ```
+#
+# This section re-tests the paper's comparison across training paradigms (Sec. 4; the abstract
 # and summary: "different SSL methods and encoder architectures exhibit high memorization on a
 # similar set of data points, [while] the data points that are memorized in supervised learning
 # differ substantially"). Every method's per-point memorization comes from an **ensemble**
@@ -25,7 +29,7 @@
 # supervised side is both SSLMem of the supervised encoders (scored exactly like the SSL ones)
 # and Feldman–Zhang label memorization. Agreement is Spearman's $\rho$ and the top-$k$ overlap
 # (as the follow-up paper, {cite}`wang2024localizing` Table 3); which metric the SSLMem paper
-# used is UNVERIFIED (`spec.md` §3.3). Because each score has its own noise, agreements are
+# used is not stated in the text available to us. Because each score has its own noise, agreements are
 # compared **corrected for both scores' reliabilities**, and the claim is tested as the paired
 # difference SSL–SSL minus SSL–supervised.
 #
@@ -35,17 +39,16 @@
 # | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | {glue:text}`n_encoders` encoders, {glue:text}`encoder_hours:.1f` encoder-hours; this page rendered from the store in {glue:text}`seconds:.0f` s | the paper's ordering if the scores are reliable enough to show it; intervals say how sure |
 
 # %% tags=["remove-cell"]
-import pandas as pd
 from IPython.display import Markdown, display
 
-from sslmem.book import consensus, plots
+from sslmem.book import consensus, plots, provenance, verdicts
 from sslmem.book.notebook import (
     Timer,
     banner,
     check_parameters,
+    glue_all,
     glue_number,
     glue_text,
-    result_device,
     show_table,
 )
 from sslmem.pipeline import chapters
@@ -78,10 +81,9 @@ for d in [*designs.values(), sup_design]:  # computes the planned members unless
 ssl, sup = consensus.by_method(designs), sup_design.ensemble  # by design if a method repeats
 first = next(iter(ssl.values()))
 counts = consensus.counts(ssl, sup)
-banner(profile, first.exp, parameters)
+scale = consensus.scale({**ssl, "supervised": sup}, counts)
+banner(profile, first.exp, parameters, scale=scale)
 glue_text("profile", profile)
-stored = [e for e in [*ssl.values(), sup] if e.complete_members()]
-glue_text("device", result_device(stored[0].exp) if stored else "–")
 glue_number("n_encoders", sum(counts.values()))
 glue_number("encoder_hours", consensus.encoder_hours([*ssl.values(), sup]))
 glue_number("n_pool", len(first.pool))
@@ -183,9 +185,6 @@ show_table(consensus.paper_table(result))
 # %% tags=["remove-input", "hide-output"]
 glue_number("minutes", _timer.minutes(), volatile=True)
 glue_number("seconds", 60 * _timer.minutes(), volatile=True)
-print("Provenance of the ensembles (config, versions; each member's result has its own):")
-for e in stored:
-    info = e.exp.result_provenance()
-    print(f"\n== {e.exp.cfg.method}")
-    print(pd.Series({k: v for k, v in info.items() if k != "config"}).to_string())
-print("\nparameters:", parameters)
+glue_all(where := provenance.glued(*[e.exp for e in [*ssl.values(), sup]]))  # device, commits
+verdicts.glue([consensus.claim_verdict(result, scale)], where["device"])
+print(provenance.report(*[e.exp for e in [*ssl.values(), sup]], parameters=parameters))

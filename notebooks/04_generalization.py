@@ -14,10 +14,13 @@
 # ---
 
 # %% [markdown]
-# # 4. Memorization improves downstream generalization
+# # 4. Does memorization improve downstream generalization?
 #
-# This section re-tests the paper's central claim (claims 2, 5 and 6 in `spec.md` §3.1):
-# **removing the most memorized points** from pre-training lowers downstream linear-probe
+# ```{glue:md} verdicts
+# :format: myst
+# ```
+#
+# This section re-tests the paper's central claim: **removing the most memorized points** from pre-training lowers downstream linear-probe
 # accuracy more than removing the same number of random points (Sec. 4.4, Figure 3 and Table 3);
 # and a **regularizer that limits alignment** (Eq. 3) lowers memorization and accuracy together.
 # The paper's numbers for both are UNVERIFIED (not available to us). Here the points are ranked
@@ -33,11 +36,10 @@
 # | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | {glue:text}`n_encoders` retrained encoders, {glue:text}`encoder_hours:.1f` encoder-hours (plus the ranking ensemble of chapter 7); this page rendered from the store in {glue:text}`seconds:.0f` s | a difference only if it exceeds what {glue:text}`n_seeds` paired seeds can detect (stated below) |
 
 # %% tags=["remove-cell"]
-import pandas as pd
 from IPython.display import Markdown, display
 
 from sslmem.book import generalization as gen
-from sslmem.book import plots
+from sslmem.book import plots, provenance, verdicts
 from sslmem.book.notebook import (
     Timer,
     banner,
@@ -171,12 +173,13 @@ else:
 # ## Limiting alignment (Eq. 3)
 #
 # The paper adds a term to the SSL loss that limits how well the views of a training point are
-# aligned, with a weight $\lambda$ (its exact form is UNVERIFIED; here `sslmem.train.methods` adds
-# $\lambda$ × the cosine similarity of the two views' backbone features, spec §3.1 item 6).
+# aligned, with a weight $\lambda$ (its exact form is not stated in the text available to us;
+# here `sslmem.train.methods` adds $\lambda$ × the cosine similarity of the two views' backbone
+# features).
 #
-# **One pair per $\lambda$ cannot tell.** The first version of this page trained one $f$/$g$
-# pair per $\lambda$ and reported that $\lambda = 0.5$ *raised* the candidates' mean score. But
-# the regularizer roughly doubles every alignment loss, and $m = L_g - L_f$ on $f$'s points also
+# One pair per $\lambda$ cannot tell. Trained once per $\lambda$, an $f$/$g$ pair shows
+# $\lambda = 0.5$ *raising* the candidates' mean score (the table's raw column). But the
+# regularizer roughly doubles every alignment loss, and $m = L_g - L_f$ on $f$'s points also
 # contains whatever separates $g$ from $f$ on *every* image, which the never-trained extra set
 # $S_E$ measures. Subtracting it, the pair gives two estimates of the same memorization: from
 # $f$'s points and from $g$'s points.
@@ -194,7 +197,7 @@ glue_text("pair_text", gen.pair_text(pairs))
 # %% [markdown]
 # {glue:text}`pair_text`
 #
-# **The ensemble measures it, paired by member.** The regularized design trains member $j$ on the
+# The ensemble measures it, paired by member: the regularized design trains member $j$ on the
 # same half of the pool, with the same seed, as member $j$ of the ranking design; each member's
 # own in/out contrast (mean loss of the pool points it did not train on minus those it did) is
 # free of encoder-level shifts, and the difference between the two designs' member $j$ is the
@@ -214,7 +217,7 @@ glue_text("reg_text", reg["text"])
 # ## Paper vs this run
 
 # %% tags=["remove-input"]
-show_table(gen.paper_vs_run(tests, setup, len(complete)))
+show_table(gen.paper_vs_run(tests, setup, len(complete), reg))
 
 # %% [markdown]
 # ## Summary
@@ -231,8 +234,9 @@ show_table(gen.paper_vs_run(tests, setup, len(complete)))
 # %% tags=["remove-input", "hide-output"]
 glue_number("minutes", _timer.minutes(), volatile=True)
 glue_number("seconds", 60 * _timer.minutes(), volatile=True)
-info = exp.result_provenance()
-print("Provenance of the results on this page (config, commit, versions, device, wall times):")
-print(pd.Series({k: v for k, v in info.items() if k != "config"}).to_string())
-print(pd.Series(info["config"]).to_string())
-print("parameters:", parameters)
+read = [exp, *[e for e in sweep.lambdas.values()]]
+read += [] if setup.regularized is None else [setup.regularized.ensemble.exp]
+glue_all(where := provenance.glued(*read))  # device, commits, minutes
+verdicts.glue([gen.removal_verdict(tests, setup, gen.scale(setup, len(complete))),
+               gen.regularizer_verdict(reg, setup)])  # each with its results' hardware
+print(provenance.report(*read, parameters=parameters))

@@ -14,11 +14,14 @@
 # ---
 
 # %% [markdown]
-# # 5. SSLMem beside Déjà vu
+# # 5. Does SSLMem agree with Déjà vu?
 #
-# This section reproduces the paper's **comparison with Déjà vu memorization** (Sec. 4.5, claim 8
-# in `spec.md` §3.1), the test an SSL researcher already knows {cite}`meehan2023dejavu`: can the
-# label of a training image be inferred from a small corner of it (mostly background) by looking
+# ```{glue:md} verdicts
+# :format: myst
+# ```
+#
+# This section re-tests the paper's **comparison with Déjà vu memorization** (Sec. 4.5), the
+# test an SSL researcher already knows {cite}`meehan2023dejavu`: can the label of a training image be inferred from a small corner of it (mostly background) by looking
 # up the crop's nearest neighbours in a labelled public set, better by a model that trained on
 # the image than by one that did not? Both tests are run here on the **same ensemble** of
 # encoders (chapter 7), each encoder trained on a random half of one pool: every encoder
@@ -33,22 +36,20 @@
 # | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | {glue:text}`dv_members` encoders of chapter 7's ensemble (their training is counted there); the attacks took {glue:text}`dv_minutes:.1f` min; this page rendered from the store in {glue:text}`seconds:.0f` s | small gaps: at {glue:text}`image_size` px a 30 % corner holds few pixels |
 
 # %% tags=["remove-cell"]
-import pandas as pd
 from IPython.display import Markdown, display
 
-from sslmem.book import plots, precision
+from sslmem.book import dejavu, plots, provenance, verdicts
 from sslmem.book.notebook import (
     Timer,
     banner,
     check_parameters,
+    describe_design,
+    glue_all,
     glue_number,
     glue_text,
-    result_device,
     show_table,
 )
-from sslmem.errors import SSLMemError
-from sslmem.pipeline import chapters, dejavu_ensemble
-from sslmem.score.agreement import agreements, from_ensemble, top_overlap
+from sslmem.pipeline import dejavu_ensemble
 
 _timer = Timer()
 
@@ -69,35 +70,21 @@ results_root: "Optional[str]" = None  # None: $SSLMEM_RESULTS, else the checkout
 
 # %% tags=["remove-input"]
 parameters = check_parameters(globals(), _declared)
-chosen = design or (chapters.settings(profile).get("ranking") or {}).get("dejavu", [None])[0]
-found = chapters.ensembles(profile, names=[chosen] if chosen else [], dataset=dataset,
-                           device=device, data_root=data_root, runs_root=runs_root,
-                           results_root=results_root)
-if chosen not in found:
-    raise SSLMemError(f"profile {profile!r} has no ensemble design {chosen!r}; choose "
-                               f"one of {list(chapters.settings(profile).get('ensembles', {}))}")
-ens = found[chosen].ensemble
-test = dict(k=k, frac=crop_frac)
+chosen, found = dejavu.ensemble(profile, design, dataset=dataset, device=device,
+                                data_root=data_root, runs_root=runs_root,
+                                results_root=results_root)
+ens, test = found.ensemble, dict(k=k, frac=crop_frac)
 if not ens.exp.results_only:  # computes the planned members' votes unless read-only
-    for j in range(members or found[chosen].members):
+    for j in range(members or found.members):
         dejavu_ensemble.member_votes(ens, j, **test)
 attacked = dejavu_ensemble.stored_members(ens, **test)
 ready = len(attacked) >= 4
 banner(profile, ens.exp, parameters)
-glue_text("profile", profile)
-glue_text("design", chosen)
-glue_text("device", result_device(ens.exp) if attacked else "–")
-glue_number("dv_members", len(attacked))
-glue_number("image_size", ens.exp.train.image_size)
-glue_number("crop_pct", round(100 * crop_frac))
-glue_number("k", k)
-glue_number("n_pool", len(ens.pool))
-glue_number("n_public", len(dejavu_ensemble.public_positions(ens)))
+glue_all({"profile": profile, "design": describe_design(ens), "dv_members": len(attacked),
+          "image_size": ens.exp.train.image_size, "crop_pct": round(100 * crop_frac), "k": k,
+          "n_pool": len(ens.pool), "n_public": len(dejavu_ensemble.public_positions(ens))})
 if not ready:
-    display(Markdown(
-        f":::{{warning}}\nThis page needs the Déjà vu votes of at least two complete pairs of "
-        f"encoders of **{chosen}**; the store holds {len(attacked)}. Compute them with "
-        f"`sslmem plan --profile {profile} --run` (units `dv-{chosen}-…`).\n:::\n"))
+    display(Markdown(dejavu.missing_warning(chosen, len(attacked), profile)))
 
 # %% [markdown]
 # ## The test in brief
@@ -115,26 +102,20 @@ if not ready:
 # ## Label inference by the encoders that saw each image, and by those that did not
 #
 # Accuracy of the vote of the encoders that trained on an image and of those that did not,
-# over all pool images and over each encoder's 20 % most confident crops; the gap is the
-# ensemble's Déjà vu memorization, with its standard error and $p$ over images (paired: each
-# image's in-accuracy minus its out-accuracy).
+# over all pool images and over each encoder's 20 % most confident crops. Both accuracies are
+# averaged per image, over the images that keep crops of both kinds (the last column), so the
+# gap is their difference: the ensemble's Déjà vu memorization, with its standard error and $p$
+# over images (paired: each image's in-accuracy minus its out-accuracy).
 
 # %% tags=["remove-input"]
+gaps = dejavu.gap_table(dejavu_ensemble.votes_table(ens, attacked, **test)) if ready else None
 if ready:
-    gaps = dejavu_ensemble.average_gap(ens, **test)
-    show_table(gaps.rename(columns={"acc_in": "accuracy (trained on it)",
-                                    "acc_out": "accuracy (did not)"}),
-               {"accuracy (trained on it)": "{:.3f}", "accuracy (did not)": "{:.3f}",
-                "gap": "{:+.3f}", "se": "{:.3f}", "p": "{:.2g}", "fraction": "{:.0%}"})
-    fig = plots.forest([f"{f:.0%} most confident" for f in gaps.fraction], gaps.gap,
+    show_table(gaps, dejavu.GAP_FORMATS)
+    fig = plots.forest([f"{f:.0%} most confident" for f in gaps["crops kept"]], gaps.gap,
                        gaps.gap - 1.96 * gaps.se, gaps.gap + 1.96 * gaps.se,
                        xlabel="accuracy gap: trained on the image − not (±1.96 s.e.)",
                        title="Déjà vu memorization on the ensemble")
-    whole = gaps[gaps.fraction == 1.0].iloc[0]
-    gap_text = (f"{whole.gap:+.3f} ± {whole.se:.3f} over all pool images (p = {whole.p:.2g})")
-else:
-    gap_text = "not computed: too few encoders attacked"
-glue_text("gap_text", gap_text)
+glue_text("gap_text", dejavu.gap_text(gaps))
 
 # %% [markdown]
 # ## Do the two tests memorize the same points?
@@ -150,48 +131,13 @@ glue_text("gap_text", gap_text)
 # %% tags=["remove-input"]
 k_top = top_k or max(2, len(ens.pool) // 5)
 glue_number("top_k", k_top)
+agree = dejavu.agreement(ens, attacked, k_top, **test) if ready else None
 if ready:
-    scores = {"SSLMem": from_ensemble("SSLMem", ens, members=attacked),
-              "Déjà vu": dejavu_ensemble.score(ens, attacked, **test)}
-    table, _ = agreements(scores, [("SSLMem", "Déjà vu")])
-    row = table.iloc[0]
-    ov = top_overlap(scores["SSLMem"].estimate(), scores["Déjà vu"].align(
-        scores["SSLMem"].positions).estimate(), k_top)
-    detectable = precision.detectable_correlation(int(row.points), row.rel_a, row.rel_b)
-    shown = pd.DataFrame([{
-        "points": int(row.points), "ρ observed [95 %]": f"{row.r:+.2f} [{row.r_low:+.2f}, "
-        f"{row.r_high:+.2f}]", "p": row.p,
-        "reliabilities": f"{row.rel_a:.2f} / {row.rel_b:.2f}",
-        "ρ true-score [95 %]": (f"{row.r_true:+.2f} [{row.r_true_low:+.2f}, "
-                                f"{row.r_true_high:+.2f}]" if pd.notna(row.r_true) else "–"),
-        f"top-{k_top} overlap (chance)": f"{ov['overlap']:.2f} ({ov['chance']:.2f})",
-        "detectable ρ": detectable}])
-    show_table(shown, {"p": "{:.2g}", "detectable ρ": "{:.2f}"})
-    if row.p < 0.01:
-        agree_text = (f"ρ = {row.r:+.2f} (p = {row.p:.1g}): the two tests rank the pool alike"
-                      if row.r > 0 else f"ρ = {row.r:+.2f} (p = {row.p:.1g}): opposite rankings")
-    elif row.rel_b <= 0.1:
-        agree_text = (f"ρ = {row.r:+.2f} (p = {row.p:.2g}), but Déjà vu's per-point score has "
-                      f"a reliability of {row.rel_b:.2f}: at this scale it ranks noise, so no "
-                      "agreement could have been seen")
-    elif detectable < 1:
-        agree_text = (f"ρ = {row.r:+.2f} (p = {row.p:.2g}): no agreement detected; this design "
-                      "detects a true ρ of "
-                      f"{detectable:.2f} or more with 80 % power")
-    else:
-        agree_text = (f"ρ = {row.r:+.2f} (p = {row.p:.2g}): undecidable, the scores are too "
-                      "unreliable for this design to detect even a perfect true correlation")
-else:
-    agree_text = "not computed: too few encoders attacked"
-glue_text("agree_text", agree_text)
-
-# %% tags=["hide-input"]
-if ready:
-    ssl_m, dv_m = scores["SSLMem"].estimate(), scores["Déjà vu"].align(
-        scores["SSLMem"].positions).estimate()
-    fig = plots.score_vs(dv_m, ssl_m, xlabel="Déjà vu memorization (share of true-label "
-                         "neighbours, in − out)", ylabel="SSLMem m̂(x)",
-                         title=f"Spearman ρ = {row.r:+.2f} (p = {row.p:.2g})")
+    show_table(dejavu.agreement_view(agree, k_top), {"p": "{:.2g}", "detectable ρ": "{:.2f}"})
+    fig = plots.score_vs(agree["dv"], agree["ssl"], xlabel="Déjà vu memorization (share of "
+                         "true-label neighbours, in − out)", ylabel="SSLMem m̂(x)",
+                         title=f"Spearman ρ = {agree['row'].r:+.2f} (p = {agree['row'].p:.2g})")
+glue_text("agree_text", dejavu.agreement_text(agree))
 
 # %% [markdown]
 # Agreement between SSLMem and Déjà vu: {glue:text}`agree_text`.
@@ -199,14 +145,7 @@ if ready:
 # ## Paper vs this run
 
 # %% tags=["remove-input"]
-compare = pd.DataFrame([
-    ("SSL encoders leak training labels through background crops (Déjà vu)",
-     "[DV] large gaps for VICReg/Barlow Twins, smaller for SimCLR/BYOL on ImageNet (UNVERIFIED)",
-     gap_text, "CIFAR-size images have no bounding boxes: a fixed corner crop, not the background"),
-    ("SSLMem and Déjà vu compared (Sec. 4.5)", "comparison exists; values UNVERIFIED",
-     agree_text, "the tests measure different things: invariance of views vs label leakage"),
-], columns=["claim", "paper", "this run", "why they may differ"])
-show_table(compare)
+show_table(dejavu.paper_table(dejavu.gap_text(gaps), dejavu.agreement_text(agree)))
 
 # %% [markdown]
 # ## Summary
@@ -221,12 +160,7 @@ show_table(compare)
 # %% tags=["remove-input", "hide-output"]
 glue_number("minutes", _timer.minutes(), volatile=True)
 glue_number("seconds", 60 * _timer.minutes(), volatile=True)
-glue_number("dv_minutes", sum(  # the attacks' own wall time, from their provenance
-    float((ens.exp.sources.get(dejavu_ensemble.result_name(ens, j, **test), {})
-           .get("wall_s") or {}).get("score dejavu", 0.0)) for j in attacked) / 60)
-if attacked:
-    info = ens.exp.result_provenance()
-    print("Provenance of the ensemble (config, versions; each result has its own):")
-    print(pd.Series({k: v for k, v in info.items() if k != "config"}).to_string())
-    print(pd.Series(info["config"]).to_string())
-print("parameters:", parameters)
+glue_number("dv_minutes", dejavu.attack_minutes(ens, attacked, **test))
+glue_all(where := provenance.glued(ens.exp))  # device, commits, minutes
+verdicts.glue([dejavu.claim_verdict(agree, ens, len(attacked))], where["device"])
+print(provenance.report(ens.exp, parameters=parameters))

@@ -16,12 +16,16 @@
 # %% [markdown]
 # # 7. How precise is one point's score?
 #
+# ```{glue:md} verdicts
+# :format: myst
+# ```
+#
 # The paper ranks points by SSLMem computed from **one** pair of encoders: $f$ trained with the
 # candidates, $g$ without them, on a fixed partition of the data (chapter 1 reproduces exactly
 # that). Chapter 1 shows that this pair measures the *average* memorization of a subset very
 # precisely. This page asks the question every per-point claim of the paper rests on (which
-# points are memorized, chapters 2–5): **does one point's score measure that point's own
-# memorization, and how precisely?** It is not a figure of the paper; it is the check the paper
+# points are memorized, chapters 2–5): does one point's score measure that point's own
+# memorization, and how precisely? It is not a figure of the paper; it is the check the paper
 # did not report.
 #
 # SSLMem is defined as an expectation over encoders,
@@ -38,7 +42,7 @@
 # | paper profile | one GPU | not run yet: the design is chosen on the laptop first | — |
 # | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | {glue:text}`total_members` encoders, {glue:text}`encoder_hours:.1f` encoder-hours of training and scoring; this page rendered from the store in {glue:text}`seconds:.0f` s | a clear average in/out contrast; per-point reliability growing with $M$ as Spearman–Brown predicts; the placebo centred at zero with reliability near zero |
 #
-# **How to read precision.** Split the encoders into two random halves, estimate every point's
+# How to read precision: split the encoders into two random halves, estimate every point's
 # score from each half and correlate the two estimates over points; corrected to the full
 # ensemble (Spearman–Brown), this **split-half reliability** is the share of the spread of
 # scores between points that is reproducible rather than noise: 0 means the ranking is
@@ -50,7 +54,7 @@
 from IPython.display import Markdown, display
 
 from sslmem.book import designs as page  # this page's analyses ('designs' is a parameter)
-from sslmem.book import precision
+from sslmem.book import precision, provenance, verdicts
 from sslmem.book.notebook import Timer, banner, check_parameters, glue_all, glue_number, show_table
 
 _timer = Timer()
@@ -73,7 +77,8 @@ found = page.ensembles(**parameters)  # computes the planned members unless the 
 ssl, sup = page.by_kind(found)  # by design name
 table, first = precision.summary_table(ssl), next(iter(ssl.values()))
 banner(profile, first.exp, parameters)
-glue_all(page.overview(profile, found))  # profile, device, total_members, …
+glue_all(page.overview(profile, found))  # profile, total_members, …
+described = page.names(found)  # every design in words
 
 # %% [markdown]
 # ## The regime search
@@ -85,8 +90,7 @@ glue_all(page.overview(profile, found))  # profile, device, total_members, …
 # length, whether every encoder starts from the same weights and draws the same augmentations
 # (*shared init*, common random numbers in training), the pool's size, and the augmentation's
 # strength (*weak*: half the colour jitter, crops of at least 54 % of the image; memorization is
-# known to grow as augmentation weakens). Designs of other methods on the chosen pool (chapter
-# 3's) are listed too: their reliability decides what chapter 3 can say.
+# known to grow as augmentation weakens). Chapter 3's designs of other methods are listed too.
 #
 # The first table is the average contrast and the noise: the encoders stored so far ($M$), the
 # minutes an encoder took here (training and scoring; the median, since a few trained beside
@@ -102,11 +106,9 @@ glue_all(page.overview(profile, found))  # profile, device, total_members, …
 # %% tags=["remove-input"]
 for frame, formats in page.regime_tables(table):  # contrast and noise; precision and cost
     show_table(frame, formats)
-
-# %% tags=["remove-cell"]
 best, cheap = page.choose(table, profile)
 chosen = ssl[best.design]
-glue_all(page.chosen_values(best))  # chosen, chosen_members, …, verdict
+glue_all(page.chosen_values(best, described))  # chosen, chosen_members, …, verdict
 
 # %% [markdown]
 # The design that chapters 2–5 rank points by, picked from this search (until it has 4
@@ -114,18 +116,17 @@ glue_all(page.chosen_values(best))  # chosen, chosen_members, …, verdict
 # **{glue:text}`chosen`**, with $M =$ {glue:text}`chosen_members:.0f` encoders so far:
 
 # %% tags=["remove-input"]
-display(Markdown(page.chosen_markdown(best, cheap)))
+display(Markdown(page.chosen_markdown(best, cheap, described)))
 
 # %% [markdown]
 # ## Reliability grows with the number of encoders
 #
-# Measured split-half reliability for random subsets of $m$ encoders (points, with the spread
-# over subsets and bootstrap as a band), the pool in colour, the placebo in grey; the dashed
-# line extrapolates the full ensemble's value with Spearman–Brown, the dotted one marks 0.8.
-# The placebo must stay on zero whatever $M$.
+# Measured split-half reliability for random subsets of $m$ encoders (points; band: spread over
+# subsets and bootstrap); the dashed line extrapolates the full ensemble's value with
+# Spearman–Brown. The placebo must stay on zero whatever $M$.
 
 # %% tags=["hide-input"]
-fig = precision.reliability_figure(ssl, table)
+fig = precision.reliability_figure(ssl, table, described)
 
 # %% [markdown]
 # ## Each point's interval
@@ -167,7 +168,7 @@ else:
 pairs = page.one_pairs(ssl)  # the designs whose one-pair repeat is stored
 if pairs:
     show_table(page.one_pair_table(pairs), page.ONE_PAIR_FORMATS)
-display(Markdown(page.one_pair_text(pairs)))
+display(Markdown(page.one_pair_text(pairs, described)))
 
 # %% [markdown]
 # ## Multi-seed $f$/$g$ against the ensemble, encoder for encoder
@@ -226,7 +227,7 @@ glue_number("detectable_now", page.detectable_now(len(chosen.pool), best))
 # ## Paper vs this run
 
 # %% tags=["remove-input"]
-show_table(page.paper_table(best, next(iter(pairs.values()), None)))
+show_table(page.paper_table(best, pair := next(iter(pairs.values()), None)))
 
 # %% [markdown]
 # ## Summary
@@ -235,8 +236,7 @@ show_table(page.paper_table(best, next(iter(pairs.values()), None)))
 #   {glue:text}`chosen_contrast`.
 # - Per-point reliability with {glue:text}`chosen_members:.0f` encoders of
 #   {glue:text}`chosen`: {glue:text}`verdict`.
-# - The ensemble grows without recomputation: every added encoder (`sslmem plan --run`, another
-#   machine, a job array) sharpens every number on this page.
+# - The ensemble grows without recomputation: every added encoder sharpens every number here.
 #
 # The results were computed on {glue:text}`device`; this page rendered them in
 # {glue:text}`seconds:.0f` s.
@@ -244,4 +244,7 @@ show_table(page.paper_table(best, next(iter(pairs.values()), None)))
 # %% tags=["remove-input", "hide-output"]
 glue_number("minutes", _timer.minutes(), volatile=True)
 glue_number("seconds", 60 * _timer.minutes(), volatile=True)
-print(page.provenance_text(first.exp.result_provenance(), parameters))
+read = [d.ensemble.exp for d in found.values()]
+glue_all(where := provenance.glued(*read))  # device, commits, minutes
+verdicts.glue([page.claim_verdict(best, chosen, pair)], provenance.hardware_of(chosen.exp))
+print(provenance.report(*read, parameters=parameters))

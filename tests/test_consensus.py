@@ -55,7 +55,8 @@ def test_verdict_says_what_is_missing():
 # ---- the page's tables and texts (moved from the chapter's notebook) ------------------------
 
 def _design(name: str, method: str, members: int = 4):
-    ens = SimpleNamespace(exp=SimpleNamespace(cfg=SimpleNamespace(method=method)),
+    cfg = SimpleNamespace(method=method, epochs=800, align_lambda=0.0)
+    ens = SimpleNamespace(exp=SimpleNamespace(cfg=cfg), pool=range(128), shared_init=True,
                           complete_members=lambda: list(range(members)))
     return SimpleNamespace(name=name, ensemble=ens)
 
@@ -66,8 +67,9 @@ def test_ensembles_are_named_by_method_unless_a_method_repeats():
     ssl = consensus.by_method(designs)
     assert list(ssl) == ["simclr", "byol-a", "byol-b"]
     sup = _design("sup-a", "supervised", members=6)
-    assert consensus.method_list(ssl, designs, sup) == (
-        "simclr (simclr-a), byol-a (byol-a), byol-b (byol-b), supervised (sup-a)")
+    assert consensus.method_list(ssl, designs, sup) == "; ".join(
+        f"{m}, 800 epochs, 128-image pool, shared init"
+        for m in ("SimCLR", "BYOL", "BYOL", "supervised"))
     counts = consensus.counts(ssl, sup.ensemble)
     assert counts == {"simclr": 4, "byol-a": 4, "byol-b": 2, "supervised": 6}
     note = consensus.missing_note(counts, "laptop")

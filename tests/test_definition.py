@@ -109,15 +109,26 @@ def test_comparison_says_whether_the_tests_hold(shift, expected):
     assert compare["this run"][4] == "S_C − S_E gap +0.0100 → +0.0800"
 
 
-def test_compute_minutes_and_provenance_text():
-    exp = SimpleNamespace(training_seconds=lambda: 120.0,
-                          sources={"scores-a": {"wall_s": {"total": 90.0, "train f": 30.0}},
-                                   "other": {"wall_s": {"total": 600.0}}})
-    assert definition.compute_minutes(exp) == {"train_minutes": 2.0, "score_minutes": 1.0}
-    text = definition.provenance_text({"commit": "abc123", "config": {"epochs": 7}},
-                                      {"profile": "tiny"})
-    lines = text.splitlines()
-    assert lines[0].startswith("Provenance of the results on this page")
-    assert "abc123" in lines[1] and "config" not in lines[1]
-    assert lines[2].split() == ["epochs", "7"]
-    assert lines[-1] == "parameters: {'profile': 'tiny'}"
+def _exp(seeds=(0,)):
+    """What chapter 1's verdict reads of an experiment: its configuration and split."""
+    cfg = SimpleNamespace(method="simclr", backbone="resnet9", epochs=150, dataset="cifar10",
+                          seeds=list(seeds))
+    split = SimpleNamespace(shared=range(200), candidate=range(200), independent=range(200),
+                            extra=range(200))
+    return SimpleNamespace(cfg=cfg, split=split, train=SimpleNamespace(image_size=32))
+
+
+def test_verdict_holds_when_both_intervals_lie_above_zero_and_not_otherwise():
+    sig = pd.DataFrame({"hypothesis": ["S_C > S_S", "S_C > S_E"], "mean_a": [0.0025, 0.0025],
+                        "mean_b": [-0.0038, -0.0037], "n_a": [200, 200], "n_b": [200, 200],
+                        "t": [4.95, 4.72], "p": [5e-7, 2e-6]})
+    v = definition.verdict(sig, _exp())
+    assert v.word == "holds" and v.chapter == "01_definition"
+    assert v.effect == pytest.approx(0.0062) and 0 < v.low < v.effect < v.high
+    assert v.detectable == pytest.approx(v.effect / 4.72 * (1.966 + 0.842), rel=0.01)
+    assert "S_S" in v.note and "CIFAR-10 at 32 px" in v.scale and "one pair of" in v.scale
+    weak = sig.assign(t=[4.95, 1.0])  # S_C > S_E no longer beyond its interval
+    assert definition.verdict(weak, _exp()).word == "not detected at this power"
+    reversed_ = sig.assign(mean_a=[-0.01, -0.01], t=[-5.0, -5.0])
+    assert definition.verdict(reversed_, _exp()).word == "contradicted"
+    assert definition.verdict(sig.iloc[:1], _exp()).word == "not run here"

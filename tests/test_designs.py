@@ -61,12 +61,11 @@ def test_designs_split_by_kind_and_count_their_encoders(monkeypatch):
     total, hours = designs.stored_encoders(found)
     assert total == 4 + 2 + 6  # the one-pair repeat of design a counts
     assert hours == pytest.approx(4 + 2 * 2 + 6)
-    monkeypatch.setattr(designs, "result_device", lambda exp: "cpu (2 cores)")
-    values = designs.overview("laptop", found)
-    assert list(values) == ["profile", "device", "total_members", "encoder_hours",
-                            "image_size", "dataset", "placebo_size"]
+    values = designs.overview("laptop", found)  # the device: glued from the provenance
+    assert list(values) == ["profile", "total_members", "encoder_hours", "image_size",
+                            "dataset", "placebo_size"]
     assert values["image_size"] == "16" and values["placebo_size"] == 10
-    assert values["profile"] == "laptop" and values["device"] == "cpu (2 cores)"
+    assert values["profile"] == "laptop"
 
 
 def test_ensembles_compute_planned_members_only_where_the_store_is_writable(monkeypatch):
@@ -102,15 +101,19 @@ def test_the_ranking_design_is_chosen_and_the_cheapest_compared(monkeypatch):
     monkeypatch.setattr(designs.chapters, "settings", lambda profile: {"ranking": {"ssl": "a"}})
     best, cheap = designs.choose(table, "laptop")
     assert (best.design, cheap.design) == ("a", "b")
-    text = designs.cost_text(best, cheap)
-    assert text.startswith("Projected from its 4 encoders, **b** would reach 0.8 with 12 ")
-    assert "(0.5 h on 2 cores, against 1.5 h in all for **a**)" in text
-    assert designs.chosen_markdown(best, cheap).endswith("\n\n" + text)
+    text = designs.cost_text(best, cheap, {"b": "BYOL, 800 epochs"})
+    assert text.startswith("Projected from its 4 encoders, the design BYOL, 800 epochs would "
+                           "reach 0.8 with 12 ")
+    assert "(0.5 h on 2 cores, against 1.5 h in all for the chosen one)" in text
+    assert designs.cost_text(best, cheap).startswith("Projected from its 4 encoders, the design b ")
+    assert designs.chosen_markdown(best, cheap, {"b": "BYOL, 800 epochs"}).endswith("\n\n" + text)
     assert designs.cost_text(best, best) == ""
     assert designs.cost_text(best, _row(design="c", members=16)) == ""  # measured on more
     assert designs.chosen_markdown(best, best) == precision.design_markdown(best)
     values = designs.chosen_values(best)
     assert values["chosen"] == "a" and values["chosen_members"] == 8
+    assert designs.chosen_values(best, {"a": "SimCLR, 800 epochs"})["chosen"] == (
+        "SimCLR, 800 epochs")
     assert isinstance(values["chosen_pool"], int)
     assert values["verdict"] == "the target of 0.8 is reached"
     assert values["chosen_contrast"] == ("+0.0284 over the pool (p = 2e-53), -0.0005 over the "
@@ -174,7 +177,7 @@ def test_detectable_correlations_shrink_with_reliability():
     assert designs.detectable_now(200, _row(pool_rel=-0.2)) == 1.0
 
 
-def test_paper_table_and_provenance():
+def test_paper_table():
     table = designs.paper_table(_row(), None)
     assert table.shape == (3, 3)
     assert table["this run"].iloc[0].startswith("average contrast: mean m̂ = +0.0284")
@@ -182,9 +185,23 @@ def test_paper_table_and_provenance():
     pair = {"pool_retest": 0.75, "placebo_retest": 0.59}
     assert designs.paper_table(_row(), pair)["this run"].iloc[2] == (
         "retest r = +0.75 (pool), +0.59 (placebo, true score 0)")
-    text = designs.provenance_text({"git_commit": "abc", "config": {"epochs": 100}},
-                                   {"profile": "laptop"})
-    lines = text.splitlines()
-    assert lines[0].startswith("Provenance of the ensemble")
-    assert "abc" in lines[1] and "100" in lines[2]
-    assert lines[-1] == "parameters: {'profile': 'laptop'}"
+
+
+
+def test_claim_verdict_against_the_least_reliability_a_per_point_claim_needs():
+    chosen = _Ensemble("simclr", 8)
+    chosen.exp.split = SimpleNamespace(shared=[], independent=[], candidate=range(40),
+                                       extra=range(10))
+    chosen.exp.cfg.epochs, chosen.shared_init = 800, True
+    pair = {"pool_retest": 0.75, "placebo_retest": 0.59}
+    v = designs.claim_verdict(_row(), chosen, pair)
+    assert v.word == "holds" and (v.low, v.effect, v.high) == (0.70, 0.81, 0.89)
+    assert "passes" in v.note and "+0.59 on the placebo" in v.note.replace("−", "-")
+    assert "8 encoders of SimCLR, 800 epochs, 40-image pool, shared init" in v.scale
+    assert designs.claim_verdict(_row(pool_rel_low=0.3), chosen, None).word == (
+        "not detected at this power")
+    assert designs.claim_verdict(_row(pool_rel_high=0.4, pool_rel=0.3, pool_rel_low=0.1),
+                                 chosen, None).word == "contradicted"
+    failed = designs.claim_verdict(_row(placebo_rel_low=0.2), chosen, None)
+    assert failed.word == "not detected at this power" and "FAILS" in failed.note
+    assert designs.claim_verdict(_row(members=2), chosen, None).word == "not run here"

@@ -231,3 +231,42 @@ def test_paper_vs_run_uses_the_dataset_top_random_test():
     assert "a pool of 200 images at 32 px, k = 50, 6 paired seeds" == table.iloc[0, 3]
     empty = gen.paper_vs_run(pd.DataFrame(), setup, 0)
     assert (empty["this run"].iloc[:2] == "not testable yet").all()
+
+
+def test_removal_verdict_is_judged_on_the_dataset_top_random_interval():
+    setup = _setup(None)
+    lower = gen.removal_verdict(gen.arm_tests(_arms(6, gap=0.02), pd.DataFrame()), setup, "s")
+    assert lower.word == "holds" and lower.direction == -1 and lower.unit == "points"
+    assert lower.high < 0 and "2 and above it on 0" in lower.note
+    higher = gen.removal_verdict(gen.arm_tests(_arms(6, gap=-0.02), pd.DataFrame()), setup, "s")
+    assert higher.word == "contradicted"
+    null = gen.removal_verdict(gen.arm_tests(_arms(6, gap=0.0), pd.DataFrame()), setup, "s")
+    assert null.word == "not detected at this power" and null.detectable > 0
+    assert gen.removal_verdict(pd.DataFrame(), setup, "s").word == "not run here"
+
+
+def test_regularizer_verdict_states_an_accuracy_that_rose_against_the_paper():
+    setup = _setup(0.05, accuracy_drop=-0.01)  # memorization halved, accuracy one point up
+    plain_table = setup.member_table
+
+    def member_table(design=None, members=None):  # a noisy change: one point up on average
+        t = plain_table(design, members)
+        return t.assign(linear=t.linear + (0.002 * (t.member % 2 - 0.5) if design else 0.0))
+
+    setup.member_table = member_table
+    for ens in (setup.design.ensemble, setup.regularized.ensemble):
+        ens.exp.cfg.__dict__.update(method="simclr", epochs=800, dataset="cifar10")
+        ens.exp.split = SimpleNamespace(shared=[], independent=[], candidate=range(200),
+                                        extra=range(50))
+        ens.exp.train = SimpleNamespace(image_size=16)
+    reg = gen.regularizer_effects(setup)
+    assert "linear-probe accuracy ROSE by +1.00 points" in reg["verdict"]
+    assert "against the paper's claim that it falls" in reg["verdict"]
+    v = gen.regularizer_verdict(reg, setup)
+    assert v.word == "holds" and v.high < 0 and v.detectable > 0
+    assert "ROSE, against the paper" in v.note
+    table = gen.paper_vs_run(pd.DataFrame(), setup, 0, reg)
+    assert table["this run"].iloc[2].startswith("memorization lowered")
+    assert table["this run"].iloc[3].startswith("ROSE, against the paper (+1.00 points")
+    assert gen.regularizer_verdict(gen.regularizer_effects(_setup(None)), setup).word == (
+        "not run here")

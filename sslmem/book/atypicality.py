@@ -17,6 +17,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from sslmem.book import verdicts
+from sslmem.book.notebook import data_text, describe_design, encoders_text
 from sslmem.book.precision import detectable_correlation, summarize
 from sslmem.pipeline.ensemble import Ensemble, label_memorization
 from sslmem.score.agreement import agreements, from_ensemble, label_scores
@@ -204,7 +206,7 @@ def comparison(found: dict, n_members: int) -> pd.DataFrame:
          "qualitative, from image grids of one f/g pair (ViT-Tiny + MAE; values UNVERIFIED)",
          f"grids above, ranked by an ensemble of {n_members} encoders (reliability {rel:.2f})",
          "our method, encoder and scale differ from the figure's"),
-        ("rank correlation of m(x) with atypicality (spec T5)",
+        ("rank correlation of m(x) with atypicality",
          "not reported in the paper; target ρ > 0, p < 0.01",
          texts["verdict"], "atypicality measured by a supervised ensemble"),
         ("memorized points are the ones with high label memorization",
@@ -212,3 +214,33 @@ def comparison(found: dict, n_members: int) -> pd.DataFrame:
         ("the correlation is not an artefact of the estimator",
          "not checked", texts["control"], "placebo: true SSLMem = 0"),
     ], columns=["claim", "paper", "this run", "why they may differ"])
+
+
+# ---- the chapter's verdict --------------------------------------------------------------------
+
+CLAIM = dict(claim="“outliers and atypical examples experience higher memorization than more "
+                   "standard samples”", short="Atypical points are memorized most",
+             source="Fig. 1", chapter="02_atypical_examples")
+
+
+def scale(ssl: Ensemble, supervised: Ensemble, n_ssl: int, n_sup: int) -> str:
+    """The run's scale in words: the SSL ensemble's data and encoders, and the supervised one's."""
+    return (f"{data_text(ssl.exp)}; {n_ssl} SSL encoders ({describe_design(ssl)}) and {n_sup} "
+            f"supervised models ({encoders_text(supervised.exp.cfg)}) on the same halves")
+
+
+def claim_verdict(found: dict | None, scale_: str) -> verdicts.Verdict:
+    """The chapter's verdict from :func:`page`: the correlation of SSLMem with atypicality
+    (1 − held-out consistency) over the pool, positive in the paper's direction; a failed
+    placebo control keeps it from holding."""
+    if found is None:
+        return verdicts.not_run("too few encoders stored to rank the pool", scale=scale_, **CLAIM)
+    row, placebo = found["main"], _row(found["agree"], "placebo")
+    test = ("Spearman's ρ between SSLMem and atypicality (1 − held-out consistency) over the "
+            f"{int(row['points'])} pool images, with a 95 % bootstrap interval; placebo control")
+    v = verdicts.from_correlation(row, row.get("detectable", math.nan), test=test,
+                                  scale=scale_, note="Placebo control " + control(placebo) + ".",
+                                  **CLAIM)
+    if v.word == verdicts.HOLDS and placebo["p"] < 0.01:
+        return verdicts.Verdict(**{**v.__dict__, "word": verdicts.NOT_DETECTED})
+    return v

@@ -18,7 +18,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from sslmem.book import precision
+from sslmem.book import precision, verdicts
+from sslmem.book.notebook import data_text, describe_design
 from sslmem.errors import SSLMemError
 from sslmem.pipeline.ensemble import Ensemble
 from sslmem.score import reliability
@@ -36,9 +37,8 @@ def by_method(designs: dict) -> dict[str, Ensemble]:
 
 
 def method_list(ssl: dict, designs: dict, supervised) -> str:
-    """The compared methods with their designs, the supervised design last."""
-    return (", ".join(f"{n} ({d.name})" for n, d in zip(ssl, designs.values()))
-            + f", supervised ({supervised.name})")
+    """The compared ensembles in words (method, epochs, pool), the supervised one last."""
+    return "; ".join(describe_design(d.ensemble) for d in [*designs.values(), supervised])
 
 
 def counts(ssl: dict[str, Ensemble], supervised: Ensemble) -> dict[str, int]:
@@ -237,6 +237,52 @@ def paper_table(result: dict) -> pd.DataFrame:
         ("SSL–SSL exceeds SSL–supervised", "implied", result["verdict"] or "not testable yet",
          "paired bootstrap of true-score agreements"),
         ("reference scale for the metrics",
-         "[LM] Table 3 (ResNet9 layers): 94 % overlap, τ = 0.837 (adjacent); 16 %, τ = 0.104 "
-         "(far)", "top-k overlaps in the table above", "different comparison"),
+         "the follow-up paper (UnitMem), Table 3 (ResNet-9 layers): 94 % overlap, τ = 0.837 "
+         "(adjacent); 16 %, τ = 0.104 (far)", "top-k overlaps in the table above",
+         "different comparison"),
     ], columns=["claim", "paper", "this run", "why they may differ"])
+
+
+# ---- the chapter's verdict --------------------------------------------------------------------
+
+CLAIM = dict(claim="“different SSL methods and encoder architectures exhibit high memorization on "
+                   "a similar set of data points, [while] the data points that are memorized in "
+                   "supervised learning differ substantially”",
+             short="SSL methods agree, supervised learning differs", source="Sec. 4, summary",
+             chapter="03_ssl_vs_supervised")
+
+
+def scale(ensembles: dict[str, Ensemble], count: dict[str, int]) -> str:
+    """The run's scale: the shared pool, and each ensemble's encoders."""
+    first = next(iter(ensembles.values()))
+    return data_text(first.exp) + "; " + "; ".join(
+        f"{count[n]} encoders of {describe_design(e)}" for n, e in ensembles.items())
+
+
+def claim_verdict(result: dict, scale_: str) -> verdicts.Verdict:
+    """The chapter's verdict from :func:`claim`: every paired difference (true-score ρ of an
+    SSL–SSL pair minus that of an SSL–supervised pair) must exceed zero; the comparison with
+    the lowest interval decides, and is the one shown."""
+    tests, table = result["tests"], result["table"]
+    if not len(table) or not len(table[table.kind == "SSL–SSL"]) or not len(tests):
+        return verdicts.not_run(result["verdict"] or "too few encoders stored", scale=scale_,
+                                **CLAIM)
+    test = ("paired bootstrap of true-score Spearman ρ: each SSL–SSL agreement minus each "
+            f"SSL–supervised one sharing a method ({len(tests)} comparisons)")
+    defined = tests[np.isfinite(tests["low"]) & np.isfinite(tests["high"])]
+    if not len(defined):
+        return verdicts.Verdict(word=verdicts.NOT_DETECTED, test=test, scale=scale_,
+                                note="The scores are too unreliable for the data to bound "
+                                     "the true-score agreements.", **CLAIM)
+    words = [verdicts.interval_word(r.low, r.high) for r in defined.itertuples()]
+    weakest = defined.sort_values("low").iloc[0]
+    held = sum(w == verdicts.HOLDS for w in words)
+    return verdicts.Verdict(
+        word=verdicts.weakest(*words), test=test, effect=weakest["difference"],
+        low=weakest["low"], high=weakest["high"],
+        detectable=verdicts.detectable_from_interval(weakest["low"], weakest["high"]),
+        measure=f"ρ({weakest['SSL–SSL'].replace(' | ', ', ')}) − "
+                f"ρ({weakest['SSL–supervised'].replace(' | ', ', ')}), the weakest comparison",
+        scale=scale_,
+        note=f"{held} of {len(tests)} comparisons lie above zero beyond their 95 % interval.",
+        **CLAIM)

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 from scipy.sparse.csgraph import connected_components
 
-from sslmem.book.notebook import result_device, scoring_minutes, training_minutes
+from sslmem.book import verdicts
+from sslmem.book.notebook import scale_text
 from sslmem.score.significance import frac_memorized
 
 SUBSETS = ("candidate", "shared", "independent", "extra")
@@ -67,9 +68,10 @@ def toy_panels(seed: int = 0, radius: float = 0.6, n_train: int = 300, k: int = 
 
 
 def run_texts(exp, profile: str) -> dict:
-    """The run's glued words: where its results were computed, the profile and the setup."""
-    return {"device": result_device(exp), "profile": profile, "dataset": exp.cfg.dataset,
-            "method_name": exp.cfg.method, "backbone": exp.cfg.backbone}
+    """The run's glued words: the profile and the setup (where the results were computed is
+    glued from their provenance at the end of the page)."""
+    return {"profile": profile, "dataset": exp.cfg.dataset, "method_name": exp.cfg.method,
+            "backbone": exp.cfg.backbone}
 
 
 def run_numbers(exp) -> dict:
@@ -162,21 +164,41 @@ def comparison(numbers: dict, alpha: float = 0.01) -> pd.DataFrame:
         ("Frac. Mem. of the candidates", "Table 1 value and threshold UNVERIFIED",
          f"{n['frac_candidate']:.3f} above {n['threshold']:.3g}",
          "our threshold: 99th percentile of S_E"),
-        ("memorization grows with training", "UNVERIFIED for SSLMem; [LM] Fig. 4: UnitMem rises",
+        ("memorization grows with training",
+         "UNVERIFIED for SSLMem; the follow-up paper (UnitMem, Fig. 4): it rises",
          f"S_C − S_E gap {n['epoch_first_gap']:+.4f} → {n['epoch_last_gap']:+.4f}",
          "few snapshots in a short schedule"),
     ], columns=["claim", "paper", "this run", "why they may differ"])
 
 
-def compute_minutes(exp) -> dict:
-    """Minutes the stored results took to compute: training f and g, and scoring them."""
-    return {"train_minutes": training_minutes(exp), "score_minutes": scoring_minutes(exp)}
+CLAIM = dict(
+    claim="points seen only by f (the candidates S_C) are memorized more than points f and g "
+          "both saw (S_S) and points neither saw (S_E): one-sided t-tests, p < 0.01",
+    short="The candidates are memorized", source="Sec. 3, Table 1", chapter="01_definition")
 
 
-def provenance_text(info: dict, parameters: dict) -> str:
-    """What the page's last cell prints: the result provenance (config, commit, versions,
-    device, wall times) and the page's parameters."""
-    return "\n".join([
-        "Provenance of the results on this page (config, commit, versions, device, wall times):",
-        pd.Series({k: v for k, v in info.items() if k != "config"}).to_string(),
-        pd.Series(info["config"]).to_string(), f"parameters: {parameters}"])
+def verdict(sig: pd.DataFrame, exp) -> verdicts.Verdict:
+    """The chapter's verdict: S_C − S_E and S_C − S_S with Student's 95 % intervals (from the
+    significance table's means, sizes and t); holds only if both lie above zero."""
+    rows = sig.set_index("hypothesis")
+    parts = {}
+    for h in ("S_C > S_E", "S_C > S_S"):
+        if h in rows.index:
+            r = rows.loc[h]
+            parts[h] = verdicts.two_sample(r.mean_a, r.mean_b, int(r.n_a), int(r.n_b), r.t)
+    n = len(exp.cfg.seeds)
+    pairs = "one pair of encoders f and g" if n == 1 else f"{n} pairs of f and g (one per seed)"
+    scale = f"{scale_text(exp)}; {pairs}"
+    if "S_C > S_E" not in parts:
+        return verdicts.not_run("the significance tests are missing", scale=scale, **CLAIM)
+    main, shared = parts["S_C > S_E"], parts.get("S_C > S_S")
+    word = verdicts.weakest(*(verdicts.interval_word(v["low"], v["high"])
+                              for v in parts.values()))
+    note = ("" if shared is None else "Against the shared points S_S: " + verdicts.effect_text(
+        verdicts.Verdict(word=word, fmt="+.4f", measure="mean score of S_C − S_S", **CLAIM,
+                         **shared)) + ".")
+    return verdicts.Verdict(
+        word=word, test="Student's t-tests (equal variances, as in the authors' code) of S_C "
+        "against S_E and against S_S", measure="mean score of S_C − mean score of S_E",
+        effect=main["effect"], low=main["low"], high=main["high"],
+        detectable=main["detectable"], fmt="+.4f", scale=scale, note=note, **CLAIM)

@@ -10,10 +10,13 @@ only :func:`ensembles` trains, the planned members that a writable store still l
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pandas as pd
 
-from sslmem.book import precision
-from sslmem.book.notebook import result_device
+from sslmem.book import precision, verdicts
+from sslmem.book.notebook import data_text, describe_design
 from sslmem.pipeline import chapters
 from sslmem.pipeline.ensemble import Ensemble
 
@@ -55,11 +58,12 @@ def stored_encoders(found: dict) -> tuple[int, float]:
 
 
 def overview(profile: str, found: dict) -> dict:
-    """The page's opening values, by glue name: ``profile``, ``device``, ``total_members`` and
+    """The page's opening values, by glue name: ``profile``, ``total_members`` and
     ``encoder_hours`` (all designs), and the first SSL design's ``image_size``, ``dataset`` and
-    ``placebo_size``."""
+    ``placebo_size`` (where the results were computed is glued from their provenance at the end
+    of the page)."""
     first = next(iter(by_kind(found)[0].values()))
-    values = {"profile": profile, "device": result_device(first.exp)}
+    values = {"profile": profile}
     values["total_members"], values["encoder_hours"] = stored_encoders(found)
     return values | {"image_size": f"{first.exp.train.image_size}",
                      "dataset": first.exp.cfg.dataset, "placebo_size": len(first.placebo)}
@@ -88,31 +92,40 @@ def contrast_text(best) -> str:
             f"{best.placebo_mean:+.4f} over the placebo (p = {best.placebo_p:.2f})")
 
 
-def chosen_values(best) -> dict:
-    """The chosen design's values, by glue name: ``chosen``, ``chosen_members``,
-    ``chosen_pool``, ``verdict`` and ``chosen_contrast``."""
-    return {"chosen": best.design, "chosen_members": int(best.members),
+def names(found: dict) -> dict[str, str]:
+    """Every design's name in words ("SimCLR, 800 epochs, 128-image pool, shared init")."""
+    return {n: describe_design(d.ensemble) for n, d in found.items()}
+
+
+def chosen_values(best, described: dict | None = None) -> dict:
+    """The chosen design's values, by glue name: ``chosen`` (in words, from ``described``),
+    ``chosen_members``, ``chosen_pool``, ``verdict`` and ``chosen_contrast``."""
+    return {"chosen": (described or {}).get(best.design, best.design),
+            "chosen_members": int(best.members),
             "chosen_pool": int(best.pool), "verdict": precision.verdict(best),
             "chosen_contrast": contrast_text(best)}
 
 
-def cost_text(best, cheap) -> str:
+def cost_text(best, cheap, described: dict | None = None) -> str:
     """What the target reliability costs with a cheaper-looking design than ``best`` (measured
-    on fewer encoders), and why that does not decide; empty where ``best`` is the cheapest."""
+    on fewer encoders), and why that does not decide; empty where ``best`` is the cheapest.
+    ``described``: the designs' names in words (:func:`names`)."""
     if cheap.design == best.design or not cheap.members < best.members:
         return ""
-    return (f"Projected from its {int(cheap.members)} encoders, **{cheap.design}** "
+    name = (described or {}).get
+    return (f"Projected from its {int(cheap.members)} encoders, the design "
+            f"{name(cheap.design, cheap.design)} "
             f"would reach 0.8 with {cheap.members_for_target:.0f} encoders "
             f"({cheap.hours_for_target_2cores:.1f} h on 2 cores, against "
-            f"{best.hours_for_target_2cores:.1f} h in all for **{best.design}**), but its "
+            f"{best.hours_for_target_2cores:.1f} h in all for the chosen one), but its "
             f"reliability interval {precision._interval(cheap, 'pool_rel')} is too wide to "
             "tell the two costs apart: more of its encoders would decide it.")
 
 
-def chosen_markdown(best, cheap) -> str:
+def chosen_markdown(best, cheap, described: dict | None = None) -> str:
     """The chosen design's numbers as Markdown, followed by :func:`cost_text` if any."""
     text = precision.design_markdown(best)
-    cost = cost_text(best, cheap)
+    cost = cost_text(best, cheap, described)
     return text + "\n\n" + cost if cost else text
 
 
@@ -130,12 +143,13 @@ def one_pair_table(pairs: dict[str, dict]) -> pd.DataFrame:
                          for n, p in pairs.items()])
 
 
-def one_pair_text(pairs: dict[str, dict]) -> str:
+def one_pair_text(pairs: dict[str, dict], described: dict | None = None) -> str:
     """What the first design's one pair, trained twice, says (or that none is stored)."""
     if not pairs:
         return ("No design has its one-pair repeat stored yet (`sslmem plan` lists the `-r1` "
                 "units).")
     name, p = next(iter(pairs.items()))
+    name = (described or {}).get(name, name)
     return (f"One pair of **{name}** trained twice reproduces its per-point scores with "
             f"r = {p['pool_retest']:+.2f} on the pool and r = {p['placebo_retest']:+.2f} on the "
             "placebo. A placebo correlation above zero is the composition effect: which of the "
@@ -222,11 +236,41 @@ def paper_table(best, pair: dict | None) -> pd.DataFrame:
     ], columns=["claim", "paper", "this run"])
 
 
+# ---- the chapter's verdict --------------------------------------------------------------------
 
-def provenance_text(info: dict, parameters: dict) -> str:
-    """What the page's last cell prints: the first design's result provenance and the page's
-    parameters."""
-    return "\n".join([
-        "Provenance of the ensemble (config, versions; each member's result has its own):",
-        pd.Series({k: v for k, v in info.items() if k != "config"}).to_string(),
-        pd.Series(info["config"]).to_string(), f"parameters: {parameters}"])
+CLAIM = dict(claim="one point's SSLMem score measures that point's own memorization precisely "
+                   "(the paper ranks points by it)", short="One point's score is precise",
+             source="Sec. 3, Fig. 1", chapter="07_precision")
+ENOUGH = 0.5  # the split-half reliability a per-point claim needs at the least (chapters 2-5)
+
+
+def claim_verdict(best, chosen: Ensemble, pair: dict | None) -> verdicts.Verdict:
+    """The chapter's verdict: the chosen design's split-half reliability against
+    :data:`ENOUGH`, with its 95 % interval; a placebo whose reliability or mean is not zero
+    keeps it from holding. The paper's own estimator (one pair, trained twice) in the note."""
+    scale = f"{data_text(chosen.exp)}; {int(best.members)} encoders of {describe_design(chosen)}"
+    rel = (best.get(k, math.nan) for k in ("pool_rel", "pool_rel_low", "pool_rel_high"))
+    rel, low, high = rel
+    if best.get("members", 0) < 4 or not np.isfinite(rel):
+        return verdicts.not_run("fewer than 4 encoders stored", scale=scale, **CLAIM)
+    placebo_ok = (best.get("placebo_rel_low", -1) <= 0 <= best.get("placebo_rel_high", 1)
+                  and best.get("placebo_p", 0) > 0.01)
+    note = ("Placebo (true score 0): reliability "
+            f"{precision._interval(best, 'placebo_rel')}, mean {best.placebo_mean:+.4f} "
+            f"(p = {best.placebo_p:.2f}): " + ("passes." if placebo_ok else "FAILS."))
+    if pair is not None:
+        note += (f" This is the ensemble's estimator. The paper's, one f/g pair trained twice: "
+                 "retest r = "
+                 f"{pair['pool_retest']:+.2f} on the pool but {pair['placebo_retest']:+.2f} on "
+                 "the placebo, whose true score is 0: its repeatable part is largely the "
+                 "split's composition.")
+    v = verdicts.from_threshold(
+        threshold=ENOUGH, test=f"split-half reliability of the ensemble's per-point scores "
+        f"({int(best.members)} encoders; halves of the "
+        f"encoders, Spearman–Brown corrected; 95 % interval over points and splits) against "
+        f"{ENOUGH}, the least a per-point claim needs", measure="split-half reliability",
+        fmt=".2f", effect=rel, low=low, high=high, scale=scale, note=note.replace("-", "−"),
+        **CLAIM)
+    if v.word == verdicts.HOLDS and not placebo_ok:
+        return verdicts.Verdict(**{**v.__dict__, "word": verdicts.NOT_DETECTED})
+    return v

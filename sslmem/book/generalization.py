@@ -14,7 +14,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from sslmem.book.notebook import result_device
+from sslmem.book import provenance, verdicts
+from sslmem.book.notebook import DATASET_NAMES, data_text, describe_design, scale_text
 from sslmem.pipeline import regularizer, removal
 
 CONTRASTS = (("top", "random"), ("random", "bottom"), ("top", "bottom"))
@@ -46,10 +47,11 @@ def compute(setup) -> None:
 
 
 def overview(setup, profile: str) -> dict:
-    """The page's header values: texts (profile, device, dataset, design) and counts."""
+    """The page's header values: texts (profile, dataset, design) and counts."""
     exp = setup.exp
-    return {"profile": profile, "device": result_device(exp), "dataset": exp.cfg.dataset,
-            "design": setup.design.name, "n_pool": len(setup.design.ensemble.pool),
+    return {"profile": profile, "dataset": exp.cfg.dataset,
+            "design": describe_design(setup.design.ensemble),
+            "n_pool": len(setup.design.ensemble.pool),
             "k": setup.k, "rank_members": setup.rank_members, "n_seeds": len(setup.seeds)}
 
 
@@ -254,8 +256,12 @@ def reg_verdict(effect: dict, acc: dict) -> str:
     else:
         out = f"no measurable change in memorization (relative contrast {ci}"
     if acc["n"] >= 2 and np.isfinite(acc["p"]):
-        out += (f"; linear-probe accuracy changes by {acc['mean']:+.2f} points "
-                f"({acc['lo']:+.2f} to {acc['hi']:+.2f}, p = {acc['p']:.2g})")
+        change = (f"{acc['mean']:+.2f} points ({acc['lo']:+.2f} to {acc['hi']:+.2f}, "
+                  f"p = {acc['p']:.2g})")
+        out += ("; linear-probe accuracy ROSE by " + change + ", against the paper's claim "
+                "that it falls" if acc["lo"] > 0 else "; linear-probe accuracy fell by "
+                + change + ", as the paper claims" if acc["hi"] < 0 else
+                "; linear-probe accuracy changes by " + change)
     elif acc["n"] >= 2:
         out += f"; linear-probe accuracy changes by {acc['mean']:+.2f} points in every pair"
     return out
@@ -295,12 +301,17 @@ def regularizer_effects(setup) -> dict:
     intro = (f"Over {len(both)} paired members, the in/out contrast is {c0:+.4f} without "
              f"the regularizer and {c1:+.4f} with λ = {lam:g}: ")
     verdict_ = reg_verdict(effects["contrast ÷ mean loss"], effects[acc_name])
-    return {"table": table, "verdict": verdict_, "text": intro + verdict_ + "."}
+    return {"table": table, "verdict": verdict_, "text": intro + verdict_ + ".",
+            "effect": effects["contrast ÷ mean loss"], "accuracy": effects[acc_name],
+            "lambda": lam}
 
 
 # ---- paper vs this run -------------------------------------------------------------------------
-def paper_vs_run(tests: pd.DataFrame, setup, n_complete: int) -> pd.DataFrame:
-    """The chapter's claims: what the paper states, what this run found, why they may differ."""
+def paper_vs_run(tests: pd.DataFrame, setup, n_complete: int,
+                 reg: dict | None = None) -> pd.DataFrame:
+    """The chapter's claims: what the paper states, what this run found (``reg``: the
+    regularizer's :func:`regularizer_effects`), why they may differ."""
+    reg = reg or {}
     exp = setup.exp
     top_sets = tests[tests.contrast == "top − random"] if len(tests) else tests
     own_top = top_sets[top_sets.probe == exp.cfg.dataset] if len(tests) else tests
@@ -315,7 +326,81 @@ def paper_vs_run(tests: pd.DataFrame, setup, n_complete: int) -> pd.DataFrame:
          f"significantly below random on {int((top_sets.hi < 0).sum())} of {len(top_sets)} "
          "probe sets" if len(top_sets) else "not testable yet",
          "SVHN and STL-10 are not offline; CIFAR-100 on halves of its test split"),
-        ("limiting alignment lowers memorization and accuracy (Eq. 3)",
-         "stated; values UNVERIFIED", "see above",
+        ("limiting alignment lowers memorization (Eq. 3)",
+         "stated; values UNVERIFIED", reg.get("verdict", "not measured").split("; ")[0],
          "regularizer form UNVERIFIED; one pair cannot measure it"),
+        ("... and downstream accuracy with it", "stated; values UNVERIFIED",
+         accuracy_text(reg.get("accuracy")), "a short schedule on a 128-image pool"),
     ], columns=["claim", "paper", "this run", "why they may differ"])
+
+
+def accuracy_text(acc: dict | None) -> str:
+    """The regularizer's paired effect on linear-probe accuracy, against the paper's claim
+    that it falls."""
+    if not acc or acc["n"] < 2 or not np.isfinite(acc["lo"]):
+        return "not measured"
+    change = (f"{acc['mean']:+.2f} points, 95 % interval {acc['lo']:+.2f} to "
+              f"{acc['hi']:+.2f}, p = {acc['p']:.2g}, {acc['n']} paired members")
+    if acc["lo"] > 0:
+        return f"ROSE, against the paper ({change})"
+    if acc["hi"] < 0:
+        return f"fell, as the paper claims ({change})"
+    return f"no measurable change ({change})"
+
+
+# ---- the chapter's verdicts -------------------------------------------------------------------
+
+REMOVAL = dict(claim="removing the most memorized points from pre-training lowers downstream "
+                     "accuracy more than removing as many random points",
+               short="Removing the most memorized points", source="Sec. 4.4, Fig. 3, Table 3",
+               chapter="04_generalization")
+REGULARIZER = dict(claim="a regularizer that limits the alignment of a training point's views "
+                         "lowers its memorization",
+                   short="Limiting alignment", source="Eq. 3", chapter="04_generalization")
+
+
+def scale(setup, n_complete: int) -> str:
+    """The removal experiment's scale in words."""
+    return (f"{scale_text(setup.exp)}; ranked by {setup.rank_members} encoders of "
+            f"{describe_design(setup.design.ensemble)}; k = {setup.k} points removed per arm, "
+            f"{n_complete} paired seeds × 3 arms")
+
+
+def removal_verdict(tests: pd.DataFrame, setup, scale_: str) -> verdicts.Verdict:
+    """Top-k against random removal on the dataset (the paper: top lower), from
+    :func:`arm_tests`; the other probe sets in the note."""
+    dataset = setup.exp.cfg.dataset
+    own = tests[(tests.probe == dataset) & (tests.contrast == "top − random")] if len(
+        tests) else tests
+    if not len(own) or not np.isfinite(own.iloc[0].lo):
+        return verdicts.not_run(NOT_YET, scale=scale_, **REMOVAL)
+    row, tr = own.iloc[0], tests[tests.contrast == "top − random"]
+    return verdicts.from_interval(
+        direction=-1, test=f"paired t-test over {row.n} seeds (same initialization and "
+        f"augmentations in every arm), linear probe on {DATASET_NAMES.get(dataset, dataset)}",
+        measure=f"accuracy without the top-{setup.k} − without {setup.k} random points",
+        unit="points", effect=row["mean"], low=row.lo, high=row.hi, detectable=row.detectable,
+        scale=scale_, hardware=provenance.hardware_of(setup.exp),
+        note=f"Over the {len(tr)} probe sets, top-k removal is below random "
+        f"beyond its interval on {int((tr.hi < 0).sum())} and above it on "
+        f"{int((tr.lo > 0).sum())}.", **REMOVAL)
+
+
+def regularizer_verdict(reg: dict, setup) -> verdicts.Verdict:
+    """The regularizer's paired effect on memorization (in/out contrast ÷ mean loss; the
+    paper: lower), from :func:`regularizer_effects`; its effect on accuracy in the note."""
+    design = setup.regularized
+    if "effect" not in reg:
+        return verdicts.not_run(reg["verdict"], **REGULARIZER)
+    e, acc = reg["effect"], reg["accuracy"]
+    return verdicts.from_interval(
+        direction=-1, test=f"paired t-test over {e['n']} members trained on the same halves "
+        "with the same seeds, with and without the regularizer",
+        measure=f"relative in/out contrast at λ = {reg['lambda']:g} − at λ = 0",
+        fmt="+.4f", effect=e["mean"], low=e["lo"], high=e["hi"],
+        detectable=removal.detectable(e["sd"], e["n"]),
+        scale=f"{data_text(design.ensemble.exp)}; {e['n']} pairs of encoders of "
+              f"{describe_design(setup.design.ensemble)}, without and with the regularizer",
+        hardware=provenance.hardware_of(setup.exp, design.ensemble.exp),
+        note="Downstream linear-probe accuracy (the paper: it falls with memorization): "
+             + accuracy_text(acc) + ".", **REGULARIZER)

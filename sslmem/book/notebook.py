@@ -15,7 +15,6 @@ import os
 import time
 
 from sslmem.errors import SSLMemError
-from sslmem.io import computed_on
 
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "open"}
 
@@ -142,11 +141,23 @@ def _log_glue(name: str, value) -> None:
         log.write(json.dumps({"name": name, "text": text}) + "\n")
 
 
+def glue_markdown(name: str, text: str) -> None:
+    """Glue MyST markdown (e.g. an admonition) for a ``{glue:md}`` directive with
+    ``:format: myst``: a page can show, under its title, what its later cells compute."""
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    _log_glue(name, Markdown(text))
+    glue(name, Markdown(text), display=False)
+
+
 def show_table(frame, formats: dict | None = None) -> None:
     """Display a DataFrame as a compact, padded HTML table without its index.
 
-    The HTML is deterministic (its CSS id is a hash of the table), so re-executing a page from
-    the same stored results gives the same output, which nbval and git diffs can compare.
+    Headers and cells are HTML-escaped: a header such as "p S_I<S_S" lost its "<S_S" to the
+    browser, which read it as a tag. The HTML is deterministic (its CSS id is a hash of the
+    table), so re-executing a page from the same stored results gives the same output, which
+    nbval and git diffs can compare.
     """
     import hashlib
 
@@ -155,85 +166,95 @@ def show_table(frame, formats: dict | None = None) -> None:
     uid = hashlib.sha256(frame.to_json().encode()).hexdigest()[:10]
     styler = frame.style.hide(axis="index").set_uuid(uid).set_table_styles(
         [{"selector": "th, td", "props": "padding: 3px 12px; text-align: left;"}])
+    styler = styler.format(escape="html", na_rep="–").format_index(escape="html", axis=1)
     if formats:
-        styler = styler.format(formats, na_rep="–")
+        styler = styler.format(formats, na_rep="–", escape="html")
     display(HTML(styler.to_html()))
 
 
 PROFILE_NOTES = {
-    "paper": ("note", "Paper profile: the paper's CIFAR-10 setup (spec.md §6), with the epochs "
-              "each chapter states."),
-    "laptop": ("note", "Laptop profile: real CIFAR-10 photographs at their native 32 px, sized "
-               "to run on 2 CPU cores. Reduced from the paper's setup: a random split of 100 to "
-               "200 points per subset (the paper: 40,000 / 5,000 / 5,000 / 5,000), ResNet-9 "
-               "instead of ResNet-18, short schedules. Effects are reported with their "
-               "significance at this scale; their magnitudes need not match the paper's."),
+    "paper": ("note", "Paper profile: the paper's setup (CIFAR-10; 40,000 / 5,000 / 5,000 / "
+              "5,000 points per subset; ResNet-18), with the epochs each chapter states."),
+    "laptop": ("note", "Laptop profile: reduced from the paper's setup (40,000 / 5,000 / 5,000 / "
+               "5,000 points per subset, ResNet-18, long schedules) to run on 2 CPU cores. "
+               "Effects are reported with their significance at this scale; their magnitudes "
+               "need not match the paper's."),
     "tiny": ("warning", "**Smoke run on CPU (tiny profile): numbers are not the paper's.** "
              "A tiny configuration that runs in minutes without a GPU: it shows that the "
              "pipeline works end to end; the direction of an effect may or may not survive at "
              "this scale."),
 }
+METHOD_NAMES = {"simclr": "SimCLR", "byol": "BYOL", "simsiam": "SimSiam", "mae": "MAE",
+                "dino": "DINO", "vicreg": "VICReg", "barlowtwins": "Barlow Twins",
+                "supervised": "supervised"}
+BACKBONE_NAMES = {"resnet9": "ResNet-9", "resnet18": "ResNet-18", "vit_tiny": "ViT-Tiny"}
+DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "mnist": "MNIST",
+                 "fashionmnist": "Fashion-MNIST", "svhn": "SVHN", "stl10": "STL-10"}
 
 
-def banner(profile: str, exp=None, parameters: dict | None = None) -> None:
-    """Say which profile produced the page's numbers, on which device, from which results.
+def method_name(method: str) -> str:
+    """A method as the paper names it ("simclr" -> "SimCLR")."""
+    return METHOD_NAMES.get(method, method)
 
-    The device and commit are those recorded in the stored results' provenance (where the
-    numbers were computed), not the machine rendering the page.
+
+def encoders_text(cfg) -> str:
+    """An experiment's encoders in words: method, backbone, epochs."""
+    return (f"{method_name(cfg.method)}, {BACKBONE_NAMES.get(cfg.backbone, cfg.backbone)}, "
+            f"{cfg.epochs} epochs")
+
+
+def data_text(exp) -> str:
+    """An experiment's data in words, from its configuration (the key of its stored results):
+    dataset, image size as trained, and the split or the ensemble's pool."""
+    c, sp = exp.cfg, exp.split
+    data = f"{DATASET_NAMES.get(c.dataset, c.dataset)} at {exp.train.image_size} px"
+    if not len(sp.shared) and not len(sp.independent):  # an ensemble: a pool and a placebo
+        return (f"{data}: a pool of {len(sp.candidate)} training images, each encoder on a "
+                f"random half, and {len(sp.extra)} placebo test images")
+    return (f"{data}: S_S {len(sp.shared)}, S_C {len(sp.candidate)}, S_I {len(sp.independent)}, "
+            f"S_E {len(sp.extra)} points")
+
+
+def scale_text(exp) -> str:
+    """The encoders and data of an experiment's results (:func:`data_text`)."""
+    return f"{encoders_text(exp.cfg)}; {data_text(exp)}"
+
+
+def describe_design(ensemble) -> str:
+    """An ensemble design in words ("SimCLR, 800 epochs, 128-image pool, shared init")."""
+    c = ensemble.exp.cfg
+    text = f"{method_name(c.method)}, {c.epochs} epochs, {len(ensemble.pool)}-image pool"
+    if getattr(ensemble, "shared_init", False):
+        text += ", shared init"
+    if (getattr(c, "augment_strength", 1.0) or 1.0) < 1.0:
+        text += ", weak augmentation"
+    if getattr(c, "align_lambda", 0.0):
+        text += f", alignment regularizer λ = {c.align_lambda:g}"
+    return text
+
+
+def banner(profile: str, exp=None, parameters: dict | None = None,
+           scale: str | None = None) -> None:
+    """Say which profile produced the page's numbers and at what scale.
+
+    The scale (``scale``, else :func:`scale_text` of ``exp``) comes from the configuration that
+    keys the stored results; where, with which commits and in how long they were computed comes
+    from their provenance, in the verdict box and at the end of the page
+    (:mod:`sslmem.book.provenance`), once the page has read them.
     """
     from IPython.display import Markdown, display
 
     kind, text = PROFILE_NOTES.get(profile, ("note", f"Profile `{profile}`."))
-    if exp is not None:
-        prov = exp.result_provenance()
-        c = exp.cfg
-        sp = exp.split
-        text += (f" Encoders: {c.method}, {c.backbone}, {c.epochs} epochs on {c.dataset}"
-                 f" at {exp.train.image_size} px; split S_S {len(sp.shared)}, S_C "
-                 f"{len(sp.candidate)}, S_I {len(sp.independent)}, S_E {len(sp.extra)}."
-                 f" Results computed on **{computed_on(prov)}**"
-                 f" (commit `{str(prov.get('git_commit', '?'))[:12]}`) and read from the results "
-                 "store, so this page trains nothing when they are stored.")
+    if scale is None and exp is not None:
+        scale = scale_text(exp)
+    if scale:
+        text += (f" This page: {scale}. Results are read from the results store (the page "
+                 "trains nothing when they are stored); the hardware, commits and times they "
+                 "record are stated in the verdict box and at the end of the page.")
     given = ", ".join(f"`{k}={v!r}`" for k, v in (parameters or {}).items() if v is not None)
     if given:
         text += f"\n\nParameters of this page: {given}."
     display(Markdown(f":::{{{kind}}}\n{text}\n:::\n"))
-
-
-def result_device(*experiments) -> str:
-    """Where the first experiment's results were computed (from the store's provenance): the
-    CPU model where it is recorded, since 2-core hosts here differ ~5x in speed."""
-    return computed_on(experiments[0].result_provenance())
-
-
-def training_minutes(*experiments) -> float:
-    """Wall-clock minutes spent training the f and g encoders of ``experiments`` (all seeds).
-
-    Read from the stored training histories, so it is the real cost even when this page
-    rendered stored results in seconds.
-    """
-    return sum(exp.training_seconds() for exp in experiments) / 60.0
-
-
-def compute_minutes(*experiments, results=("scores-", "epochs-")) -> float:
-    """Minutes spent computing the served results named ``results*`` (training excluded).
-
-    From the stored provenance: each result records the wall time of its own computation
-    (``total``) and of any encoder it had to train on the way (``train ...``).
-    """
-    seconds = 0.0
-    for exp in experiments:
-        for name, prov in exp.sources.items():
-            if name.startswith(tuple(results)):
-                wall = prov.get("wall_s") or {}
-                training = sum(float(v) for k, v in wall.items() if k.startswith("train "))
-                seconds += max(0.0, float(wall.get("total", 0.0)) - training)
-    return seconds / 60.0
-
-
-def scoring_minutes(*experiments) -> float:
-    """Minutes spent scoring (the score tables and the score-vs-epoch curves)."""
-    return compute_minutes(*experiments)
 
 
 class Timer:

@@ -1,4 +1,4 @@
-"""A chapter's parameters: a params file, per-notebook values, and their checks before a kernel starts.
+"""A chapter's parameters: a params file, per-notebook values, their checks before a kernel runs.
 
 Why a module: papermill only warns about an injected parameter a notebook does not declare, and a
 wrong value would surface minutes later as a traceback inside a kernel; here every value is
@@ -13,8 +13,11 @@ from pathlib import Path
 from sslmem.errors import SSLMemError
 from sslmem.pipeline.config import FIELDS
 
-NOTEBOOKS = ("01_definition", "02_atypical_examples", "03_ssl_vs_supervised",
-             "04_generalization", "05_dejavu", "06_privacy", "07_precision")
+CHAPTERS = ("01_definition", "02_atypical_examples", "03_ssl_vs_supervised",
+            "04_generalization", "05_dejavu", "06_privacy", "07_precision")
+# executed in this order: the glance page (the book's landing page) collects the chapters'
+# verdicts from their executed pages, so it runs last
+NOTEBOOKS = (*CHAPTERS, "00_glance")
 
 
 def load_params(params) -> dict:

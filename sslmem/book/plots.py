@@ -182,11 +182,14 @@ def removal_ranking(ranking: pd.DataFrame, k: int) -> plt.Figure:
 
 
 def paired_arms(table: pd.DataFrame, metric: str = "linear") -> plt.Figure:
-    """Probe accuracy per arm, one line per seed (the pairing), one panel per probe set."""
+    """Probe accuracy per arm, one line per seed (the pairing), one panel per probe set.
+
+    Two panels per row at most: four in a row left each ~1.8 inches, and the arms' names
+    ("−top", ...) printed over each other."""
     probes = list(dict.fromkeys(table.probe))
-    ncols = min(4, len(probes))
+    ncols = min(2, len(probes))
     nrows = int(np.ceil(len(probes) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(WIDTH, 2.8 * nrows), squeeze=False,
+    fig, axes = plt.subplots(nrows, ncols, figsize=(WIDTH, 2.4 * nrows + 0.5), squeeze=False,
                              layout="constrained")
     arms = [a for a in ARM_COLORS if a in set(table.arm)]
     for ax in axes.flat[len(probes):]:
@@ -198,18 +201,22 @@ def paired_arms(table: pd.DataFrame, metric: str = "linear") -> plt.Figure:
             ax.plot(range(len(arms)), row.to_numpy(), color="0.6", lw=0.8, marker="o", ms=3)
         ax.plot(range(len(arms)), wide.mean().to_numpy(), color="black", lw=2, marker="s",
                 label="mean over seeds")
-        ax.set_xticks(range(len(arms)), [f"−{a}" for a in arms])
+        ax.set_xticks(range(len(arms)), [f"{a} k\nremoved" for a in arms], fontsize=8)
+        ax.set_xlim(-0.3, len(arms) - 0.7)
         ax.set_title(f"probe on {probe}", fontsize=10)
         ax.set_ylabel(f"{metric} accuracy (%)", fontsize=9)
-    axes.flat[0].legend(fontsize=7)
+    handles = [plt.Line2D([], [], color="0.6", lw=0.8, marker="o", ms=3),
+               plt.Line2D([], [], color="black", lw=2, marker="s")]
+    fig.legend(handles, ["one seed (its three arms)", "mean over seeds"],
+               loc="outside lower center", ncol=2, fontsize=8, frameon=False)
     return fig
 
 
 def dejavu_curves(summaries: dict[str, pd.DataFrame]) -> plt.Figure:
     """Déjà vu: label-inference accuracy of KNN_f and KNN_g on their most confident fractions.
 
-    ``summaries`` maps a panel title (e.g. a method) to ``sslmem.score.dejavu.dejavu_summary`` output
-    over many fractions. The vertical gap between the curves is the Déjà vu memorization.
+    ``summaries`` maps a panel title (e.g. a method) to ``sslmem.score.dejavu.dejavu_summary``
+    output over many fractions. The vertical gap between the curves is the Déjà vu memorization.
     """
     ncols = min(2, len(summaries))
     nrows = int(np.ceil(len(summaries) / ncols))
@@ -276,12 +283,14 @@ def scores_by_level(tables: dict[str, pd.DataFrame], column: str = "score_raw",
 
 
 def privacy_tradeoff(frame: pd.DataFrame) -> plt.Figure:
-    """Memorization of S_C (mean and Frac. Mem.) and probe accuracy per privacy level (index)."""
+    """Memorization of S_C (its gap to S_E, else its mean; and Frac. Mem.) and probe accuracy
+    per privacy level (index); the accuracy bars start at 0."""
     fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 3.0), layout="constrained")
     labels = [f"ε = {i}" for i in frame.index]
-    axes[0].bar(labels, frame["mean m(S_C)"], color="#d62728")
+    gap = "m(S_C) − m(S_E)" if "m(S_C) − m(S_E)" in frame else "mean m(S_C)"
+    axes[0].bar(labels, frame[gap], color="#d62728")
     axes[0].axhline(0, color="black", linewidth=0.8)
-    axes[0].set_ylabel("mean m(x) on $S_C$")
+    axes[0].set_ylabel("m($S_C$) − m($S_E$)" if gap != "mean m(S_C)" else "mean m(x) on $S_C$")
     axes[0].set_title("memorization", fontsize=10)
     twin = axes[0].twinx()
     twin.plot(labels, frame["Frac. Mem."], color="black", marker="o", label="Frac. Mem.")
@@ -292,8 +301,9 @@ def privacy_tradeoff(frame: pd.DataFrame) -> plt.Figure:
     axes[1].bar(labels, 100 * frame["linear probe"], color="#1f77b4")
     axes[1].set_ylabel("linear probe accuracy (%)")
     axes[1].set_title("utility", fontsize=10)
-    lo = 100 * float(frame["linear probe"].min())
-    axes[1].set_ylim(max(0.0, lo - 10), min(100.0, 100 * float(frame["linear probe"].max()) + 5))
+    axes[1].set_ylim(0, min(100.0, 100 * float(frame["linear probe"].max()) + 5))  # bars from 0
+    for x, value in enumerate(100 * frame["linear probe"]):
+        axes[1].text(x, value, f"{value:.1f}", ha="center", va="bottom", fontsize=8)
     return fig
 
 
@@ -330,6 +340,7 @@ def forest(labels, estimate, low, high, xlabel: str, title: str, ref: float = 0.
     ax.plot(est[~ok], y[~ok], "o", color="C7")
     ax.axvline(ref, color="0.5", lw=0.8, ls="--")
     ax.set_yticks(y, labels)
+    ax.xaxis.set_major_locator(plt.MaxNLocator(5))  # at most 6 ticks: 4-digit values overprinted
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     return fig

@@ -8,6 +8,7 @@ members. Everything is read from the results store; nothing here trains.
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -277,15 +278,21 @@ def tables(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(contrast_rows), pd.DataFrame(precision_rows)
 
 
-def reliability_figure(designs: dict[str, Ensemble], table: pd.DataFrame):
+def reliability_figure(designs: dict[str, Ensemble], table: pd.DataFrame,
+                       titles: dict[str, str] | None = None):
     """Split-half reliability against M per design (pool, placebo), with the Spearman–Brown
-    extrapolation of the full ensemble's value."""
+    extrapolation of the full ensemble's value: three panels a row (seven in one row were
+    ~1 inch each, titles and legends overlapping), titles in words (``titles``), one legend."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(designs), figsize=(min(7.2, 2.6 * len(designs)), 2.8),
-                             sharey=True, squeeze=False)
+    ncols = min(3, len(designs))
+    nrows = -(-len(designs) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(7.2, 2.3 * nrows + 0.6), sharey=True,
+                             squeeze=False, layout="constrained")
     rows = table.set_index("design")
-    for ax, (name, ens) in zip(axes[0], designs.items()):
+    for ax in axes.flat[len(designs):]:
+        ax.set_visible(False)
+    for ax, (name, ens) in zip(axes.flat, designs.items()):
         curve, row = curves(ens), rows.loc[name]
         if not len(curve):
             ax.text(0.5, 0.5, f"{int(row.members)} encoder(s) stored:\nnot enough for a curve",
@@ -295,23 +302,28 @@ def reliability_figure(designs: dict[str, Ensemble], table: pd.DataFrame):
             if len(part):
                 ax.fill_between(part.members, part.low, part.high, color=color, alpha=0.2,
                                 lw=0)
-                ax.plot(part.members, part.reliability, "o-", color=color, ms=3, label=subset)
+                ax.plot(part.members, part.reliability, "o-", color=color, ms=3)
         rel = row.get("pool_rel", math.nan)
         if np.isfinite(rel) and rel > 0 and row.members >= 4:
             grid = np.geomspace(row.members, max(4 * row.members, 64), 30)
             r1 = rel / (row.members - (row.members - 1) * rel)
-            ax.plot(grid, grid * r1 / (1 + (grid - 1) * r1), "--", color="C0", lw=1,
-                    label="Spearman–Brown")
+            ax.plot(grid, grid * r1 / (1 + (grid - 1) * r1), "--", color="C0", lw=1)
         ax.axhline(0, color="k", lw=0.5)
         ax.axhline(TARGET, color="C3", lw=0.5, ls=":")
         ax.set_xscale("log", base=2)
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("encoders M")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="upper left")
-    axes[0][0].set_ylabel("split-half reliability")
+        ax.set_title(textwrap.fill((titles or {}).get(name, name), 30), fontsize=8)
+        ax.set_xlabel("encoders M", fontsize=8)
+        ax.tick_params(labelsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("split-half reliability", fontsize=8)
     axes[0][0].set_ylim(-0.6, 1.0)
-    fig.tight_layout()
+    handles = [plt.Line2D([], [], color="C0", marker="o", ms=3),
+               plt.Line2D([], [], color="0.5", marker="o", ms=3),
+               plt.Line2D([], [], color="C0", ls="--", lw=1),
+               plt.Line2D([], [], color="C3", ls=":", lw=0.8)]
+    fig.legend(handles, ["pool", "placebo", "Spearman–Brown from all encoders",
+                         f"target {TARGET}"], loc="outside lower center", ncol=4, fontsize=8,
+               frameon=False)
     return fig
 
 

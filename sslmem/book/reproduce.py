@@ -269,6 +269,8 @@ def reproduce(profile: str = "auto", params=None, dataset: str | None = None,
     values = {name: parameters_for(name, declared[name], params, profile=profile,
                                    dataset=dataset, methods=methods) for name in names}
     for name in names:
+        if "pages" in declared[name]:  # the glance page reads the pages executed beside it
+            values[name].setdefault("pages", str(out_dir.resolve()))
         check_parameters(name, declared[name], values[name])
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
