@@ -251,6 +251,10 @@ def banner(profile: str, exp=None, parameters: dict | None = None,
         text += (f" This page: {scale}. Results are read from the results store (the page "
                  "trains nothing when they are stored); the hardware, commits and times they "
                  "record are stated in the verdict box and at the end of the page.")
+    if exp is not None and exp.train is not None and not getattr(exp, "data_checked", True):
+        text += (f" The {exp.cfg.dataset} data is not on this machine: the page was rendered from "
+                 "the store's data cards (the data's fingerprint, labels and the images shown) "
+                 "without re-checking the data itself.")
     given = ", ".join(f"`{k}={v!r}`" for k, v in (parameters or {}).items() if v is not None)
     if given:
         text += f"\n\nParameters of this page: {given}."
