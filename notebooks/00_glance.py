@@ -30,6 +30,8 @@
 # {glue:text}`n_contradicted` are contradicted and {glue:text}`n_not_run` were not run here.
 # Every row names the scale it ran at and the hardware that computed it; the paper's own numbers
 # were not available to this project and stay marked UNVERIFIED in the chapters.
+#
+# ## The claims, one row each
 
 # %% tags=["remove-cell"]
 from pathlib import Path
@@ -37,7 +39,8 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from sslmem.book import glance
-from sslmem.book.notebook import Timer, check_parameters, glue_all, glue_number, glue_text
+from sslmem.book.notebook import (Timer, banner, check_parameters, glue_all, glue_number,
+                                  glue_text)
 from sslmem.book.parameters import CHAPTERS
 from sslmem.book.reproduce import BOOK_DIR
 
@@ -51,6 +54,7 @@ pages: "Optional[str]" = None  # the folder of the executed chapter pages; None:
 
 # %% tags=["remove-input", "full-width"]
 parameters = check_parameters(globals(), _declared)
+banner(profile)
 found = glance.collect(Path(pages) if pages else BOOK_DIR, CHAPTERS)
 numbers = glance.counts(found)
 glue_text("profile", profile)
@@ -60,6 +64,8 @@ glue_all({"n_claims": len(found), "n_holds": numbers["holds"],
 display(Markdown(glance.table(found)))
 
 # %% [markdown]
+# ## Where to go from here
+#
 # Each chapter opens with the same verdict in a box, then shows how it was reached: the design,
 # the estimate of every point's score with its standard error, the tests and their power. How
 # to rerun any of it, on this machine, a GPU or a cluster, is in {doc}`reproduce`; what the book

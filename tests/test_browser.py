@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
-from sslmem.book import reproduce as rp
+from sslmem.book.parameters import CHAPTERS
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # the system chromium, headless and quiet: no network of its own, no sandbox (CI runs as root)
@@ -462,7 +462,7 @@ def test_front_pages_exist(site):
     assert "sslmem.book.reproduce" in (site / "book" / "reproduce.html").read_text()
 
 
-@pytest.mark.parametrize("name", rp.NOTEBOOKS)
+@pytest.mark.parametrize("name", CHAPTERS)
 def test_section_has_figures_and_glued_numbers(site, name):
     html = (site / "book" / f"{name}.html").read_text()
     images = re.findall(r"<img [^>]*src=\"[^\"]+\.png\"", html)

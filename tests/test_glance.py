@@ -75,8 +75,9 @@ def test_the_committed_landing_page_says_what_the_chapters_say():
     book = REPO / "book"
     expected = glance.collect(book, CHAPTERS)
     nb = json.loads((book / "00_glance.ipynb").read_text())
-    shown = "".join("".join(o.get("data", {}).get("text/markdown", []))
-                    for c in nb["cells"] for o in c.get("outputs", []))
-    assert shown.strip() == glance.table(expected).strip()
+    shown = ["".join(o.get("data", {}).get("text/markdown", []))
+             for c in nb["cells"] for o in c.get("outputs", [])]
+    tables = [s for s in shown if s.startswith("| claim")]
+    assert [t.strip() for t in tables] == [glance.table(expected).strip()]
     assert len(expected) >= 8
     assert all(v.word in verdicts.WORDS for v in expected)
