@@ -84,9 +84,19 @@ def test_settings_errors_are_one_line(tmp_path):
                                        str(tmp_path / "broken.toml")))
 
 
-def test_slurm_executor_without_slurm_says_what_to_do(tmp_results, capsys):
-    """Here there is no srun: one line pointing at the local executor and --emit-commands."""
+def test_slurm_executor_without_slurm_says_what_to_do(tmp_results, capsys, monkeypatch,
+                                                      tmp_path):
+    """Where there is no srun (a PATH without SLURM's commands): one line pointing at the
+    local executor and --emit-commands."""
+    import os
+    import sys
+
     from sslmem.pipeline.plan import main
+
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    os.symlink(sys.executable, bare / "python")
+    monkeypatch.setenv("PATH", str(bare))
 
     assert main(["--profile", "tiny", "--run", "--executor", "slurm",
                  "--units", SIMCLR]) == 2
