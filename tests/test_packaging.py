@@ -43,3 +43,11 @@ def test_reading_results_does_not_import_torchvision_or_lightly():
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_readme_fits_a_first_screen():
+    """README: at most 150 lines, none over 200 characters (details live in the book)."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 150, len(lines)
+    long = [i + 1 for i, line in enumerate(lines) if len(line) > 200]
+    assert not long, long
