@@ -17,6 +17,7 @@ import json
 import os
 import re
 import sys
+import warnings
 
 from sslmem.errors import SSLMemError, command_line
 from sslmem.pipeline.config import FIELDS, PROFILES, Config
@@ -152,6 +153,7 @@ def _run(args: argparse.Namespace) -> int:
         print(report())
         return 0
     from sslmem.pipeline.experiment import Experiment
+    from sslmem.score.significance import why_untested
 
     cfg = build_config(args)
     if getattr(args, "downstream", None) is not None:  # checked before anything is trained
@@ -170,8 +172,13 @@ def _run(args: argparse.Namespace) -> int:
         print(table.groupby("subset")[["L_f", "L_g", "score_raw", "score_ratio"]]
               .mean().to_string(float_format="%.4f"))
         print()
-        print(exp.significance()[["hypothesis", "t", "p", "mean_a", "mean_b"]]
+        tests = exp.significance()
+        print(tests[["hypothesis", "t", "p", "mean_a", "mean_b"]]
               .to_string(index=False, float_format="%.4g"))
+        untested = why_untested(tests)
+        if untested:  # NaN rows: say why, in one line (``command_line`` prints the warning)
+            sys.stdout.flush()
+            warnings.warn(untested, stacklevel=1)
         if args.command == "run":
             print(json.dumps({"probe": exp.probe()}, indent=1))
         print(f"\nresults: {exp.store_dir}")

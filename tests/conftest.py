@@ -24,9 +24,9 @@ SHARED_DATA = next((p for p in (REPO.parent / "shared" / "data",
 # (--dist loadfile) to whichever worker is free, in collection order (--no-loadscope-reorder
 # keeps it), so a long file collected last (test_notebooks.py, the tiny book from scratch) ran
 # alone at the end. Each worker starts with two files: the 1st and 3rd, the 2nd and 4th.
-LONGEST_FIRST = ("test_notebooks.py", "test_store.py", "test_plan_faults.py", "test_train.py",
-                 "test_committed_book.py", "test_executors.py", "test_experiment.py",
-                 "test_robustness.py", "test_browser.py")
+LONGEST_FIRST = ("test_notebooks.py", "test_slurm.py", "test_store.py", "test_plan_faults.py",
+                 "test_train.py", "test_committed_book.py", "test_executors.py",
+                 "test_experiment.py", "test_robustness.py", "test_browser.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -149,11 +149,69 @@ class _nothing:
 
 
 def test_an_unreadable_cache_is_measured_again_not_an_error(cache, monkeypatch):
+    """Garbage in the cache: one warning naming the file, then measured and rewritten."""
     calls = _fake(monkeypatch, {"fp32": 1.0, "fp32 + channels_last": 2.0})
     cache.write_text("{not json")
     method, x, y = _method_and_batch()
-    assert calibrate.training_setting(method, x, y, 16, torch.device("cpu")).name == "fp32"
+    with pytest.warns(UserWarning, match=f"calibration cache {cache} is not valid JSON"):
+        assert calibrate.training_setting(method, x, y, 16, torch.device("cpu")).name == "fp32"
     assert len(calls) == 1 and json.loads(cache.read_text())  # rewritten whole
+
+
+def test_the_cli_warns_in_one_line_about_a_garbage_cache(cache, capsys):
+    from sslmem.cli import main
+
+    cache.write_text("\x00garbage")
+    assert main(["calibration"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1, captured.err
+    assert captured.err.startswith(f"sslmem: warning: calibration cache {cache} is not valid "
+                                   "JSON"), captured.err
+    assert "measured again" in captured.err and "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize("entry", ["fp32", 3, {"precision": "fp32", "channels_last": "yes"},
+                                   {"precision": "fp32", "channels_last": True,
+                                    "seconds_per_step": {"fp32": "fast"}, "busy": False},
+                                   {"precision": "fp32", "channels_last": True,
+                                    "load_average": "high"}])
+def test_a_damaged_entry_is_measured_again_with_a_warning(cache, monkeypatch, capsys, entry):
+    """Entries of the wrong types (a str, a number, a str where a number belongs) crashed
+    ``sslmem train`` and ``sslmem calibration``: now each is one warning, then measured."""
+    from sslmem.cli import main
+
+    calls = _fake(monkeypatch, {"fp32": 1.0, "fp32 + channels_last": 0.7})
+    method, x, y = _method_and_batch()
+    calibrate.training_setting(method, x, y, 16, torch.device("cpu"))
+    monkeypatch.setattr(calibrate, "_CHOSEN", {})  # a new process
+    (key,) = json.loads(cache.read_text())
+    cache.write_text(json.dumps({key: entry}))
+    assert main(["calibration"]) == 0  # the report: a warning, no traceback
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "is damaged" in captured.err, captured.err
+    assert str(cache) in captured.err and "nothing measured" in captured.out
+    with pytest.warns(UserWarning, match="is damaged .*measured again"):
+        chosen = calibrate.training_setting(method, x, y, 16, torch.device("cpu"))
+    assert (chosen.name, chosen.how, len(calls)) == ("fp32 + channels_last", "measured", 2)
+    assert json.loads(cache.read_text())[key]["seconds_per_step"]["fp32"] == 1.0  # rewritten
+
+
+def test_a_wrong_calibrate_switch_is_refused_in_one_line(cache, monkeypatch, capsys):
+    from sslmem.cli import main
+
+    monkeypatch.setenv("SSLMEM_CALIBRATE", "banana")
+    method, x, y = _method_and_batch()
+    with pytest.raises(SSLMemError, match="SSLMEM_CALIBRATE must be 0 .* or 1 .*'banana'"):
+        calibrate.training_setting(method, x, y, 16, torch.device("cpu"))
+    with pytest.raises(SSLMemError, match="SSLMEM_CALIBRATE"):
+        calibrate.inference_setting(method.encoder, x)
+    assert main(["calibration"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("sslmem: error: SSLMEM_CALIBRATE"), err
+    for value, how in (("0", "default"), (" 1 ", "measured")):
+        monkeypatch.setenv("SSLMEM_CALIBRATE", value)
+        _fake(monkeypatch, {"fp32": 1.0, "fp32 + channels_last": 2.0})
+        assert calibrate.training_setting(method, x, y, 8, torch.device("cpu")).how == how
 
 
 def test_measuring_leaves_the_method_and_the_random_state_untouched(cache):

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -102,6 +104,98 @@ def test_slurm_executor_without_slurm_says_what_to_do(tmp_results, capsys, monke
                  "--units", SIMCLR]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--executor local" in err and "--emit-commands" in err
+
+
+@pytest.mark.skipif(shutil.which("sinfo") is None or Path("/etc/slurm/slurm.conf").exists(),
+                    reason="SLURM's client (sinfo) absent, or a cluster configured here")
+def test_slurm_commands_without_a_cluster_say_so_in_one_line(tmp_results, capsys,
+                                                              monkeypatch):
+    """srun and sinfo installed, no cluster configured: sinfo's own last words, one line."""
+    from sslmem.pipeline.plan import main
+
+    monkeypatch.delenv("SLURM_CONF", raising=False)
+    assert main(["--profile", "tiny", "--run", "--executor", "slurm", "--units", SIMCLR]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("sslmem plan: error: `sinfo "), err
+    assert "is the SLURM controller reachable from here" in err
+
+
+@pytest.mark.parametrize("text, says", [
+    ("time_min = 'thirty'", "time_min must be an int >= 1, got 'thirty'"),
+    ("cpus_per_unit = -2", "cpus_per_unit must be an int >= 1, got -2"),
+    ("cpus_per_unit = 2.5", "cpus_per_unit must be an int >= 1, got 2.5"),
+    ("gpus_per_unit = -1", "gpus_per_unit must be an int >= 0, got -1"),
+    ("mem_gb = 0", "mem_gb must be a positive finite number, got 0"),
+    ("mem_gb = '32G'", "mem_gb must be a positive finite number, got '32G'"),
+    ("partition = 3", "partition must be a non-empty string, got 3"),
+    ("setup = 'module load cuda'", "setup must be a list of shell lines (strings), got"),
+    ("additional = 3", "additional must be a table of sbatch options"),
+    ("[slurm.additional]\ncpus_per_task = -2",
+     "additional.cpus_per_task = -2 is not allowed: set cpus_per_unit instead"),
+    ("[slurm.additional]\ntime = 5", "additional.time = 5 is not allowed: set time_min"),
+    ("[slurm.additional]\noutput = 'x'", "submitit sets it for each task"),
+    ("slurm = 3", "slurm must be a table ([slurm]), got 3"),
+])
+def test_config_values_of_the_wrong_type_are_refused_in_one_line(tmp_path, text, says):
+    """A ValueError traceback (wrong type) or a negative count reaching sbatch before: one line
+    naming the file, the key, the value and what is allowed."""
+    path = tmp_path / "cluster.toml"
+    path.write_text(text if text.startswith(("[", "slurm =")) else f"[slurm]\n{text}\n")
+    with pytest.raises(SSLMemError) as err:
+        executors.settings_from(_parse("--executor", "slurm", "--slurm-config", str(path)))
+    assert str(err.value).startswith(f"--slurm-config {path}: ") and says in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_options_are_checked_where_they_enter(capsys):
+    with pytest.raises(SystemExit):
+        _parse("--executor", "slurm", "--gpus-per-unit", "-1")
+    assert "expected a whole number >= 0, got '-1'" in capsys.readouterr().err
+    with pytest.raises(SSLMemError, match="need --executor"):
+        executors.settings_from(_parse("--leave-running"))
+    assert executors.settings_from(_parse("--executor", "slurm", "--leave-running")) \
+        .leave_running
+
+
+def test_slurm_parameters_fit_what_the_partition_offers():
+    """Defaults fit the partition (no GPU where it has none, no more CPUs or time than it
+    offers); an explicit request beyond it is one line naming the value and the limit."""
+    from sslmem.pipeline.slurm import Offer
+
+    cpu_node = Offer("debug", cpus=2, mem_mb=4096, gpus=0, time_min=10)
+    plain = executors.Settings(executor="slurm")
+    params = plain.slurm_parameters(3, offer=cpu_node)
+    assert (params["cpus_per_task"], params["time"], params["partition"]) == (2, 10, "debug")
+    assert "gpus_per_node" not in params and params["signal_delay_s"] == 90
+    gpu_node = Offer("gpu", cpus=32, mem_mb=None, gpus=4, time_min=None)
+    assert plain.slurm_parameters(3, offer=gpu_node)["gpus_per_node"] == 1
+    assert "gpus_per_node" not in plain.slurm_parameters(3, cpu_only=True, offer=gpu_node)
+    assert plain.slurm_parameters(3, offer=gpu_node)["time"] == 60
+    short = executors.Settings(executor="slurm", time_min=1)
+    assert short.slurm_parameters(1, offer=gpu_node)["signal_delay_s"] == 15  # before the end
+    for asked, says in ((dict(cpus_per_unit=4), "cpus_per_unit = 4 asks for more than the 2 "
+                         "CPUs per node of partition debug; ask for at most 2"),
+                        (dict(gpus_per_unit=1), "gpus_per_unit = 1 asks for more than "
+                         "partition debug's no GPU(s)"),
+                        (dict(mem_gb=8), "mem_gb = 8 asks for more than the 4.0 GB per node"),
+                        (dict(time_min=30), "time_min = 30 asks for more than the time limit "
+                         "of partition debug (10 min)")):
+        with pytest.raises(SSLMemError, match=re.escape(says)):
+            executors.Settings(executor="slurm", **asked).slurm_parameters(1, offer=cpu_node)
+
+
+def test_what_slurm_prints_is_read():
+    from sslmem.pipeline import slurm
+
+    assert [slurm.minutes(t) for t in ("10:00", "00:10:00", "1-00:00:00", "30", "UNLIMITED",
+                                       "infinite", "2:30:00")] == [10, 10, 1440, 30, None,
+                                                                   None, 150]
+    assert [slurm._gpus(g) for g in ("(null)", "gpu:4", "gpu:a100:8(S:0-1)",
+                                     "gpu:2,mps:100")] == [0, 4, 8, 2]
+    refused = RuntimeError("sbatch: error: Invalid generic resource (gres) specification\n")
+    assert slurm.sbatch_refused(refused) == "Invalid generic resource (gres) specification"
+    assert slurm.last_error("Traceback ...\n  File x\nsslmem.errors.SSLMemError: the data is "
+                            "gone\n") == "the data is gone"
 
 
 def _run(names: list[str], jobs: int = 2, **kwargs) -> tuple[list[str], Exception | None]:

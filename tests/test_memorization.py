@@ -311,6 +311,38 @@ def test_significance_tests_find_shifted_sets_and_not_null_ones():
     assert result.loc["S_C > S_S", "p"] == pytest.approx(two.pvalue / 2)
 
 
+def test_an_empty_subset_says_which_tests_it_leaves_uncomputed(monkeypatch, capsys):
+    """A run whose S_I is empty (and S_E of one point) printed NaN t-tests without a word:
+    one line now names the subsets, the tests they leave NaN and the field that sizes them."""
+    from sslmem import cli
+    from sslmem.pipeline import experiment
+
+    assert SIG.why_untested(SIG.significance_tests(_table(0.5, -0.5))) is None
+    table = _table(0.5, -0.5)
+    table = table[table.subset != "independent"]
+    table = table[(table.subset != "extra") | ~table.subset.duplicated()]  # one extra point
+    note = SIG.why_untested(SIG.significance_tests(table))
+    assert note.count("\n") == 0
+    assert note.startswith("S_E (extra) has 1 point, S_I (independent) is empty: the t-test(s) "
+                           "S_C > S_E, S_I < S_S, S_I < S_E, S_S != S_E cannot be computed"), note
+    assert note.endswith("size the subset(s) with --set extra=N, --set independent=N"), note
+
+    class Run:  # an experiment whose scores are ``table`` (no training)
+        def __init__(self, cfg):
+            self.store_dir = "store"
+
+        def scores(self):
+            return table.assign(L_f=0.0, L_g=0.0, score_ratio=0.0)
+
+        def significance(self):
+            return SIG.significance_tests(table)
+
+    monkeypatch.setattr(experiment, "Experiment", Run)
+    assert cli.main(["score", "--profile", "tiny"]) == 0
+    out, err = capsys.readouterr()
+    assert "NaN" in out and err == f"sslmem: warning: {note}\n", err
+
+
 def test_frac_memorized_with_an_extra_threshold():
     extra = np.arange(1000) / 1000  # 0.000 ... 0.999
     thr = SIG.extra_threshold(extra, 0.99)

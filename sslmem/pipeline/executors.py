@@ -12,11 +12,16 @@ machine, which is what ``sslmem plan --run --jobs N`` uses and what the tests ex
     sslmem plan --profile paper --run --executor slurm --slurm-config cluster.toml --wait
 
 Each unit is one task: it rebuilds the plan, finds its unit by name and runs it (``Unit.run``:
-the unit's lock, results written atomically into the shared store). A task that SLURM preempts
-or times out is requeued by submitit (``Checkpointable``) and resumes from the unit's last
-training checkpoint; a task killed otherwise is reported, and rerunning the same command runs
-what is still missing. Units that depend on another (chapter 4's retrains) are a second array
-that starts after the first (``afterany``: they compute a missing dependency themselves).
+the unit's lock, results written atomically into the shared store). Before its time limit a task
+gets submitit's signal (USR2) and is requeued (``Checkpointable``, at most 3 times), resuming
+from the unit's last training checkpoint; SIGTERM (``scancel``, the time limit itself, a
+preemption) stops the unit cleanly, and a task that ended without storing its unit is reported
+with SLURM's state; rerunning the same command runs what is still missing, from its checkpoint.
+Units that depend on another (chapter 4's retrains) are a second array that starts after the
+first (``afterany``: they compute a missing dependency themselves). Before submitting, the
+request is fitted to the partition (:mod:`sslmem.pipeline.slurm`: no GPU where it has none, no
+more CPUs, memory or time than it offers); ``--wait`` follows the tasks with ``squeue`` (no
+accounting needed); an interrupted plan cancels its jobs unless ``--leave-running``.
 
 The store, the run cache (checkpoints) and the job logs (``<runs root>/submitit/``) must be on a
 filesystem every node sees. A config file (TOML) holds the cluster's settings; options given on
@@ -37,20 +42,22 @@ the command line override it::
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
-import re
 import shlex
 import shutil
+import signal
+import sys
 import time
-import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import submitit
 
-from sslmem.errors import SSLMemError
+from sslmem.errors import SSLMemError, Stopped
 from sslmem.io import stderr_to
+from sslmem.pipeline import slurm
 
 EXECUTORS = ("local", "slurm")
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local default is 2 minutes: units take longer
@@ -77,46 +84,25 @@ class Settings:
     additional: dict = field(default_factory=dict)  # other sbatch options
     folder: str | None = None  # job logs (default: <runs root>/submitit)
     wait: bool = False  # SLURM: wait for the array and report each unit
+    leave_running: bool = False  # SLURM: an interrupted plan leaves its jobs queued
 
-    def slurm_parameters(self, count: int, cpu_only: bool = False) -> dict:
-        """``SlurmExecutor.update_parameters`` of an array of ``count`` tasks, one unit each."""
-        gpus = self.gpus_per_unit if self.gpus_per_unit is not None else (0 if cpu_only else 1)
-        params = {"time": self.time_min or 60, "job_name": "sslmem",
-                  "array_parallelism": min(count, self.array_parallelism or count),
-                  "cpus_per_task": self.cpus_per_unit or 4}
-        if gpus:
-            params["gpus_per_node"] = gpus
-        for key in ("partition", "account", "qos", "constraint", "exclude"):
-            if getattr(self, key):
-                params[key] = getattr(self, key)
-        if self.mem_gb:
-            mem = float(self.mem_gb)
-            params["mem"] = f"{int(mem)}GB" if mem == int(mem) else f"{int(mem * 1024)}MB"
-        if self.setup:
-            params["setup"] = list(self.setup)
-        if self.additional:
-            params["additional_parameters"] = dict(self.additional)
-        return params
+    def slurm_parameters(self, count: int, cpu_only: bool = False, offer=None) -> dict:
+        """``SlurmExecutor.update_parameters`` of an array of ``count`` tasks, one unit each
+        (with ``offer``, :class:`sslmem.pipeline.slurm.Offer`: fitted to the partition)."""
+        from sslmem.pipeline.slurm import parameters
+
+        return parameters(self, count, cpu_only, offer)
 
 
-def load_config(path: str | os.PathLike) -> dict:
-    """The ``[slurm]`` table of a TOML file (or its top level), checked against ``Settings``."""
-    path = Path(path)
+def _count(text: str) -> int:
+    """argparse type: a whole number >= 0."""
     try:
-        with open(path, "rb") as fh:
-            found = tomllib.load(fh)
-    except OSError as err:
-        raise SSLMemError(f"--slurm-config {path}: cannot read it ({err.strerror or err})") \
-            from None
-    except tomllib.TOMLDecodeError as err:
-        raise SSLMemError(f"--slurm-config {path}: not valid TOML ({err})") from None
-    table = found.get("slurm", found)
-    known = {f.name for f in fields(Settings)} - {"executor", "folder", "wait"}
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise SSLMemError(f"--slurm-config {path}: unknown key(s) {', '.join(unknown)}; known: "
-                          + ", ".join(sorted(known)))
-    return table
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
 
 
 def add_arguments(parser) -> None:
@@ -134,12 +120,16 @@ def add_arguments(parser) -> None:
     group.add_argument("--time-min", type=positive_int, default=None,
                        help="time limit of each unit in minutes (SLURM; default 60)")
     group.add_argument("--cpus-per-unit", type=positive_int, default=None)
-    group.add_argument("--gpus-per-unit", type=int, default=None)
+    group.add_argument("--gpus-per-unit", type=_count, default=None,
+                       help="GPUs per unit (default: 1 where the partition has GPUs, else 0)")
     group.add_argument("--mem-gb", type=positive_float, default=None)
     group.add_argument("--array-parallelism", type=positive_int, default=None,
                        help="SLURM array tasks running at once (default: all)")
     group.add_argument("--wait", action="store_true",
                        help="with --executor slurm: wait for the tasks and report each unit")
+    group.add_argument("--leave-running", action="store_true",
+                       help="with --executor slurm: an interrupted plan (Ctrl-C, SIGTERM) leaves "
+                       "its jobs queued (default: it cancels them)")
 
 
 def settings_from(args) -> Settings | None:
@@ -148,34 +138,64 @@ def settings_from(args) -> Settings | None:
                                            "gpus_per_unit", "mem_gb", "array_parallelism")
              if getattr(args, k) is not None}
     if args.executor is None:
-        if args.slurm_config or given or args.wait:
+        if args.slurm_config or given or args.wait or args.leave_running:
             raise SSLMemError("SLURM settings need --executor slurm (or local)")
         return None
-    table = load_config(args.slurm_config) if args.slurm_config else {}
-    return Settings(executor=args.executor, wait=args.wait, **{**table, **given})
+    table = slurm.load_config(args.slurm_config) if args.slurm_config else {}
+    return Settings(executor=args.executor, wait=args.wait, leave_running=args.leave_running,
+                    **{**table, **given})
 
 
 class UnitTask(submitit.helpers.Checkpointable):
     """One unit as a submitit task: rebuild the plan, run the unit by name, return seconds.
 
-    ``Checkpointable``: on preemption or time-out submitit requeues the same task, which
-    resumes from the unit's last checkpoint (what is stored is never recomputed).
+    ``Checkpointable``: at its time limit SLURM sends submitit's signal (USR2, ``signal_delay_s``
+    before the end, or with the kill) and submitit requeues the same task, which resumes from
+    the unit's last checkpoint (what is stored is never recomputed); the SIGTERM that follows
+    is then ignored. Any other SIGTERM (``scancel``, a preemption; submitit would ignore it
+    until SIGKILL) stops the unit cleanly, as Ctrl-C does: no result file, nothing
+    half-written, its lock released.
     """
 
     def __init__(self, profile: str, name: str, runtime: dict, threads: int | None = None):
         self.profile, self.name, self.runtime, self.threads = profile, name, runtime, threads
 
     def __call__(self) -> float:
-        if self.threads:
-            for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-                os.environ[var] = str(self.threads)
-            import torch
+        requeue, requeueing = signal.getsignal(signal.SIGUSR2), []
 
-            torch.set_num_threads(self.threads)
-        from sslmem.pipeline import units
+        def on_requeue(signum, frame):  # submitit's: checkpoint, ``scontrol requeue``, exit
+            # the SIGTERM SLURM sends with it (at the time limit) must not stop that, nor kill
+            # the scontrol it starts: ignored here, blocked in it (SIGKILL still ends both)
+            requeueing.append(signum)
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+            requeue(signum, frame)
 
-        unit = units.select(units.book_units(self.profile, **self.runtime), [self.name])[0]
-        return unit.run()
+        def on_term(signum, _frame):
+            if not requeueing:
+                raise Stopped(signum)
+
+        previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, on_term)}
+        if callable(requeue):
+            previous[signal.SIGUSR2] = signal.signal(signal.SIGUSR2, on_requeue)
+        try:
+            if self.threads:
+                for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+                    os.environ[var] = str(self.threads)
+                import torch
+
+                torch.set_num_threads(self.threads)
+            from sslmem.pipeline import units
+
+            unit = units.select(units.book_units(self.profile, **self.runtime), [self.name])[0]
+            return unit.run()
+        except Stopped as stop:
+            print(f"sslmem: unit {self.name} stopped by {signal.Signals(stop.signum).name} "
+                  "(scancel, its time limit or a preemption): nothing half-written; rerun the "
+                  "plan to resume it from its last checkpoint", file=sys.stderr, flush=True)
+            raise SystemExit(128 + stop.signum) from None
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def __repr__(self) -> str:
         return f"UnitTask({self.profile}, {self.name})"
@@ -211,7 +231,8 @@ def run_units(profile: str, units: list, runtime: dict, *, jobs: int = 1,
     if not units:
         return 0.0, False
     if settings.executor == "slurm":
-        return _run_slurm(profile, first, then, runtime, settings, folder, log)
+        return _run_slurm(profile, first, then, runtime, settings, folder, log,
+                          [] if running is None else running)
     try:
         return _run_local(profile, first + then, runtime, settings, max(1, jobs), folder,
                           log, [] if running is None else running, budget_s, estimate,
@@ -293,7 +314,7 @@ def _report(unit, job, start: float, log) -> bool:
     try:
         job.result()
     except submitit.core.utils.FailedJobError as err:
-        log(f"  {unit.name} failed: {_last_error(str(err))} (log: {job.paths.stderr})")
+        log(f"  {unit.name} failed: {slurm.last_error(str(err))} (log: {job.paths.stderr})")
         return False
     except submitit.core.utils.UncompletedJobError:
         log(f"  {unit.name} ended without a result (killed?) (log: {job.paths.stderr})")
@@ -302,16 +323,6 @@ def _report(unit, job, start: float, log) -> bool:
     with contextlib.suppress(OSError):
         shutil.rmtree(job.paths.folder)
     return True
-
-
-def _last_error(trace: str) -> str:
-    """The exception line of a failed job's traceback, without sslmem's module path."""
-    lines = [line.strip() for line in trace.splitlines()]
-    body = [line for line in lines if line and not set(line) <= {"-"}]
-    ends = [k for k, line in enumerate(body) if line.startswith("You can check full logs")]
-    body = body[:ends[0]] if ends else body
-    last = body[-1] if body else trace.strip()
-    return re.sub(r"^sslmem\.errors\.SSLMemError: ", "", last)
 
 
 def _cancel(jobs: list, log) -> None:
@@ -335,41 +346,74 @@ def _cancel(jobs: list, log) -> None:
 
 
 def _run_slurm(profile: str, first: list, then: list, runtime: dict, settings: Settings,
-               folder: Path, log) -> tuple[float, bool]:
+               folder: Path, log, running: list) -> tuple[float, bool]:
     try:
         executor = submitit.SlurmExecutor(folder=folder)
     except RuntimeError as err:
         raise SSLMemError(f"--executor slurm: {err} (srun not found); run the units here with "
                           "--executor local, or print one command per unit for another "
                           "scheduler with --emit-commands") from None
-    t0, submitted, arrays = time.perf_counter(), [], []
-    threads = settings.cpus_per_unit or 4
     cpu_only = str(runtime.get("device", "auto")) == "cpu"
-    for group in (first, then):
-        if not group:
-            continue
-        params = settings.slurm_parameters(len(group), cpu_only)
-        if arrays:  # chapter 4's retrains once the scored half's array has ended
-            params["additional_parameters"] = {**params.get("additional_parameters", {}),
-                                               "dependency": f"afterany:{arrays[0]}"}
-        executor.update_parameters(**params)
-        with executor.batch():
-            jobs = [executor.submit(UnitTask(profile, u.name, runtime, threads)) for u in group]
-        submitted += list(zip(group, jobs))
-        arrays.append(jobs[0].job_id.split("_")[0])
-        log(f"submitted {len(group)} unit(s) as SLURM array job {arrays[-1]}"
-            + (f" (starts after {arrays[0]})" if len(arrays) > 1 else "")
-            + f"; logs in {folder.parent}")
-    if not settings.wait:
-        log(f"`squeue -u $USER` shows them; `sslmem plan --profile {profile}` lists what is "
-            "stored; rerun with --run to retry units that failed")
-        return time.perf_counter() - t0, True
-    failed = []
-    for unit, job in submitted:
-        job.wait()
-        if not _report(unit, job, t0, log):
-            failed.append(unit.name)
+    offer = slurm.offer(settings.partition)  # before anything is submitted: one line if unfit
+    plans = [(group, settings.slurm_parameters(len(group), cpu_only, offer))
+             for group in (first, then) if group]
+    if offer is not None and offer.state != "up":
+        log(f"partition {offer.partition} is {offer.state}: the jobs wait until it is up")
+    t0, submitted, arrays = time.perf_counter(), [], []
+    try:
+        for group, params in plans:
+            if arrays:  # chapter 4's retrains once the scored half's array has ended
+                params["additional_parameters"] = {**params.get("additional_parameters", {}),
+                                                   "dependency": f"afterany:{arrays[0]}"}
+            jobs = slurm.submit(executor, params, [UnitTask(profile, u.name, runtime,
+                                                        params["cpus_per_task"]) for u in group])
+            submitted += list(zip(group, jobs))
+            arrays.append(jobs[0].job_id.split("_")[0])
+            running[:] = [u.name for u, _ in submitted]
+            log(f"submitted {len(group)} unit(s) as SLURM array job {arrays[-1]} "
+                f"({params['cpus_per_task']} CPU(s), {params.get('gpus_per_node', 0)} GPU(s), "
+                f"{params['time']} min each"
+                + (f"; starts after {arrays[0]}" if len(arrays) > 1 else "")
+                + f"); logs in {folder.parent}")
+        if not settings.wait:
+            slurm.never_starts(arrays)
+            running.clear()
+            log(f"`squeue -j {','.join(arrays)}` shows them; `sslmem plan --profile {profile}` "
+                "lists what is stored; rerun with --run to retry units that failed")
+            return time.perf_counter() - t0, True
+        failed = slurm.wait(submitted, arrays, log, t0, running)
+    except slurm.CannotStart as err:
+        running.clear()
+        if not settings.leave_running:
+            slurm.cancel(arrays)
+        left = (f"left queued (--leave-running; `scancel {' '.join(arrays)}` removes it)"
+                if settings.leave_running else "cancelled it")
+        raise SSLMemError(f"{err}; {left}") from None
+    except (KeyboardInterrupt, Stopped):
+        _leave_or_cancel(arrays, settings, log, running)
+        raise
     if failed:
-        raise SSLMemError(f"unit(s) {', '.join(failed)} failed; rerun the same command to "
-                          "retry them (finished units are stored)")
+        what = failed[0] if len(failed) == 1 else f"{len(failed)} units not stored (above)"
+        raise SSLMemError(f"{what}; rerun the same command to retry (finished units are "
+                          "stored)")
+    for array in arrays:  # every unit stored: the arrays' sbatch files (and links to them) go
+        shutil.rmtree(folder.parent / array, ignore_errors=True)
+    for link in folder.parent.glob(".submission_file_*.sh"):
+        if link.is_symlink() and not link.exists():
+            link.unlink(missing_ok=True)
     return time.perf_counter() - t0, False
+
+
+def _leave_or_cancel(arrays: list[str], settings: Settings, log, running: list) -> None:
+    """An interrupted plan: cancel its array jobs, or with --leave-running say where they are."""
+    if not arrays:
+        return
+    ids = ", ".join(arrays)
+    if settings.leave_running:
+        running.clear()
+        log(f"left SLURM array job(s) {ids} running (--leave-running): `squeue -j "
+            f"{','.join(arrays)}` shows them; rerun the same command once they end")
+        return
+    slurm.cancel(arrays)
+    log(f"cancelled SLURM array job(s) {ids} (scancel: their units stop cleanly); pass "
+        "--leave-running to keep a plan's jobs when it is interrupted")

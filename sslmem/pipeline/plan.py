@@ -21,7 +21,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from sslmem.errors import SSLMemError
+from sslmem.errors import SSLMemError, one_line
 from sslmem.io import computed_on, location
 from sslmem.pipeline.costs import measured_rates
 from sslmem.pipeline.store import (
@@ -219,6 +219,18 @@ def main(argv=None) -> int:
                         names=args.units, emit=args.emit_commands, fresh=args.fresh,
                         jobs=args.jobs, executor=executors.settings_from(args), **runtime)
     except SSLMemError as err:
-        print(f"sslmem plan: error: {err}", file=sys.stderr)
+        print(f"sslmem plan: error: {one_line(err)}", file=sys.stderr)
         return 2
+    except OSError as err:  # the operating system refused a file or a command
+        print(f"sslmem plan: error: {type(err).__name__}: {one_line(err)}; fix the path or its "
+              "permissions, then rerun the same command (finished units are stored)",
+              file=sys.stderr)
+        return 2
+    except Exception as err:  # a bug: one line, the traceback on request
+        if os.environ.get("SSLMEM_DEBUG"):
+            raise
+        print(f"sslmem plan: error: unexpected {type(err).__name__}: {one_line(err)} (a bug in "
+              "sslmem: rerun with SSLMEM_DEBUG=1 for the traceback and report it)",
+              file=sys.stderr)
+        return 1
     # Ctrl-C and signals: ``sslmem.errors.command_line`` prints one line with ``resume_text``

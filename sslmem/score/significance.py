@@ -27,7 +27,8 @@ def significance_tests(table: pd.DataFrame, column: str = "score_raw") -> pd.Dat
     """Student t-tests between subsets (equal variances, as the authors' Ttest.py).
 
     One-sided: S_C > S_S, S_C > S_E (candidates memorized), S_I < S_S, S_I < S_E (the mirror);
-    two-sided control S_S vs S_E (both should be ~0). NaN where a subset has < 2 points.
+    two-sided control S_S vs S_E (both should be ~0). NaN where a subset has < 2 points
+    (:func:`why_untested` says which, in one line).
     """
     if column not in table:
         raise SSLMemError(f"no column {column!r} in the table; have {list(table.columns)}")
@@ -44,6 +45,32 @@ def significance_tests(table: pd.DataFrame, column: str = "score_raw") -> pd.Dat
                      "n_a": len(xa), "n_b": len(xb), "alternative": alternative,
                      "column": column})
     return pd.DataFrame(rows)
+
+
+NAMES = {"candidate": "S_C", "shared": "S_S", "independent": "S_I", "extra": "S_E"}
+
+
+def why_untested(result: pd.DataFrame) -> str | None:
+    """One line on the tests of ``significance_tests`` that are NaN: which subsets have fewer
+    than 2 points, which tests they leave uncomputed, and how to size them (None: all ran)."""
+    short: dict[str, int] = {}
+    lost = []
+    for label, a, b, _ in HYPOTHESES:
+        row = result.loc[result.hypothesis == label]
+        if row.empty:
+            continue
+        sizes = {a: int(row.n_a.iloc[0]), b: int(row.n_b.iloc[0])}
+        small = {s: n for s, n in sizes.items() if n < 2}
+        if small:
+            short.update(small)
+            lost.append(label)
+    if not lost:
+        return None
+    said = ", ".join(f"{NAMES.get(s, s)} ({s}) is empty" if n == 0 else
+                     f"{NAMES.get(s, s)} ({s}) has 1 point" for s, n in short.items())
+    fields = ", ".join(f"--set {s}=N" for s in short)
+    return (f"{said}: the t-test(s) {', '.join(lost)} cannot be computed (NaN; each subset "
+            f"needs at least 2 points); to compute them, size the subset(s) with {fields}")
 
 
 def extra_threshold(extra_scores, quantile: float = 0.99) -> float:

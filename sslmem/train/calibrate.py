@@ -17,7 +17,9 @@ The *precision* is not chosen here: it changes the numbers, so it is a configura
 (``Config.precision``, in the key; bf16 autocast ran 2.1x faster than fp32 on an AMX Xeon,
 0.81x on a Xeon with AVX512-BF16 but no AMX, and is emulated, ~30x slower, on an AVX2 EPYC:
 :func:`cpu_has_native_bf16` says which). ``$SSLMEM_CALIBRATE=0`` skips the measurement (the
-contiguous format). CUDA always uses channels_last.
+contiguous format; any value but 0 or 1 is refused). CUDA always uses channels_last. A cache
+that is not valid JSON, or an entry of the wrong types, is ignored after a one-line warning
+naming the file, and measured again.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from pathlib import Path
 
 import torch
 
+from sslmem.errors import SSLMemError
 from sslmem.io import write_json
 
 TIE = 0.05  # a candidate must beat the reference by more than this to be chosen
@@ -96,11 +99,63 @@ def candidates(precision: str = "fp32") -> list[Setting]:
 
 
 def _read_cache(path: Path) -> dict:
+    """The cache's entries; absent: none; unreadable or not a JSON object: none, after a
+    one-line warning naming the file (it is measured again and rewritten: not a result)."""
     try:
         data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}  # absent or unreadable: measure again (the cache is not a result)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as err:
+        why = f"cannot be read ({err.strerror or err})" if isinstance(err, OSError) \
+            else f"is not valid JSON ({err})"
+        warnings.warn(f"calibration cache {path} {why}: ignored, each shape is measured again "
+                      "and the file rewritten", stacklevel=2)
+        return {}
+    if not isinstance(data, dict):
+        warnings.warn(f"calibration cache {path} holds {type(data).__name__}, not an object of "
+                      "entries: ignored, each shape is measured again and the file rewritten",
+                      stacklevel=2)
+        return {}
+    return data
+
+
+def _damage(entry) -> str | None:
+    """What is wrong with a cache entry (None: it is sound)."""
+    if not isinstance(entry, dict):
+        return f"a {type(entry).__name__}, not an object"
+    if entry.get("precision") not in ("fp32", "bf16"):
+        return f"precision {entry.get('precision')!r}"
+    for key, kind in (("channels_last", bool), ("busy", bool), ("seconds_per_step", dict),
+                      ("load_average", (int, float)), ("measured", str)):
+        if key in entry and not isinstance(entry[key], kind):
+            return f"{key} {entry[key]!r}"
+    steps = entry.get("seconds_per_step") or {}
+    if not isinstance(entry.get("channels_last"), bool):
+        return "no channels_last"
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in steps.values()):
+        return f"seconds_per_step {steps!r}"
+    return None
+
+
+def _sound(path: Path, key: str, entry):
+    """``entry`` if sound; None after a one-line warning if damaged (measured again)."""
+    damage = None if entry is None else _damage(entry)
+    if damage:
+        warnings.warn(f"calibration cache {path}: the entry {key.split(':', 1)[-1]} is damaged "
+                      f"({damage}): measured again and rewritten", stacklevel=3)
+        return None
+    return entry
+
+
+def calibrating() -> bool:
+    """``$SSLMEM_CALIBRATE``: 1 or unset measures, 0 skips (the contiguous format); anything
+    else is refused in one line."""
+    value = os.environ.get("SSLMEM_CALIBRATE", "").strip()
+    if value not in ("", "0", "1"):
+        raise SSLMemError(f"SSLMEM_CALIBRATE must be 0 (skip the measurement: contiguous "
+                          f"format) or 1 (measure once per host and shape, the default), got "
+                          f"{value!r}")
+    return value != "0"
 
 
 def training_setting(method: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
@@ -111,13 +166,14 @@ def training_setting(method: torch.nn.Module, images: torch.Tensor, labels: torc
     Under ``torch.distributed`` every process must train alike (DDP checks parameter strides),
     and the losses gather across processes, so the processes measure together, step for step,
     and all take rank 0's choice (and rank 0's view of the cache)."""
+    measuring = calibrating()  # a wrong $SSLMEM_CALIBRATE is refused on every device
     if device.type == "cuda":
         return Setting(precision, True, "cuda")
     if precision == "bf16" and not cpu_has_native_bf16():
         warnings.warn("bf16 is emulated on this CPU (no AVX512-BF16 or AMX): training runs "
                       "many times slower than in fp32; set precision=fp32", stacklevel=3)
     options = candidates(precision)
-    if os.environ.get("SSLMEM_CALIBRATE", "").strip() == "0":
+    if not measuring:
         return Setting(precision, False, "default")
     shape = (type(method).__name__, type(method.encoder.backbone).__name__,
              tuple(images.shape[1:]), batch, [c.name for c in options])
@@ -128,9 +184,10 @@ def training_setting(method: torch.nn.Module, images: torch.Tensor, labels: torc
 def inference_setting(encoder: torch.nn.Module, batch: torch.Tensor) -> Setting:
     """The memory format a frozen fp32 ``encoder`` runs ``batch``-shaped inputs fastest in
     (measured once per host and shape on a CPU, then cached; channels_last on CUDA)."""
+    measuring = calibrating()
     if batch.is_cuda:
         return Setting("fp32", True, "cuda")
-    if os.environ.get("SSLMEM_CALIBRATE", "").strip() == "0":
+    if not measuring:
         return Setting("fp32", False, "default")
     options = candidates("fp32")
     shape = ("inference", type(encoder).__name__, tuple(batch.shape))
@@ -153,7 +210,7 @@ def _chosen(shape: tuple, options: list[Setting], timings_of, agree: bool = Fals
     memo = f"{path}|{key}"
     if memo in _CHOSEN:
         return _CHOSEN[memo]
-    entry = _read_cache(path).get(key)
+    entry = _sound(path, key, _read_cache(path).get(key))
     if entry and entry.get("busy") and not _busy(load_average()):
         entry = None  # measured while the host was busy, and it is idle now: measure again
     cached = share(Setting(entry["precision"], entry["channels_last"], "cached")
@@ -278,14 +335,18 @@ def _median_seconds(calls: dict, rounds: int) -> dict[str, float]:
 def report() -> str:
     """This host's measured choices, one line each, and what decided them (``sslmem
     calibration``)."""
+    measuring = calibrating()  # a wrong $SSLMEM_CALIBRATE: one line, here too
     path = cache_path()
     prefix = host_signature() + ":"
     native = "native" if cpu_has_native_bf16() else "emulated (no AVX512-BF16 or AMX)"
     lines = [f"host {host_signature()} ({torch.get_num_threads()} threads), bf16 {native}; "
              f"cache {path}"]
     entries = {k[len(prefix):]: v for k, v in _read_cache(path).items()
-               if k.startswith(prefix) and isinstance(v, dict)}
-    if not entries:
+               if k.startswith(prefix) and _sound(path, k, v) is not None}
+    if not measuring:
+        lines.append("SSLMEM_CALIBRATE=0: nothing is measured, training and scoring use the "
+                     "contiguous format")
+    elif not entries:
         lines.append("nothing measured on this host yet: the first training or scoring run "
                      "measures its shape (seconds, once)")
     for shape, entry in sorted(entries.items()):
