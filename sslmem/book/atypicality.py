@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from sslmem.book import verdicts
+from sslmem.book.consensus import agreement_columns
 from sslmem.book.notebook import data_text, describe_design, encoders_text
 from sslmem.book.precision import detectable_correlation, summarize
 from sslmem.pipeline.ensemble import Ensemble, label_memorization
@@ -186,13 +187,8 @@ AGREEMENT_FORMATS = {"p": "{:.2g}", "detectable ρ": "{:.2f}"}
 def agreement_view(agree: pd.DataFrame) -> pd.DataFrame:
     """:func:`agreement_table` as the page shows it: one row per pair, intervals as text
     (show with :data:`AGREEMENT_FORMATS`)."""
-    rows = list(agree.itertuples())
-    shown = agree.assign(
-        pair=agree.a + " vs " + agree.b + " (" + agree.subset + ")",
-        observed=[f"{r.r:+.2f} [{r.r_low:+.2f}, {r.r_high:+.2f}]" for r in rows],
-        rels=[f"{r.rel_a:.2f} / {r.rel_b:.2f}" for r in rows],
-        true=[(f"{r.r_true:+.2f} [{r.r_true_low:+.2f}, {r.r_true_high:+.2f}]"
-               if pd.notna(r.r_true) else "–") for r in rows])
+    shown = agree.assign(pair=agree.a + " vs " + agree.b + " (" + agree.subset + ")",
+                         **agreement_columns(agree))
     return shown[["pair", "observed", "p", "rels", "true", "detectable"]].rename(columns={
         "observed": "ρ observed [95 %]", "rels": "reliabilities",
         "true": "ρ true-score [95 %]", "detectable": "detectable ρ"})

@@ -195,16 +195,23 @@ def overlap_matrix(table: pd.DataFrame, value: str = "r_true") -> pd.DataFrame:
     return m
 
 
+def agreement_columns(table: pd.DataFrame) -> dict:
+    """The columns every agreement table shows as text (:mod:`sslmem.score.agreement`):
+    observed ρ with its interval, both reliabilities, the true-score ρ with its interval."""
+    rows = list(table.itertuples())
+    return dict(
+        observed=[f"{r.r:+.2f} [{r.r_low:+.2f}, {r.r_high:+.2f}]" for r in rows],
+        rels=[f"{r.rel_a:.2f} / {r.rel_b:.2f}" for r in rows],
+        true=[(f"{r.r_true:+.2f} [{r.r_true_low:+.2f}, {r.r_true_high:+.2f}]"
+               if pd.notna(r.r_true) else "–") for r in rows])
+
+
 def agreement_table(table: pd.DataFrame, k: int) -> pd.DataFrame:
     """The pairs' agreements as shown: observed and true-score ρ with intervals, both
     reliabilities, and the top-``k`` overlap beside its chance level."""
     rows = list(table.itertuples())
     shown = table.assign(
-        pair=table.a + " / " + table.b + " (" + table.kind + ")",
-        observed=[f"{r.r:+.2f} [{r.r_low:+.2f}, {r.r_high:+.2f}]" for r in rows],
-        rels=[f"{r.rel_a:.2f} / {r.rel_b:.2f}" for r in rows],
-        true=[(f"{r.r_true:+.2f} [{r.r_true_low:+.2f}, {r.r_true_high:+.2f}]"
-               if pd.notna(r.r_true) else "–") for r in rows],
+        pair=table.a + " / " + table.b + " (" + table.kind + ")", **agreement_columns(table),
         top=[f"{r.overlap:.2f} ({r.chance:.2f}; p = {r.overlap_p:.2g})" for r in rows])
     return shown[["pair", "observed", "p", "rels", "true", "top"]].rename(columns={
         "observed": "ρ observed [95 %]", "rels": "reliabilities", "true": "ρ true-score [95 %]",
