@@ -15,7 +15,8 @@ the same for SSLMem:
   * every member scores every pool point and a *placebo* set (held-out images no member trains
     on, given a fake membership drawn the same way) with the same K augmentation pairs (common
     random numbers): m(x) = mean L over members without x − mean L over members with x, with
-    its standard error over encoders (:mod:`sslmem.score.reliability`);
+    its standard error over the complementary pairs, the independent units
+    (:mod:`sslmem.score.reliability`);
   * each member is one unit of work whose result (per point L at K = 1, 2, 4, ... pairs, its
     membership, and for a supervised model the correctness and probability of the true label)
     is stored as it completes, so the estimate is *anytime*: it uses however many members are
@@ -258,8 +259,8 @@ class Ensemble:
                center: bool = True) -> pd.DataFrame:
         """The ensemble estimate per point: position, m, se, L_in, L_out, n_in, n_out
         (losses centred per member on its placebo mean unless ``center=False``)."""
-        L, inside, _, positions = self.matrices(subset, k, members=members, center=center)
-        frame = ensemble_estimate(L, inside)
+        L, inside, got, positions = self.matrices(subset, k, members=members, center=center)
+        frame = ensemble_estimate(L, inside, groups=self.pair_groups(got))  # s.e. over pairs
         frame.insert(0, "position", positions)
         return frame
 
@@ -287,8 +288,9 @@ def label_memorization(ensemble: Ensemble, subset: str = "pool", members=None) -
     the models without x (``consistency``; atypicality = 1 − consistency)."""
     if ensemble.exp.cfg.method != "supervised":
         raise SSLMemError("label memorization needs a supervised ensemble (method='supervised')")
-    acc, inside, _, positions = ensemble.matrices(subset, column="correct", members=members)
-    frame = ensemble_estimate(1.0 - acc, inside)  # m of the error rate = in − out accuracy
+    acc, inside, got, positions = ensemble.matrices(subset, column="correct", members=members)
+    # m of the error rate = in − out accuracy; its s.e. over the complementary pairs
+    frame = ensemble_estimate(1.0 - acc, inside, groups=ensemble.pair_groups(got))
     return pd.DataFrame({"position": positions, "label_mem": frame.m.to_numpy(),
                          "label_mem_se": frame.se.to_numpy(),
                          "consistency": frame.L_out.mul(-1).add(1).to_numpy(),

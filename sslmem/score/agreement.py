@@ -18,6 +18,12 @@ The numerator correlates halves that share no encoder and no membership draw, so
 shared encoders (two measures from one supervised ensemble) nor a shared membership matrix
 (two methods trained on the same random halves) can create agreement; the denominator is the
 half-ensembles' reliability (Spearman 1904, on split halves).
+
+The *observed* correlation is the full ensembles' only where the two scores share no
+membership draw. Where they do (two methods trained on the same halves, two measures of one
+ensemble), the full estimates share the composition effect and correlate even where the true
+scores do not, so the observed value and its test come from the same disjoint halves as the
+numerator above (cross-fitting); ``observed`` says which, and ``r_full`` keeps the other.
 """
 
 from __future__ import annotations
@@ -125,16 +131,17 @@ def label_scores(ens, *, subset: str = "pool", members=None) -> dict[str, PointS
                                           "out")}
 
 
-def _true_r(a1, a2, b1, b2, how: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(r_true, half-reliability of a, of b) for every row of the four (R, N) half
-    estimates; r_true is NaN where a half-reliability is not positive."""
+def _true_r(a1, a2, b1, b2, how: str) -> tuple[np.ndarray, np.ndarray]:
+    """(r_true, cross) for every row of the four (R, N) half estimates: the disattenuated
+    correlation (NaN where a half-reliability is not positive) and its numerator, the
+    cross-fitted correlation of halves that share no encoder and no membership draw."""
     raa, rbb = _corr_rows(a1, a2, how), _corr_rows(b1, b2, how)
     cross = np.stack([_corr_rows(a1, b2, how), _corr_rows(a2, b1, how)])
     with warnings.catch_warnings():  # both cross terms undefined: NaN, as intended
         warnings.simplefilter("ignore", RuntimeWarning)
         cross = np.nanmean(cross, axis=0)
         r_true = np.where((raa > 0) & (rbb > 0), cross / np.sqrt(np.abs(raa * rbb)), math.nan)
-    return r_true, raa, rbb
+    return r_true, cross
 
 
 def agreements(scores: dict[str, PointScore], pairs, *, how: str = "spearman",
@@ -186,8 +193,10 @@ def agreements(scores: dict[str, PointScore], pairs, *, how: str = "spearman",
     drawn = {name: [h[boot_split[:, None], boot_rows] for h in stacked[name]]
              for name in names}
     rows, reps = [], {}
+    q = [(1 - level) / 2, (1 + level) / 2]
     for a, b in pairs:
-        r = _corr(full[a], full[b], how)
+        shared = shares_membership(aligned[a], aligned[b])
+        r_full = _corr(full[a], full[b], how)
         test = (stats.spearmanr if how == "spearman" else stats.pearsonr)(
             *(np.nan_to_num(v) for v in (full[a], full[b])))
         (a1, a2), (b1, b2) = stacked[a], stacked[b]
@@ -197,24 +206,54 @@ def agreements(scores: dict[str, PointScore], pairs, *, how: str = "spearman",
         r_true = (cross / math.sqrt(raa * rbb)) if raa > 0 and rbb > 0 else math.nan
         rel_a = 1.0 if aligned[a].fixed is not None else float(spearman_brown(raa, 2))
         rel_b = 1.0 if aligned[b].fixed is not None else float(spearman_brown(rbb, 2))
-        boot_true = _true_r(*drawn[a], *drawn[b], how)[0]
-        boot_r = _corr_rows(full[a][boot_rows], full[b][boot_rows], how)
-        q = [(1 - level) / 2, (1 + level) / 2]
+        boot_true, boot_cross = _true_r(*drawn[a], *drawn[b], how)
         undefined = float(np.mean(~np.isfinite(boot_true)))
         lo, hi = (np.nanquantile(boot_true, q) if undefined < (1 - level) / 2
                   else (math.nan, math.nan))  # too many replicates without a positive half
-        r_lo, r_hi = np.nanquantile(boot_r, q)
         if not np.isfinite(lo):  # no interval: the point estimate is not reported either
             r_true = math.nan
+        # a true correlation lies in [-1, 1]; the ratio estimator can leave it by noise
+        clipped = bool(np.isfinite(r_true) and max(abs(r_true), abs(lo), abs(hi)) > 1)
+        r_true, lo, hi = (float(np.clip(v, -1, 1)) for v in (r_true, lo, hi))
+        if shared:  # the full ensembles share their composition: only disjoint halves test
+            r, boot_r, p = float(cross), boot_cross, _boot_p(boot_cross)
+        else:
+            r, p = r_full, float(test[1])
+            boot_r = _corr_rows(full[a][boot_rows], full[b][boot_rows], how)
+        r_lo, r_hi = np.nanquantile(boot_r, q)
         rows.append({"a": a, "b": b, "points": n, "r": r, "r_low": float(r_lo),
-                     "r_high": float(r_hi), "p": float(test[1]), "rel_a": rel_a,
-                     "rel_b": rel_b, "r_true": float(r_true), "r_true_low": float(lo),
-                     "r_true_high": float(hi), "undefined_share": undefined,
-                     "r_corrected": (r / math.sqrt(rel_a * rel_b)
+                     "r_high": float(r_hi), "p": p, "observed": (
+                         "cross-fitted" if shared else "full ensembles"),
+                     "shared_membership": shared, "r_full": r_full, "rel_a": rel_a,
+                     "rel_b": rel_b, "r_true": r_true, "r_true_low": lo, "r_true_high": hi,
+                     "r_true_clipped": clipped, "undefined_share": undefined,
+                     "r_corrected": (r_true if shared else r / math.sqrt(rel_a * rel_b)
                                      if rel_a > 0 and rel_b > 0 else math.nan)})
         reps[f"{a} | {b}"] = boot_true
         reps[f"{a} | {b} (observed)"] = boot_r
     return pd.DataFrame(rows), pd.DataFrame(reps)
+
+
+def shares_membership(a: PointScore, b: PointScore) -> bool:
+    """Whether two ensemble scores trained any encoder group on the same draw of halves.
+
+    Why: two methods (or two measures of one ensemble) on the same membership draw share the
+    composition effect (which of x's neighbours each encoder saw), so their full-ensemble
+    estimates correlate even where the true scores do not (the placebo: +0.22 on the laptop
+    store). Only estimates from disjoint draws can test their agreement."""
+    if a.fixed is not None or b.fixed is not None:
+        return False
+    draws = {np.packbits(row).tobytes() for row in np.asarray(a.inside, bool)}
+    return any(np.packbits(row).tobytes() in draws for row in np.asarray(b.inside, bool))
+
+
+def _boot_p(boot) -> float:
+    """Two-sided bootstrap p-value of "no correlation" from replicates of a correlation."""
+    d = np.asarray(boot, float)
+    d = d[np.isfinite(d)]
+    if len(d) < 20:
+        return math.nan
+    return float(max(min(1.0, 2 * min(np.mean(d <= 0), np.mean(d >= 0))), 1 / len(d)))
 
 
 def agreement(a: PointScore, b: PointScore, **kw) -> dict:
