@@ -144,7 +144,8 @@ def removal(profile: str, *, k: int | None = None, seeds=None, rank_members=None
     r = dict(settings(profile).get("removal") or {})
     if not r:
         raise SSLMemError(f"profile {profile!r} defines no removal experiment")
-    design, _ = ranking(profile, **fields)
+    # the removed sets come from the design named in the settings (default: the ranking's)
+    design, _ = ranking(profile, design=r.get("design"), **fields)
     exp = design.ensemble.exp
     n = len(design.ensemble.pool)
     k = int(k or r["k"])
