@@ -127,17 +127,14 @@ glue_number("top_k", k)
 # %% [markdown]
 # ## Agreement between the methods
 #
-# For every pair of scores: Spearman's $\rho$ over the pool, observed (with a 95 % bootstrap
-# interval and its $p$) and **true-score** (corrected for both scores' reliabilities, from split
-# halves that share no encoder and no membership draw, so the shared halves cannot create
-# agreement; "–" where the data cannot bound it), and the share of one score's
-# top-{glue:text}`top_k` points that are also in the other's, beside its chance level.
-#
-# Read the observed column with care: two methods trained on the same halves share the noise
-# that the halves put into every score (which of a point's look-alikes each encoder saw), so
-# their observed correlation can be high even where each ranking alone is mostly noise. The
-# true-score column is free of that shared noise; where it is "–", the rankings are too
-# unreliable to say how much the methods agree.
+# For every pair of scores: Spearman's $\rho$ over the pool, observed (95 % bootstrap interval,
+# $p$) and **true-score** (corrected for both reliabilities; "–" where the data cannot bound
+# it), and the share of one score's top-{glue:text}`top_k` points also in the other's, beside
+# chance. Two scores trained on the same membership draw share the noise the halves put into
+# every score (which of a point's look-alikes each encoder saw), so their full ensembles
+# correlate even where the true scores do not. For them (marked ᶜ) the observed $\rho$ and the
+# overlap are **cross-fitted**: one score from half of the complementary pairs, the other from
+# the other half, which share no encoder and no draw. The true-score column is always so.
 
 # %% tags=["remove-input"]
 if comparable:
@@ -152,6 +149,22 @@ else:
     print("fewer than two methods with enough encoders: nothing to compare yet")
 
 # %% [markdown]
+# ## The placebo control
+#
+# On the placebo (test images no encoder trained on) every method's true SSLMem is zero, so
+# two methods can agree there only through shared noise. Their observed agreement must be
+# centred at zero and their top-{glue:text}`top_k` overlap at chance; the full ensembles' $\rho$
+# is shown beside it.
+
+# %% tags=["remove-input"]
+control = consensus.placebo_control(ssl, k=k)
+if len(control):
+    show_table(control, {"ρ full ensembles": "{:+.2f}", "p": "{:.2g}"})
+glue_text("control", consensus.control_text(control))
+
+# %% [markdown]
+# Placebo control: {glue:text}`control`.
+#
 # ## Is SSL–SSL agreement higher than SSL–supervised?
 #
 # The claim compares agreements, so it is tested on their difference: for each SSL–SSL pair
@@ -178,6 +191,7 @@ show_table(consensus.paper_table(result))
 #   the same halves ({glue:text}`n_encoders` encoders in all); the first table gives each
 #   ranking's reliability.
 # - SSL–SSL against SSL–supervised agreement: the paper's claim is {glue:text}`verdict`.
+# - Placebo control: {glue:text}`control`.
 #
 # The results were computed on {glue:text}`device`; this page rendered them in
 # {glue:text}`seconds:.0f` s.
@@ -186,5 +200,5 @@ show_table(consensus.paper_table(result))
 glue_number("minutes", _timer.minutes(), volatile=True)
 glue_number("seconds", 60 * _timer.minutes(), volatile=True)
 glue_all(where := provenance.glued(*[e.exp for e in [*ssl.values(), sup]]))  # device, commits
-verdicts.glue([consensus.claim_verdict(result, scale)], where["device"])
+verdicts.glue([consensus.claim_verdict(result, scale, control)], where["device"])
 print(provenance.report(*[e.exp for e in [*ssl.values(), sup]], parameters=parameters))

@@ -20,41 +20,41 @@
 # :format: myst
 # ```
 #
-# The paper ranks points by SSLMem computed from **one** pair of encoders: $f$ trained with the
-# candidates, $g$ without them, on a fixed partition of the data (chapter 1 reproduces exactly
-# that). Chapter 1 shows that this pair measures the *average* memorization of a subset very
-# precisely. This page asks the question every per-point claim of the paper rests on (which
-# points are memorized, chapters 2–5): does one point's score measure that point's own
-# memorization, and how precisely? It is not a figure of the paper; it is the check the paper
-# did not report.
+# The paper ranks points by SSLMem from **one** pair of encoders ($f$ with the candidates, $g$
+# without, on a fixed partition), which chapter 1 shows measures a subset's *average*
+# memorization precisely. Every per-point claim (chapters 2–5) rests on a question the paper
+# did not report: does one point's score measure that point's own memorization, how precisely?
 #
-# SSLMem is defined as an expectation over encoders,
+# SSLMem is defined as an expectation over encoders and augmentations,
 # $m(x) = \mathbb{E}_{g \sim A(S \setminus x)} L(g, x) - \mathbb{E}_{f \sim A(S)} L(f, x)$.
 # We estimate it as Feldman and Zhang (2020) estimate label memorization: **an ensemble** of
-# $M$ encoders, each trained on its own random half of a pool of images, every pool image scored
-# by every encoder on the same augmentation pairs, and
-# $\hat m(x)$ = mean loss of the encoders that did not train on $x$ − mean loss of those that
-# did. Because each encoder draws its own half, a point's neighbours are in or out
-# independently of the point itself, so $\hat m(x)$ isolates the point's own inclusion.
+# $M$ encoders in complementary pairs, each pair splitting a pool of images into two random
+# halves, and $\hat m(x)$ = mean loss of the encoders that did not train on $x$ − mean loss of
+# those that did. The ranking chapters 2, 3 and 5 use draws **every facet anew per pair**: its
+# halves, its initialization and augmentation stream, and the view pairs its points are scored
+# on. **Estimand, in one sentence: a point's expected drop in alignment loss from being
+# trained on, over random halves, seeds and augmentations.** Its reliability is therefore the
+# correlation one would see with a fresh ensemble of new encoders *and* new views.
 #
 # | | hardware | time | what to expect |
 # |---|---|---|---|
 # | paper profile | one GPU | not run yet: the design is chosen on the laptop first | — |
 # | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | {glue:text}`total_members` encoders, {glue:text}`encoder_hours:.1f` encoder-hours of training and scoring; this page rendered from the store in {glue:text}`seconds:.0f` s | a clear average in/out contrast; per-point reliability growing with $M$ as Spearman–Brown predicts; the placebo centred at zero with reliability near zero |
 #
-# How to read precision: split the encoders into two random halves, estimate every point's
-# score from each half and correlate the two estimates over points; corrected to the full
-# ensemble (Spearman–Brown), this **split-half reliability** is the share of the spread of
-# scores between points that is reproducible rather than noise: 0 means the ranking is
-# noise, 0.8 that it is mostly signal. A **placebo** set of held-out images that no encoder
-# trained on, given a fake membership, must come out with mean zero *and* reliability near zero:
-# otherwise the estimator measures something other than a point's own inclusion.
+# How to read precision: split the complementary pairs into two random halves, estimate
+# every point's score from each and correlate the two estimates over points; corrected to the
+# full ensemble (Spearman–Brown), this **split-half reliability** is the share of the spread
+# between points that is reproducible: 0 means the ranking is noise, 0.8 that it is mostly
+# signal. It counts as error only what differs between the halves (the *facets*). A
+# **placebo** of held-out images no encoder trained on, given a fake membership, must come out
+# with mean zero *and* reliability near zero. Standard errors and tests of an average run over
+# the pairs, the independent units, never over points that share their encoders.
 
 # %% tags=["remove-cell"]
 from IPython.display import Markdown, display
 
 from sslmem.book import designs as page  # this page's analyses ('designs' is a parameter)
-from sslmem.book import precision, provenance, verdicts
+from sslmem.book import facets, precision, provenance, verdicts
 from sslmem.book.notebook import Timer, banner, check_parameters, glue_all, glue_number, show_table
 
 _timer = Timer()
@@ -83,25 +83,19 @@ described = page.names(found)  # every design in words
 # %% [markdown]
 # ## The regime search
 #
-# Each row is one ensemble design on a pool of {glue:text}`dataset` training images (its size
-# is in the first table) at {glue:text}`image_size` px (downsampled: a 32-px ResNet-9 step costs
-# 4× as much on these cores) and a placebo of {glue:text}`placebo_size` test images; each
-# encoder trains on half of the pool. The designs differ in one knob at a time: training
-# length, whether every encoder starts from the same weights and draws the same augmentations
-# (*shared init*, common random numbers in training), the pool's size, and the augmentation's
-# strength (*weak*: half the colour jitter, crops of at least 54 % of the image; memorization is
-# known to grow as augmentation weakens). Chapter 3's designs of other methods are listed too.
+# Each row is one design on a pool of {glue:text}`dataset` training images at
+# {glue:text}`image_size` px (a 32-px step costs 4× as much here) and a placebo of
+# {glue:text}`placebo_size` test images; each encoder trains on half of the pool. The designs
+# differ in one knob at a time: training length, *shared init* (one seed for all encoders),
+# pool size, *weak* augmentation (half the colour jitter, crops ≥ 54 %), the facets drawn per
+# pair; chapter 3's other methods are listed too.
 #
-# The first table is the average contrast and the noise: the encoders stored so far ($M$), the
-# minutes an encoder took here (training and scoring; the median, since a few trained beside
-# other work), the mean $\hat m$ over the pool with its $p$ (one-sample $t$-test against 0) and
-# the placebo's beside it, and the SD of the placebo's $\hat m$, which is pure noise, before and
-# after each encoder's losses are centred on its mean over the placebo (an encoder that aligns
-# every image a little better shifts all its losses, which is noise for $\hat m$). The second is
-# precision: the **true between-point SD** of self-memorization (the spread of $\hat m$ left
-# after removing its estimation noise), the split-half reliability of the pool and of the
-# placebo, each with a 95 % interval (bootstrap over points and splits), and what a reliability
-# of 0.8 would take by Spearman–Brown: encoders, and hours on these 2 cores (at that median).
+# The first table: encoders stored ($M$), minutes per encoder here (the median), mean
+# $\hat m$ over pool and placebo with its $p$ (a $t$-test over the complementary pairs), and
+# the placebo's SD (pure noise) before and after centring each encoder's losses on its placebo
+# mean. The second: what a split counts as error, the **true between-point SD** (spread left
+# after estimation noise), split-half reliability (Pearson, 95 % intervals) of pool and
+# placebo, and what 0.8 would take by Spearman–Brown: encoders and hours here.
 
 # %% tags=["remove-input"]
 for frame, formats in page.regime_tables(table):  # contrast and noise; precision and cost
@@ -111,19 +105,41 @@ chosen = ssl[best.design]
 glue_all(page.chosen_values(best, described))  # chosen, chosen_members, …, verdict
 
 # %% [markdown]
-# The design that chapters 2–5 rank points by, picked from this search (until it has 4
-# encoders: the one with the lowest projected cost of a reliable ranking), is
-# **{glue:text}`chosen`**, with $M =$ {glue:text}`chosen_members:.0f` encoders so far:
+# The design chapters 2, 3 and 5 rank points by is **{glue:text}`chosen`**, with
+# $M =$ {glue:text}`chosen_members:.0f` encoders:
 
 # %% tags=["remove-input"]
 display(Markdown(page.chosen_markdown(best, cheap, described)))
 
 # %% [markdown]
+# ## What counts as error: facets
+#
+# One pool, four ways, from optimistic to honest: the fixed-view design (one init, the same
+# view pairs for every encoder) split over encoders; the same encoders with halves also scored
+# on different view pairs; the all-facet design at as many view pairs and at all of its own.
+# The laptop's all-facet design was fixed (24 encoders, 128 view pairs) in commit 5364258,
+# before any encoder trained: a replicate its own reliability could not have chosen.
+
+# %% tags=["remove-input"]
+if (compared := facets.compare(profile, ssl)) is not None:
+    show_table(compared["table"])
+    show_table(compared["components"], facets.COMPONENT_FORMATS)
+    glue_all(compared["values"])  # facets_rel, fixed_rel, …
+    display(Markdown(compared["text"]))
+else:
+    print("this profile has no all-facet and fixed-view designs with 2 complete pairs each")
+
+# %% [markdown]
+# Intervals: 95 %, bootstrap over points and splits; *Pearson* correlates scores, *rank* their
+# orders (what a top-k list uses). Second table, at the fixed design's view pairs: the true SD
+# each design sees, one pair's error SD, composition (the part a pair's two members see with
+# opposite signs, net of what they share), and s.e. over pairs ÷ s.e. over encoders.
+
+# %% [markdown]
 # ## Reliability grows with the number of encoders
 #
-# Measured split-half reliability for random subsets of $m$ encoders (points; band: spread over
-# subsets and bootstrap); the dashed line extrapolates the full ensemble's value with
-# Spearman–Brown. The placebo must stay on zero whatever $M$.
+# Split-half reliability of random subsets of $m$ encoders (band: subsets and bootstrap);
+# dashed: Spearman–Brown from all. The placebo must stay on zero whatever $M$.
 
 # %% tags=["hide-input"]
 fig = precision.reliability_figure(ssl, table, described)
@@ -131,10 +147,8 @@ fig = precision.reliability_figure(ssl, table, described)
 # %% [markdown]
 # ## Each point's interval
 #
-# Every pool point of **{glue:text}`chosen`** with its estimate $\hat m(x)$ and ±1.96 s.e.
-# over encoders, sorted by the estimate, beside the placebo's points. Where the intervals of
-# most points overlap zero and each other, ranking points is premature; where they separate,
-# the ranking means something.
+# Every point of **{glue:text}`chosen`**, sorted by $\hat m(x)$, with its 95 % interval (± t
+# s.e. over the complementary pairs): where intervals separate, the ranking means something.
 
 # %% tags=["hide-input"]
 if len(chosen.complete_members()) >= 4:
@@ -145,9 +159,8 @@ else:
 # %% [markdown]
 # ## How many augmentation pairs?
 #
-# The reliability of the full ensemble of **{glue:text}`chosen`** when each encoder scores a
-# point with only its first $K$ augmentation pairs (the stored prefixes). Pairs are cheap next
-# to encoders; this shows whether more of them still help.
+# The reliability of **{glue:text}`chosen`** when each encoder scores a point with only its
+# first $K$ view pairs (stored prefixes): pairs are cheap next to encoders; do more still help?
 
 # %% tags=["hide-input"]
 if len(kc := precision.k_curve(chosen)):
@@ -158,11 +171,8 @@ else:
 # %% [markdown]
 # ## The paper's estimator beside it
 #
-# Members 0 and 1 of a design are complementary halves: together they *are* the paper's
-# estimator, one $f$/$g$ pair on a fixed partition. Retrained with other seeds (same halves),
-# they give a second, independent measurement of the same one-pair score. Its test-retest
-# correlation over points is its reliability, on the pool and on the placebo, whose true score
-# is zero by design.
+# Members 0 and 1 *are* the paper's estimator (one $f$/$g$ pair); retrained with other seeds
+# on the same halves, their test-retest correlation is its reliability, pool and placebo.
 
 # %% tags=["remove-input"]
 pairs = page.one_pairs(ssl)  # the designs whose one-pair repeat is stored
@@ -173,15 +183,13 @@ display(Markdown(page.one_pair_text(pairs, described)))
 # %% [markdown]
 # ## Multi-seed $f$/$g$ against the ensemble, encoder for encoder
 #
-# The obvious alternative to random halves is the paper's pair trained with several seeds on
-# its fixed partition and averaged (the `seeds` option of chapter 1). Members 0 and 1 of
-# **{glue:text}`chosen`**, retrained with further seeds, are exactly that. Both designs cost the
-# same per encoder, so the comparison is at an equal number of encoders $2S$: the multi-seed
-# estimator's split-half reliability (halves of its seeds) on the pool and on the placebo,
-# beside the ensemble's at $2S$ encoders (Spearman–Brown from all of its encoders).
+# The alternative to random halves: the paper's pair trained with several seeds on its fixed
+# partition and averaged (chapter 1's `seeds`), i.e. members 0 and 1 of the fixed-view design
+# retrained. At an equal number of encoders $2S$: its split-half reliability (halves of its
+# seeds), pool and placebo, beside that design's ensemble at $2S$ (Spearman–Brown).
 
 # %% tags=["remove-input"]
-fixed = precision.fixed_partition(chosen)
+fixed = page.fixed_partition_of(ssl)  # the first design whose members 0 and 1 were retrained
 if fixed is not None:
     show_table(page.fixed_partition_table(fixed))
 display(Markdown(page.fixed_partition_text(fixed)))
@@ -189,12 +197,10 @@ display(Markdown(page.fixed_partition_text(fixed)))
 # %% [markdown]
 # ## The supervised counterpart
 #
-# The same membership design with supervised classifiers gives, for every pool point, the
-# literature's per-point measures: Feldman–Zhang **label memorization** (accuracy of the
-# models that trained on the point minus that of the models that did not) and **held-out
-# consistency** (accuracy of the models that did not: the C-score estimator of Jiang et al.
-# 2021; atypicality = 1 − consistency). They are what chapter 2 correlates SSLMem with, so
-# their reliability is measured the same way.
+# Supervised classifiers on the same halves give the literature's per-point measures that
+# chapter 2 correlates SSLMem with: Feldman–Zhang **label memorization** (accuracy with the
+# point − without) and **held-out consistency** (accuracy without it, the C-score estimator of
+# Jiang et al. 2021; atypicality = 1 − consistency), measured the same way.
 
 # %% tags=["remove-input"]
 sup_table = page.supervised_table(sup)  # the designs with 2 or more members
@@ -206,11 +212,9 @@ else:
 # %% [markdown]
 # ## What the later chapters need
 #
-# An observed correlation between two per-point scores is the true correlation times
-# $\sqrt{\text{rel}_a \cdot \text{rel}_b}$. With the pool of {glue:text}`chosen_pool:.0f` points
-# of {glue:text}`chosen`,
-# the smallest *true* correlation a two-sided test detects with 80 % power at $\alpha$ = 0.05,
-# for a few pairs of reliabilities:
+# An observed correlation is the true one times $\sqrt{\text{rel}_a \cdot \text{rel}_b}$. On
+# {glue:text}`chosen_pool:.0f` points, the smallest *true* correlation a two-sided test detects
+# with 80 % power at $\alpha$ = 0.05, for pairs of reliabilities:
 
 # %% tags=["remove-input"]
 grid = page.detectable_grid(len(chosen.pool))
@@ -218,11 +222,9 @@ show_table(grid, {c: "{:.2f}" for c in grid.columns})
 glue_number("detectable_now", page.detectable_now(len(chosen.pool), best))
 
 # %% [markdown]
-# With the reliability reached so far, a correlation of SSLMem with a nearly perfectly
-# measured second score (reliability 0.9) is detectable only if it is at least
-# {glue:text}`detectable_now:.2f` in truth (1.00: not detectable at all). Chapters 2–5 rank
-# points; until their scores reach a reliability of 0.5 or more, their per-point nulls are not
-# evidence against the paper.
+# At the reliability reached, a correlation of SSLMem with a nearly perfectly measured score
+# (reliability 0.9) is detectable only if it is at least {glue:text}`detectable_now:.2f` in
+# truth (1.00: not at all); below a reliability of 0.5, per-point nulls are not evidence.
 #
 # ## Paper vs this run
 
@@ -236,10 +238,8 @@ show_table(page.paper_table(best, pair := next(iter(pairs.values()), None)))
 #   {glue:text}`chosen_contrast`.
 # - Per-point reliability with {glue:text}`chosen_members:.0f` encoders of
 #   {glue:text}`chosen`: {glue:text}`verdict`.
-# - The ensemble grows without recomputation: every added encoder sharpens every number here.
 #
-# The results were computed on {glue:text}`device`; this page rendered them in
-# {glue:text}`seconds:.0f` s.
+# Computed on {glue:text}`device`; rendered from the store in {glue:text}`seconds:.0f` s.
 
 # %% tags=["remove-input", "hide-output"]
 glue_number("minutes", _timer.minutes(), volatile=True)

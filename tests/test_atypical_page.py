@@ -46,12 +46,12 @@ def test_page_texts_when_the_models_fit_everything_or_the_control_fails():
 
 def test_agreement_view_formats_intervals():
     shown = atypicality.agreement_view(_agree())
-    assert list(shown.columns) == ["pair", "ρ observed [95 %]", "p", "reliabilities",
+    assert list(shown.columns) == ["pair", "ρ observed [95 %]", "p", "rank reliabilities",
                                    "ρ true-score [95 %]", "detectable ρ"]
     assert set(atypicality.AGREEMENT_FORMATS) <= set(shown.columns)
     assert shown.pair[0] == "SSLMem vs 1 − consistency (pool)"
     assert shown["ρ observed [95 %]"][0] == "+0.40 [+0.20, +0.60]"
-    assert shown.reliabilities[0] == "0.80 / 0.70"
+    assert shown["rank reliabilities"][0] == "0.80 / 0.70"
     assert list(shown["ρ true-score [95 %]"]) == ["+0.55 [+0.30, +0.80]"] * 2 + ["–"]
 
 

@@ -6,6 +6,7 @@ import math
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 from test_agreement import _ensemble, _membership
 
@@ -104,7 +105,7 @@ def test_the_cost_of_reliability_one_half():
         "design": "simclr-a", "method": "simclr", "members": 4, "epochs": 100,
         "pool_mean": 0.03, "pool_p": 1e-5, "pool_rel": 0.25, "pool_rel_low": 0.1,
         "pool_rel_high": 0.4, "minutes_per_encoder": 10.0})
-    assert row["reliability [95 %]"] == "0.25 [0.10, 0.40]"
+    assert row["reliability, Pearson [95 %]"] == "0.25 [0.10, 0.40]"
     assert row["M for 0.5"] == pytest.approx(12)
     assert row["encoder-hours for it"] == pytest.approx(2.0)
     assert list(row)[:3] == ["method", "design", "M"]
@@ -118,7 +119,7 @@ def test_ensembles_table_has_one_row_per_design(monkeypatch):
     monkeypatch.setattr(consensus.precision, "summarize", summarize)
     table = consensus.ensembles_table([_design("a", "simclr"), _design("s", "supervised")])
     assert list(table.design) == ["a", "s"] and list(table.method) == ["simclr", "supervised"]
-    assert table["reliability [95 %]"].tolist() == ["–", "–"]  # nothing measured yet
+    assert table["reliability, Pearson [95 %]"].tolist() == ["–", "–"]  # nothing measured yet
     assert table["M for 0.5"].isna().all()
 
 
@@ -141,14 +142,33 @@ def test_claim_carries_its_verdict_or_nothing(held):
 def test_agreement_and_paper_tables_show_every_pair(held):
     table = held["table"]
     shown = consensus.agreement_table(table, 30)
-    assert list(shown.columns) == ["pair", "ρ observed [95 %]", "p", "reliabilities",
+    assert list(shown.columns) == ["pair", "ρ observed [95 %]", "p", "rank reliabilities",
                                    "ρ true-score [95 %]", "top-30 overlap (chance; p)"]
     first = table.iloc[0]
     assert shown.pair.iloc[0] == f"{first.a} / {first.b} (SSL–SSL)"
+    mark = "ᶜ" if first.shared_membership else ""  # cross-fitted: one membership draw
     assert shown["ρ observed [95 %]"].iloc[0] == (
-        f"{first.r:+.2f} [{first.r_low:+.2f}, {first.r_high:+.2f}]")
+        f"{first.r:+.2f}{mark} [{first.r_low:+.2f}, {first.r_high:+.2f}]")
     paper = consensus.paper_table(held)
     assert paper.shape == (4, 4)
     assert paper["this run"].iloc[0].startswith(f"{first.a}/{first.b}: ρ {first.r:+.2f}")
     assert paper["this run"].iloc[1].count(";") == 1  # two SSL–supervised pairs
     assert paper["this run"].iloc[2] == held["verdict"]
+
+
+def test_placebo_control_fails_a_page_whose_placebo_agrees(held):
+    """A control table with a failing pair keeps the claim from holding and says so."""
+    control = pd.DataFrame([{"pair": "a / b", "membership": "shared draw",
+                             "ρ full ensembles": 0.22, "ρ observed [95 %]": "+0.21 [+0.05, +0.36]",
+                             "p": 0.01, "passes": False}])
+    text = consensus.control_text(control)
+    assert text.startswith("FAILED for 1 of 1") and "+0.22" in text
+    passed = control.assign(p=0.6, passes=True)
+    assert consensus.control_text(passed).startswith("passed")
+    assert consensus.control_text(pd.DataFrame()).startswith("not run")
+    from sslmem.book import verdicts
+
+    assert consensus.claim_verdict(held, "scale").word == verdicts.HOLDS
+    failed = consensus.claim_verdict(held, "scale", control)
+    assert failed.word != verdicts.HOLDS and "FAILED" in failed.note
+    assert consensus.claim_verdict(held, "scale", passed).word == verdicts.HOLDS

@@ -54,6 +54,9 @@ def test_membership_is_complementary_per_pair(roots):
         Ensemble(tiny(), fraction=1.0)
 
 
+E_PAIR_SEED = 20_000  # sslmem.pipeline.ensemble.PAIR_SEED: the stored members' seeds
+
+
 def test_the_all_facet_design_draws_init_and_views_per_pair_and_stores_dynamics(roots):
     """Pair i's two members share one init and one set of scoring views (their in/out
     difference keeps its common random numbers); the next pair draws new ones; each member
@@ -69,6 +72,11 @@ def test_the_all_facet_design_draws_init_and_views_per_pair_and_stores_dynamics(
     assert facets.member_name(0) != plain.member_name(0)  # other results, other keys
     rebuilt = Ensemble(tiny(results_only=True), **facets.options())
     assert rebuilt.member_name(3) == facets.member_name(3)
+    # another membership draw (chapter 3's second method) draws its own seeds and views too
+    other = Ensemble(tiny(), pair_init=True, views="pair", membership_seed=1)
+    mine = {facets.seed(j) for j in range(8)} | {facets.score_seed(j) for j in range(8)}
+    assert not mine & ({other.seed(j) for j in range(8)} | {other.score_seed(j) for j in range(8)})
+    assert facets.seed(0) == E_PAIR_SEED  # the stored draw 0 keeps its seeds
     with pytest.raises(SSLMemError, match="views"):
         Ensemble(tiny(), views="fresh")
     with pytest.raises(SSLMemError, match="not both"):

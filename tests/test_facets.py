@@ -153,3 +153,22 @@ def test_split_half_across_views_counts_the_views_as_error():
     across = reliability.split_half(*one.subset("pool")[:2], groups=one.groups, n_boot=20,
                                     L_other=two.subset("pool")[0])
     assert same["reliability"] - across["reliability"] > 0.15
+
+
+def test_cross_fitted_top_overlap_is_at_chance_on_a_shared_placebo():
+    """On the placebo of two methods trained on the same halves, the full ensembles' top sets
+    overlap far beyond chance; the cross-fitted overlap sits at chance and its test passes."""
+    from sslmem.score.agreement import top_overlap, top_overlap_cross
+
+    w = synthetic.world(128, 200, seed=50)
+    t = synthetic.truth(w, TRUE_SD, seed=50)
+    kw = dict(pairs=8, membership_seed=5, composition_sd=0.03, noise_sd=0.01)
+    a, b = (synthetic.planted(w, t, seed=s, **kw) for s in (1, 2))
+    (La, Ia, _), (Lb, Ib, _) = a.subset("placebo"), b.subset("placebo")
+    pos = np.arange(w.placebo)
+    sa, sb = PointScore("a", pos, La, Ia, a.groups), PointScore("b", pos, Lb, Ib, b.groups)
+    full = top_overlap(sa.estimate(), sb.estimate(), 40)
+    crossed = top_overlap_cross(sa, sb, 40, n_splits=10, n_perm=100)
+    assert full["overlap"] > 2 * full["chance"] and full["p"] < 1e-3
+    assert crossed["overlap"] == pytest.approx(crossed["chance"], abs=0.07)
+    assert crossed["p"] > 0.05

@@ -193,12 +193,13 @@ def test_regularizer_effects_report_a_planted_reduction():
     assert list(table.iloc[:, 0]) == ["in/out contrast", "contrast ÷ mean loss",
                                       "placebo contrast (control)",
                                       "linear probe on cifar10 (points)"]
-    assert table.columns[0] == "λ = 0 → λ = 0.5" and (table.members == 4).all()
+    assert table.columns[0] == "λ = 0 → λ = 0.5" and (table.pairs == 2).all()  # the units
     assert table["mean change"].iloc[0] == pytest.approx(-0.05, abs=0.005)
     assert table["mean change"].iloc[3] == pytest.approx(-1.0)
     assert out["verdict"].startswith("memorization lowered, as the paper claims")
     assert "linear-probe accuracy changes by -1.00 points in every pair" in out["verdict"]
-    assert out["text"].startswith("Over 4 paired members, the in/out contrast is +0.10")
+    assert out["text"].startswith("Over 4 paired members (2 complementary pairs, the units "
+                                   "tested), the in/out contrast is +0.10")
     assert gen.regularizer_effects(_setup(0.2))["verdict"].startswith("memorization RAISED")
 
 
@@ -251,7 +252,9 @@ def test_regularizer_verdict_states_an_accuracy_that_rose_against_the_paper():
 
     def member_table(design=None, members=None):  # a noisy change: one point up on average
         t = plain_table(design, members)
-        return t.assign(linear=t.linear + (0.002 * (t.member % 2 - 0.5) if design else 0.0))
+        # varying between complementary pairs (the units tested), not within one
+        return t.assign(linear=t.linear + (0.0002 * (t.member // 2 % 2 - 0.5) if design
+                                           else 0.0))
 
     setup.member_table = member_table
     for ens in (setup.design.ensemble, setup.regularized.ensemble):

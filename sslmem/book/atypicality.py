@@ -190,7 +190,7 @@ def agreement_view(agree: pd.DataFrame) -> pd.DataFrame:
     shown = agree.assign(pair=agree.a + " vs " + agree.b + " (" + agree.subset + ")",
                          **agreement_columns(agree))
     return shown[["pair", "observed", "p", "rels", "true", "detectable"]].rename(columns={
-        "observed": "ρ observed [95 %]", "rels": "reliabilities",
+        "observed": "ρ observed [95 %]", "rels": "rank reliabilities",
         "true": "ρ true-score [95 %]", "detectable": "detectable ρ"})
 
 

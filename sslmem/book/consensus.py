@@ -23,7 +23,14 @@ from sslmem.book.notebook import data_text, describe_design
 from sslmem.errors import SSLMemError
 from sslmem.pipeline.ensemble import Ensemble
 from sslmem.score import reliability
-from sslmem.score.agreement import agreements, difference, from_ensemble, label_scores, top_overlap
+from sslmem.score.agreement import (
+    agreements,
+    difference,
+    from_ensemble,
+    label_scores,
+    top_overlap,
+    top_overlap_cross,
+)
 
 SUP_SSLMEM = "supervised (SSLMem)"
 SUP_LABEL = "supervised (label mem.)"
@@ -84,7 +91,7 @@ def ensemble_row(row: dict) -> dict:
     return {"method": row["method"], "design": row["design"], "M": row["members"],
             "epochs": row["epochs"], "mean m̂ (pool)": row.get("pool_mean"),
             "p": row.get("pool_p"),
-            "reliability [95 %]": precision._interval(row, "pool_rel", "{:.2f}"),
+            "reliability, Pearson [95 %]": precision._interval(row, "pool_rel", "{:.2f}"),
             "M for 0.5": need,
             "encoder-hours for it": need * row.get("minutes_per_encoder", math.nan) / 60}
 
@@ -130,8 +137,11 @@ def compare(found: dict, *, k: int, how: str = "spearman", n_splits: int = 100,
     full = {n: found[n].estimate() for n in names}
     positions = {n: pd.Index(found[n].positions) for n in names}
     overlaps = []
-    for a, b in pairs:
+    for (a, b), shared in zip(pairs, table.shared_membership):
         common = positions[a].intersection(positions[b], sort=False)
+        if shared:  # one membership draw: only disjoint halves can test the overlap
+            overlaps.append(top_overlap_cross(found[a], found[b], min(k, len(common) - 1)))
+            continue
         xa = full[a][positions[a].get_indexer(common)]
         xb = full[b][positions[b].get_indexer(common)]
         overlaps.append(top_overlap(xa, xb, min(k, len(common) - 1)))
@@ -149,6 +159,51 @@ def compare(found: dict, *, k: int, how: str = "spearman", n_splits: int = 100,
                                else f"{s} | {x}")
                 tests.append({"SSL–SSL": f"{a} | {b}", "SSL–supervised": f"{x} | {s}", **d})
     return {"table": table, "tests": pd.DataFrame(tests), "replicates": reps}
+
+
+def placebo_control(ssl: dict[str, Ensemble], *, k: int, n_splits: int = 100,
+                    n_boot: int = 1000) -> pd.DataFrame:
+    """The SSL methods' agreement on the placebo, whose true SSLMem is zero for every method:
+    the observed ρ (cross-fitted where the methods share a membership draw) and the top-k
+    overlap must be centred at 0 and at chance. The full ensembles' ρ is shown beside it, so
+    the page shows what a shared draw does. Empty with fewer than two SSL methods."""
+    found = {n: from_ensemble(n, e, subset="placebo") for n, e in ssl.items() if ready(e)}
+    pairs = list(itertools.combinations(found, 2))
+    if not pairs:
+        return pd.DataFrame()
+    table, _ = agreements(found, pairs, how="spearman", n_splits=n_splits, n_boot=n_boot)
+    rows = []
+    for r in table.itertuples():
+        if r.shared_membership:
+            o = top_overlap_cross(found[r.a], found[r.b], k)
+        else:
+            o = top_overlap(found[r.a].estimate(), found[r.b].estimate(), k)
+        rows.append({"pair": f"{r.a} / {r.b}", "membership": (
+            "shared draw" if r.shared_membership else "independent draws"),
+            "ρ full ensembles": r.r_full, "ρ observed [95 %]": (
+                f"{r.r:+.2f} [{r.r_low:+.2f}, {r.r_high:+.2f}]"), "p": r.p,
+            f"top-{k} overlap (chance; p)": f"{o['overlap']:.2f} ({o['chance']:.2f}; "
+                                             f"p = {o['p']:.2g})",
+            "passes": bool(r.p > 0.05 and o["p"] > 0.05)})
+    return pd.DataFrame(rows)
+
+
+def control_text(control: pd.DataFrame) -> str:
+    """The placebo control in words: passed (every pair centred at 0 and at chance) or not."""
+    if not len(control):
+        return "not run: fewer than two SSL methods with two stored pairs each"
+    failed = control[~control.passes]
+    shared = control[control.membership == "shared draw"]
+    text = (f"passed: on the placebo every SSL pair's observed ρ and top-k overlap are "
+            f"consistent with zero and chance (smallest p = {control.p.min():.2g})"
+            if not len(failed) else
+            f"FAILED for {len(failed)} of {len(control)} pairs: on the placebo, whose true "
+            f"score is zero, the observed agreement departs from zero")
+    if len(shared):
+        text += ("; the full ensembles of the shared draw would have given ρ = "
+                 + ", ".join(f"{v:+.2f}" for v in shared["ρ full ensembles"])
+                 + ", which is why their observed values are cross-fitted")
+    return text
 
 
 def claim(found: dict, *, k: int, **kw) -> dict:
@@ -197,10 +252,12 @@ def overlap_matrix(table: pd.DataFrame, value: str = "r_true") -> pd.DataFrame:
 
 def agreement_columns(table: pd.DataFrame) -> dict:
     """The columns every agreement table shows as text (:mod:`sslmem.score.agreement`):
-    observed ρ with its interval, both reliabilities, the true-score ρ with its interval."""
+    observed ρ with its interval (marked ᶜ where cross-fitted: the two scores share a
+    membership draw), both reliabilities, the true-score ρ with its interval."""
     rows = list(table.itertuples())
+    mark = (lambda r: "ᶜ" if getattr(r, "shared_membership", False) else "")  # noqa: E731
     return dict(
-        observed=[f"{r.r:+.2f} [{r.r_low:+.2f}, {r.r_high:+.2f}]" for r in rows],
+        observed=[f"{r.r:+.2f}{mark(r)} [{r.r_low:+.2f}, {r.r_high:+.2f}]" for r in rows],
         rels=[f"{r.rel_a:.2f} / {r.rel_b:.2f}" for r in rows],
         true=[(f"{r.r_true:+.2f} [{r.r_true_low:+.2f}, {r.r_true_high:+.2f}]"
                if pd.notna(r.r_true) else "–") for r in rows])
@@ -214,7 +271,8 @@ def agreement_table(table: pd.DataFrame, k: int) -> pd.DataFrame:
         pair=table.a + " / " + table.b + " (" + table.kind + ")", **agreement_columns(table),
         top=[f"{r.overlap:.2f} ({r.chance:.2f}; p = {r.overlap_p:.2g})" for r in rows])
     return shown[["pair", "observed", "p", "rels", "true", "top"]].rename(columns={
-        "observed": "ρ observed [95 %]", "rels": "reliabilities", "true": "ρ true-score [95 %]",
+        "observed": "ρ observed [95 %]", "rels": "rank reliabilities",
+        "true": "ρ true-score [95 %]",
         "top": f"top-{k} overlap (chance; p)"})
 
 
@@ -266,10 +324,12 @@ def scale(ensembles: dict[str, Ensemble], count: dict[str, int]) -> str:
         f"{count[n]} encoders of {describe_design(e)}" for n, e in ensembles.items())
 
 
-def claim_verdict(result: dict, scale_: str) -> verdicts.Verdict:
+def claim_verdict(result: dict, scale_: str, control: pd.DataFrame | None = None
+                  ) -> verdicts.Verdict:
     """The chapter's verdict from :func:`claim`: every paired difference (true-score ρ of an
     SSL–SSL pair minus that of an SSL–supervised pair) must exceed zero; the comparison with
-    the lowest interval decides, and is the one shown."""
+    the lowest interval decides, and is the one shown. A failed placebo ``control``
+    (:func:`placebo_control`) keeps it from holding."""
     tests, table = result["tests"], result["table"]
     if not len(table) or not len(table[table.kind == "SSL–SSL"]) or not len(tests):
         return verdicts.not_run(result["verdict"] or "too few encoders stored", scale=scale_,
@@ -284,12 +344,17 @@ def claim_verdict(result: dict, scale_: str) -> verdicts.Verdict:
     words = [verdicts.interval_word(r.low, r.high) for r in defined.itertuples()]
     weakest = defined.sort_values("low").iloc[0]
     held = sum(w == verdicts.HOLDS for w in words)
+    word = verdicts.weakest(*words)
+    failed = control is not None and len(control) and not control.passes.all()
+    if failed and word == verdicts.HOLDS:
+        word = verdicts.NOT_DETECTED
+    note = f"{held} of {len(tests)} comparisons lie above zero beyond their 95 % interval."
+    if control is not None:
+        note += " Placebo control " + control_text(control) + "."
     return verdicts.Verdict(
-        word=verdicts.weakest(*words), test=test, effect=weakest["difference"],
+        word=word, test=test, effect=weakest["difference"],
         low=weakest["low"], high=weakest["high"],
         detectable=verdicts.detectable_from_interval(weakest["low"], weakest["high"]),
         measure=f"ρ({weakest['SSL–SSL'].replace(' | ', ', ')}) − "
                 f"ρ({weakest['SSL–supervised'].replace(' | ', ', ')}), the weakest comparison",
-        scale=scale_,
-        note=f"{held} of {len(tests)} comparisons lie above zero beyond their 95 % interval.",
-        **CLAIM)
+        scale=scale_, note=note, **CLAIM)

@@ -25,7 +25,7 @@ from sslmem.book import precision, verdicts
 from sslmem.book.notebook import data_text, describe_design
 from sslmem.errors import SSLMemError
 from sslmem.pipeline import chapters, dejavu_ensemble
-from sslmem.score.agreement import agreements, from_ensemble, top_overlap
+from sslmem.score.agreement import agreements, from_ensemble, top_overlap, top_overlap_cross
 
 GAP_FORMATS = {"accuracy (trained on it)": "{:.3f}", "accuracy (did not)": "{:.3f}",
                "gap": "{:+.3f}", "se": "{:.3f}", "p": "{:.2g}", "crops kept": "{:.0%}"}
@@ -94,7 +94,10 @@ def agreement(ens, attacked, k_top: int, **test) -> dict:
     row = table.iloc[0]
     ssl = scores["SSLMem"].estimate()
     dv = scores["Déjà vu"].align(scores["SSLMem"].positions).estimate()
-    return {"row": row, "overlap": top_overlap(ssl, dv, k_top), "ssl": ssl, "dv": dv,
+    # one ensemble's encoders give both scores: the overlap, like ρ, only from disjoint halves
+    overlap = (top_overlap_cross(scores["SSLMem"], scores["Déjà vu"], k_top)
+               if row.shared_membership else top_overlap(ssl, dv, k_top))
+    return {"row": row, "overlap": overlap, "ssl": ssl, "dv": dv,
             "detectable": precision.detectable_correlation(int(row.points), row.rel_a,
                                                            row.rel_b)}
 
@@ -104,8 +107,9 @@ def agreement_view(found: dict, k_top: int) -> pd.DataFrame:
     row, ov = found["row"], found["overlap"]
     return pd.DataFrame([{
         "points": int(row.points),
-        "ρ observed [95 %]": f"{row.r:+.2f} [{row.r_low:+.2f}, {row.r_high:+.2f}]", "p": row.p,
-        "reliabilities": f"{row.rel_a:.2f} / {row.rel_b:.2f}",
+        "ρ observed [95 %]": f"{row.r:+.2f}{'ᶜ' if row.shared_membership else ''} "
+                             f"[{row.r_low:+.2f}, {row.r_high:+.2f}]", "p": row.p,
+        "rank reliabilities": f"{row.rel_a:.2f} / {row.rel_b:.2f}",
         "ρ true-score [95 %]": (f"{row.r_true:+.2f} [{row.r_true_low:+.2f}, "
                                 f"{row.r_true_high:+.2f}]" if pd.notna(row.r_true) else "–"),
         f"top-{k_top} overlap (chance)": f"{ov['overlap']:.2f} ({ov['chance']:.2f})",
@@ -117,9 +121,12 @@ def agreement_text(found: dict | None) -> str:
     if found is None:
         return NOT_COMPUTED
     row, detectable = found["row"], found["detectable"]
-    if row.p < 0.01:
-        return (f"ρ = {row.r:+.2f} (p = {row.p:.1g}): the two tests rank the pool alike"
-                if row.r > 0 else f"ρ = {row.r:+.2f} (p = {row.p:.1g}): opposite rankings")
+    if row.r_low > 0 or row.r_high < 0:  # the verdict's rule: the interval excludes zero
+        how = " (cross-fitted)" if row.shared_membership else ""
+        return (f"ρ = {row.r:+.2f}{how}, 95 % interval {row.r_low:+.2f} to {row.r_high:+.2f} "
+                f"(p = {row.p:.2g}): " + ("the two tests rank the pool alike, if weakly at "
+                                           "this reliability" if row.r > 0 else
+                                           "opposite rankings"))
     if row.rel_b <= 0.1:
         return (f"ρ = {row.r:+.2f} (p = {row.p:.2g}), but Déjà vu's per-point score has a "
                 f"reliability of {row.rel_b:.2f}: at this scale it ranks noise, so no agreement "

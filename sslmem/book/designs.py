@@ -158,6 +158,15 @@ def one_pair_text(pairs: dict[str, dict], described: dict | None = None) -> str:
             "such reliability when every encoder draws its own half (table above).")
 
 
+def fixed_partition_of(ssl: dict[str, Ensemble]) -> dict | None:
+    """:func:`precision.fixed_partition` of the first design whose members 0 and 1 were
+    retrained with further seeds (None if none was)."""
+    for ens in ssl.values():
+        if (fixed := precision.fixed_partition(ens)) is not None:
+            return fixed
+    return None
+
+
 def fixed_partition_table(fixed: dict) -> pd.DataFrame:
     """The multi-seed f/g estimator's reliabilities beside the ensemble's at equal encoders
     (from :func:`precision.fixed_partition`)."""
@@ -266,8 +275,9 @@ def claim_verdict(best, chosen: Ensemble, pair: dict | None) -> verdicts.Verdict
                  "split's composition.")
     v = verdicts.from_threshold(
         threshold=ENOUGH, test=f"split-half reliability of the ensemble's per-point scores "
-        f"({int(best.members)} encoders; halves of the "
-        f"encoders, Spearman–Brown corrected; 95 % interval over points and splits) against "
+        f"({int(best.members)} encoders; halves of the complementary pairs, which count "
+        f"{best.get('facets', 'membership')} as error; Pearson, Spearman–Brown corrected; "
+        "95 % interval over points and splits) against "
         f"{ENOUGH}, the least a per-point claim needs", measure="split-half reliability",
         fmt=".2f", effect=rel, low=low, high=high, scale=scale, note=note.replace("-", "−"),
         **CLAIM)

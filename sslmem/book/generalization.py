@@ -58,8 +58,17 @@ def overview(setup, profile: str) -> dict:
 def ranking_summary(ranking: pd.DataFrame, k: int, rel: dict) -> dict:
     """The ranking's reliability (with its interval) and the mean score of each removed arm."""
     return {"rank_rel": rel["reliability"], "rank_rel_lo": rel["low"],
-            "rank_rel_hi": rel["high"], "top_m": ranking.m.iloc[:k].mean(),
+            "rank_rel_hi": rel["high"], "rank_rel_views": _views_text(rel),
+            "top_m": ranking.m.iloc[:k].mean(),
             "bottom_m": ranking.m.iloc[-k:].mean(), "pool_m": ranking.m.mean()}
+
+
+def _views_text(rel: dict) -> str:
+    """The ranking's reliability across view pairs too, in words (or why there is none)."""
+    if not rel.get("across_views", math.nan) == rel.get("across_views", math.nan):
+        return "not separable here: its encoders drew their own view pairs or had one"
+    return (f"{rel['across_views']:.2f} (95 % interval {rel['across_low']:.2f} to "
+            f"{rel['across_high']:.2f}) when the halves are also scored on different view pairs")
 
 
 # ---- power, before the experiment --------------------------------------------------------------
@@ -293,12 +302,13 @@ def regularizer_effects(setup) -> dict:
         acc_name: regularizer.paired_members(*accuracy, "linear", scale=100),
     }
     lam = reg.ensemble.exp.cfg.align_lambda
-    table = pd.DataFrame([{"λ = 0 → λ = " + f"{lam:g}": name, "members": v["n"],
+    table = pd.DataFrame([{"λ = 0 → λ = " + f"{lam:g}": name, "pairs": v["n"],
                            "mean change": v["mean"], "95 % low": v["lo"], "95 % high": v["hi"],
                            "p": v["p"]} for name, v in effects.items()])
     both = plain.merge(treated, on="member", suffixes=(" λ=0", f" λ={lam:g}"))
     c0, c1 = both["contrast λ=0"].mean(), both[f"contrast λ={lam:g}"].mean()
-    intro = (f"Over {len(both)} paired members, the in/out contrast is {c0:+.4f} without "
+    intro = (f"Over {len(both)} paired members ({len(both) // 2} complementary pairs, the units "
+             f"tested), the in/out contrast is {c0:+.4f} without "
              f"the regularizer and {c1:+.4f} with λ = {lam:g}: ")
     verdict_ = reg_verdict(effects["contrast ÷ mean loss"], effects[acc_name])
     return {"table": table, "verdict": verdict_, "text": intro + verdict_ + ".",
@@ -340,7 +350,7 @@ def accuracy_text(acc: dict | None) -> str:
     if not acc or acc["n"] < 2 or not np.isfinite(acc["lo"]):
         return "not measured"
     change = (f"{acc['mean']:+.2f} points, 95 % interval {acc['lo']:+.2f} to "
-              f"{acc['hi']:+.2f}, p = {acc['p']:.2g}, {acc['n']} paired members")
+              f"{acc['hi']:+.2f}, p = {acc['p']:.2g}, {acc['n']} complementary pairs")
     if acc["lo"] > 0:
         return f"ROSE, against the paper ({change})"
     if acc["hi"] < 0:
@@ -394,8 +404,8 @@ def regularizer_verdict(reg: dict, setup) -> verdicts.Verdict:
         return verdicts.not_run(reg["verdict"], **REGULARIZER)
     e, acc = reg["effect"], reg["accuracy"]
     return verdicts.from_interval(
-        direction=-1, test=f"paired t-test over {e['n']} members trained on the same halves "
-        "with the same seeds, with and without the regularizer",
+        direction=-1, test=f"paired t-test over {e['n']} complementary pairs trained on the "
+        "same halves with the same seeds, with and without the regularizer",
         measure=f"relative in/out contrast at λ = {reg['lambda']:g} − at λ = 0",
         fmt="+.4f", effect=e["mean"], low=e["lo"], high=e["hi"],
         detectable=removal.detectable(e["sd"], e["n"]),

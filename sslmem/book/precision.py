@@ -18,9 +18,9 @@ from sslmem.pipeline.ensemble import Ensemble, label_memorization
 from sslmem.pipeline.store import read_frame
 from sslmem.score.reliability import (
     CENTER,
-    contrast,
     ensemble_estimate,
     members_needed,
+    pair_contrast,
     reliability_curve,
     retest_correlation,
     spearman_brown,
@@ -55,7 +55,7 @@ def summarize(name: str, ens: Ensemble, *, column: str | None = None, n_splits: 
     cfg = ens.exp.cfg
     row = {"design": name, "method": cfg.method, "epochs": cfg.epochs,
            "pool": len(ens.pool), "fraction": ens.fraction, "shared_init": ens.shared_init,
-           "members": len(members), "K": cfg.n_pairs}
+           "members": len(members), "K": cfg.n_pairs, "facets": error_facets(ens)}
     if len(members) < 2:
         return row
     # the median, not the mean: projections are for the idle host, and members that trained
@@ -64,13 +64,14 @@ def summarize(name: str, ens: Ensemble, *, column: str | None = None, n_splits: 
     for subset in ("pool", "placebo"):
         L, inside, got, _ = ens.matrices(subset, column=column, members=members,
                                          center=CENTER and column is None)
-        est = ensemble_estimate(L, inside)
-        c = contrast(est.m)
+        groups = ens.pair_groups(got)
+        est = ensemble_estimate(L, inside, groups=groups)  # s.e. over the pairs
+        c = pair_contrast(L, inside, groups)  # tested over the pairs, not the points
         row[f"{subset}_mean"], row[f"{subset}_t"], row[f"{subset}_p"] = c["mean"], c["t"], c["p"]
+        row["pairs"] = c["groups"]
         spread = true_spread(est.m, est.se)
         row[f"{subset}_sd"], row[f"{subset}_sd_low"], row[f"{subset}_sd_high"] = (
             spread["sd"], spread["low"], spread["high"])
-        groups = ens.pair_groups(got)
         if len(np.unique(groups)) >= 2:
             rel = split_half(L, inside, groups=groups, n_splits=n_splits, n_boot=n_boot)
             row[f"{subset}_rel"], row[f"{subset}_rel_low"], row[f"{subset}_rel_high"] = (
@@ -88,6 +89,13 @@ def summarize(name: str, ens: Ensemble, *, column: str | None = None, n_splits: 
     row["members_for_target"] = need
     row["hours_for_target_2cores"] = need * row["minutes_per_encoder"] / 60
     return row
+
+
+def error_facets(ens: Ensemble) -> str:
+    """What a split-half over this design's pairs counts as error, in words: membership
+    always; seeds where each pair (or encoder) draws its own; views where each pair does."""
+    return ", ".join(["membership"] + ["seeds"] * (not ens.shared_init)
+                     + ["views"] * (ens.views == "pair"))
 
 
 def summary_table(designs: dict[str, Ensemble], **kw) -> pd.DataFrame:
@@ -269,7 +277,7 @@ def tables(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             "mean m̂, pool": mean_p(row, "pool"), "mean m̂, placebo": mean_p(row, "placebo"),
             "placebo SD: raw → centred": noise(row)})
         precision_rows.append({
-            "design": row.design, "M": int(row.members),
+            "design": row.design, "M": int(row.members), "error counts": row.get("facets", ""),
             "true SD (pool)": _interval(row, "pool_sd", "{:.4f}"),
             "reliability (pool)": _interval(row, "pool_rel"),
             "reliability (placebo)": _interval(row, "placebo_rel"),
@@ -328,19 +336,22 @@ def reliability_figure(designs: dict[str, Ensemble], table: pd.DataFrame,
 
 
 def interval_figure(ens: Ensemble):
-    """Every pool and placebo point's estimate with ±1.96 s.e. over encoders, sorted."""
+    """Every pool and placebo point's estimate with its 95 % interval, sorted: ± t(G − 1)
+    s.e. over the G complementary pairs (the independent units)."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(7.2, 2.6), sharey=True)
+    members = ens.complete_members()
+    crit = stats.t.ppf(0.975, max(len(set(ens.pair_groups(members))) - 1, 1))
     for ax, subset in zip(axes, ("pool", "placebo")):
-        est = ens.scores(subset, members=ens.complete_members(), center=CENTER)
+        est = ens.scores(subset, members=members, center=CENTER)
         est = est.sort_values("m").reset_index(drop=True)
-        ax.errorbar(est.index, est.m, yerr=1.96 * est.se, fmt=".", ms=2, lw=0.4,
+        ax.errorbar(est.index, est.m, yerr=crit * est.se, fmt=".", ms=2, lw=0.4,
                     color="C0" if subset == "pool" else "0.4")
         ax.axhline(0, color="k", lw=0.5)
         ax.set_title(f"{subset} ({len(est)} points)", fontsize=9)
         ax.set_xlabel("points, sorted by estimate")
-    axes[0].set_ylabel("m̂(x) ± 1.96 s.e.")
+    axes[0].set_ylabel("m̂(x), 95 % interval")
     fig.tight_layout()
     return fig
 
@@ -383,7 +394,8 @@ def design_markdown(row) -> str:
     """The chosen design's numbers as Markdown bullets (computed, never typed)."""
     m = int(row.get("members", 0))
     text = [f"- average contrast: mean m̂ = {row.get('pool_mean', math.nan):+.4f} over the "
-            f"pool (t = {row.get('pool_t', math.nan):.1f}, p = {row.get('pool_p', math.nan):.1g});"
+            f"pool (t = {row.get('pool_t', math.nan):.1f}, p = {row.get('pool_p', math.nan):.1g}"
+            f" over {row.get('pairs', 0):.0f} complementary pairs);"
             f" placebo {row.get('placebo_mean', math.nan):+.4f} "
             f"(p = {row.get('placebo_p', math.nan):.2f})"]
     if m >= 4 and np.isfinite(row.get("pool_rel", math.nan)):

@@ -168,7 +168,13 @@ def from_correlation(row, detectable_true: float, **fields) -> Verdict:
         return from_interval(effect=get("r_true"), low=get("r_true_low"),
                              high=get("r_true_high"), detectable=detectable_true,
                              measure="true-score Spearman ρ", **fields)
-    attenuation = math.sqrt(max(0.0, get("rel_a")) * max(0.0, get("rel_b"))) if _finite(
+    crossed = get("observed", "") == "cross-fitted"  # halves of disjoint pairs
+
+    def rel(key):  # a cross-fitted ρ correlates half ensembles: their reliability attenuates it
+        r = max(0.0, get(key))
+        return r / (2 - r) if crossed else r
+
+    attenuation = math.sqrt(rel("rel_a") * rel("rel_b")) if _finite(
         get("rel_a"), get("rel_b")) else math.nan
     why = (f"The data do not bound the true-score ρ (reliabilities {get('rel_a'):.2f} and "
            f"{get('rel_b'):.2f}); the detectable observed ρ is a true ρ of "
@@ -176,7 +182,8 @@ def from_correlation(row, detectable_true: float, **fields) -> Verdict:
     fields["note"] = " ".join(x for x in (fields.get("note", ""), why) if x)
     return from_interval(effect=get("r"), low=get("r_low"), high=get("r_high"),
                          detectable=min(1.0, detectable_true) * attenuation,
-                         measure="observed Spearman ρ", **fields)
+                         measure="observed Spearman ρ" + (" (cross-fitted halves)" if crossed
+                                                          else ""), **fields)
 
 
 # ---- as the reader sees them -----------------------------------------------------------------

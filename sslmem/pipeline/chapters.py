@@ -145,7 +145,7 @@ def removal(profile: str, *, k: int | None = None, seeds=None, rank_members=None
     if not r:
         raise SSLMemError(f"profile {profile!r} defines no removal experiment")
     # the removed sets come from the design named in the settings (default: the ranking's)
-    design, _ = ranking(profile, design=r.get("design"), **fields)
+    design, _ = ranking(profile, design=fields.pop("design", None) or r.get("design"), **fields)
     exp = design.ensemble.exp
     n = len(design.ensemble.pool)
     k = int(k or r["k"])
@@ -207,6 +207,7 @@ def ensembles(profile: str, *, names=None, planned: bool = False,
         d = dict(d)
         members, repeats = d.pop("members"), d.pop("repeats", 0)
         knobs = {k: d.pop(k) for k in ("fraction", "shared_init", "pair_init", "views",
+                                       "membership_seed",
                                        "dynamics") if k in d}
         values = {**base, **d, **{k: v for k, v in fields.items() if v is not None}}
         cfg = config(profile, sizes=values.pop("sizes", sizes), split_protocol="random",

@@ -52,6 +52,7 @@ K_PREFIXES = (1, 2, 4, 8, 16, 32, 64, 128)
 # design's member 0 (the same encoder would be one unit waiting on another's lock)
 SHARED_SEED = 10_000
 PAIR_SEED = 20_000  # pair i of a pair-init ensemble trains with seed PAIR_SEED + i
+DRAW_OFFSET = 100_000  # seeds and views of membership draw s (pair-drawn designs) move by s·this
 VIEWS = ("shared", "pair")  # every member scores on the same K pairs, or each pair on its own
 DYNAMICS_PAIRS = 4  # alignment loss over training: view pairs per point at each snapshot epoch
 
@@ -125,13 +126,19 @@ class Ensemble:
     def seed(self, j: int, repeat: int = 0) -> int:
         """Training seed of member j (its ``repeat``-th retraining uses another one)."""
         base = SHARED_SEED if self.shared_init else PAIR_SEED + j // 2 if self.pair_init else j
-        return base + 1000 * repeat
+        return base + 1000 * repeat + self._draw_offset()
+
+    def _draw_offset(self) -> int:
+        """Another membership draw gets its own seeds and views too (pair-drawn facets only):
+        two designs that are to be independent (two methods compared in chapter 3) must not
+        share an init, an augmentation stream or the views a point is scored on."""
+        return DRAW_OFFSET * self.membership_seed if self.pair_init else 0
 
     def score_seed(self, j: int) -> int:
         """The seed of member j's K scoring view pairs: the config's for every member, or one
         per complementary pair (``views='pair'``)."""
         c = self.exp.cfg.score_seed
-        return c if self.views == "shared" else c + 1 + j // 2
+        return c if self.views == "shared" else c + 1 + j // 2 + self._draw_offset()
 
     def _key(self) -> str:
         facets = {**({"pair_init": True} if self.pair_init else {}),

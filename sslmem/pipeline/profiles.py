@@ -124,9 +124,20 @@ SETTINGS = {
         },
         # Designs being computed for the next version of the pages (the plan lists their
         # members; no chapter reads them yet).
-        "next_ensembles": {},
+        "next_ensembles": {
+            # chapter 3 on independent draws: BYOL on its own membership draw, seeds and views
+            # (membership_seed 1), otherwise the all-facet SimCLR design's recipe
+            "byol-e800-n128-facets-m1": dict(method="byol", epochs=800, members=24,
+                                             pair_init=True, views="pair", dynamics=True,
+                                             n_pairs=128, membership_seed=1,
+                                             sizes=dict(shared=0, candidate=128,
+                                                        independent=0, extra=128)),
+        },
         # chapters 2-5 rank points by these ensembles (same pool, same membership)
+        # chapter 7 shows the ranking's all-facet reliability (``facets``) beside the fixed-view
+        # design's on the same pool (``fixed_views``)
         "ranking": dict(ssl="simclr-e800-n128-facets", supervised="supervised-e200-n128-shared",
+                        facets="simclr-e800-n128-facets", fixed_views="simclr-e800-n128-shared",
                         methods=["simclr-e800-n128-facets", "byol-e800-n128-shared"],
                         dejavu=["simclr-e800-n128-facets"]),
         # chapter 4: a quarter of the 128-image pool removed; 4 paired seeds per arm (the
@@ -162,8 +173,12 @@ SETTINGS = {
             "supervised-e6": dict(method="supervised", epochs=6, members=4),
             "byol-e6": dict(method="byol", epochs=6, members=4),
             "simclr-e6-align": dict(method="simclr", epochs=6, members=2, align_lambda=0.5),
+            # the all-facet design (chapter 7's facets section against simclr-e6)
+            "simclr-e6-facets": dict(method="simclr", epochs=6, members=4, pair_init=True,
+                                     views="pair"),
         },
-        "ranking": dict(ssl="simclr-e6", supervised="supervised-e6",
+        "ranking": dict(ssl="simclr-e6", supervised="supervised-e6", facets="simclr-e6-facets",
+                        fixed_views="simclr-e6",
                         methods=["simclr-e6", "byol-e6"], dejavu=["simclr-e6"]),
         # one downstream set, the one probed on halves of its test split (the plumbing)
         "removal": dict(k=16, seeds=[0, 1], rank_members=4, max_train=1000, max_test=1000,

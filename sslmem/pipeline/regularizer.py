@@ -38,11 +38,17 @@ def member_contrasts(ens, members=None) -> pd.DataFrame:
 
 
 def paired_members(a: pd.DataFrame, b: pd.DataFrame, column: str, *, scale: float = 1.0,
-                   level: float = 0.95) -> dict:
-    """b − a over the members both hold (paired by member): mean, SD, t interval, p, n."""
+                   level: float = 0.95, pairs: bool = True) -> dict:
+    """b − a over the members both hold (paired by member): mean, SD, t interval, p, n.
+
+    ``pairs``: the differences of a complementary pair's two members (2i, 2i + 1) are
+    averaged first and the test runs over the pairs, the independent units (the two members
+    share the composition of their halves; tested over members, 2 pairs looked like 4)."""
     both = a.merge(b, on="member", suffixes=("_a", "_b"))
-    d = (both[f"{column}_b"] - both[f"{column}_a"]).to_numpy(float) * scale
-    return differences(d, level)
+    d = (both[f"{column}_b"] - both[f"{column}_a"]) * scale
+    if pairs:
+        d = d.groupby(both.member.to_numpy() // 2).mean()
+    return differences(d.to_numpy(float), level)
 
 
 def single_pair_sides(table: pd.DataFrame) -> dict:

@@ -70,14 +70,30 @@ class Removal:
 
     def reliability(self, n_splits: int = 100, n_boot: int = 300) -> dict:
         """Split-half reliability of the ranking (members 0 … rank_members − 1, centred as the
-        scores are): how well the removed sets are told apart from the rest."""
+        scores are): how well the removed sets are told apart from the rest.
+
+        ``reliability`` splits the encoders only; where every encoder scored the same view
+        pairs, ``across_views`` (with ``across_low``, ``across_high``) also scores the halves
+        on different view pairs (first and second half of them), counting the views' per-point
+        luck as error as an all-facet design does (NaN with fewer than 2 view pairs)."""
+        from sslmem.score.facets import view_blocks
         from sslmem.score.reliability import split_half
 
         ens = self.design.ensemble
         members = list(range(self.rank_members))
         L, inside, found, _ = ens.matrices("pool", members=members, center=True)
-        return split_half(L, inside, groups=ens.pair_groups(found), n_splits=n_splits,
-                          n_boot=n_boot)
+        groups = ens.pair_groups(found)
+        out = split_half(L, inside, groups=groups, n_splits=n_splits, n_boot=n_boot)
+        k = ens.exp.cfg.n_pairs
+        out["across_views"] = out["across_low"] = out["across_high"] = math.nan
+        if ens.views == "shared" and k >= 2:
+            half = ens.matrices("pool", k=k // 2, members=members, center=True)[0]
+            first, second = view_blocks(half, L, k // 2, k)
+            across = split_half(first, inside, groups=groups, n_splits=n_splits,
+                                n_boot=n_boot, L_other=second)
+            out["across_views"], out["across_low"], out["across_high"] = (
+                across["reliability"], across["low"], across["high"])
+        return out
 
     def keep(self, arm: str, seed: int, ranking: pd.DataFrame | None = None) -> np.ndarray:
         """Pool positions pre-trained on in ``arm`` for ``seed`` (the pool minus k points)."""

@@ -108,11 +108,11 @@ def planted(w: World, t: np.ndarray, *, pairs: int, mean: float = 0.03,
             pool_in[perm[:half] if side == 0 else perm[half:]] = True
             plac_in = np.zeros(w.placebo, bool)
             plac_in[fake[: w.placebo // 2] if side == 0 else fake[w.placebo // 2:]] = True
-            I = np.concatenate([pool_in, plac_in])
+            trained = np.concatenate([pool_in, plac_in])
             kappa = kappa_scale * (w.neighbours @ (2.0 * pool_in - 1.0))
             effect = true + S + W
             effect[w.pool:] = 0.0  # the placebo: never trained on, its membership is fake
-            L.append(base + rng.normal(0.0, eps_sd, n) + kappa - I * effect)
-            inside.append(I)
+            L.append(base + rng.normal(0.0, eps_sd, n) + kappa - trained * effect)
+            inside.append(trained)
             groups.append(g)
     return Planted(np.stack(L), np.stack(inside), np.asarray(groups), true, w.pool)
