@@ -133,7 +133,7 @@ else:
 # Intervals: 95 %, bootstrap over points and splits; *Pearson* correlates scores, *rank* their
 # orders (what a top-k list uses). Second table, at the fixed design's view pairs: the true SD
 # each design sees, one pair's error SD, composition (the part a pair's two members see with
-# opposite signs, net of what they share), and s.e. over pairs ÷ s.e. over encoders.
+# opposite signs; "–" where what they share outweighs it), and s.e. over pairs ÷ over encoders.
 
 # %% [markdown]
 # ## Reliability grows with the number of encoders

@@ -95,7 +95,10 @@ def component_rows(fixed: Ensemble, drawn: Ensemble) -> pd.DataFrame:
         est = ensemble_estimate(L, inside, groups=groups)
         rows.append({"design": name, "true SD": c["true_sd"], "true_var": c["true_var"],
                      "pair error SD": math.sqrt(c["pair_error_var"]),
-                     "composition SD": math.sqrt(max(-4 * c["within_pair_cov"], 0.0)),
+                     # composition shows as a negative covariance of a pair's two members;
+                     # where what they share (init, views) outweighs it, it cannot be read off
+                     "composition SD": (math.sqrt(-4 * c["within_pair_cov"])
+                                        if c["within_pair_cov"] < 0 else math.nan),
                      "s.e. ratio": float(np.nanmean(est.se) / np.nanmean(est.se_members))})
     out = pd.DataFrame(rows)
     out.attrs["facet_sd"] = math.sqrt(max(facet_variance(
@@ -147,7 +150,8 @@ def compare(profile: str, ssl: dict[str, Ensemble]) -> dict | None:
             "values": found, "text": text(found)}
 
 
-COMPONENT_FORMATS = {"true SD": "{:.4f}", "pair error SD": "{:.4f}", "composition SD": "{:.4f}",
+COMPONENT_FORMATS = {"true SD": "{:.4f}", "pair error SD": "{:.4f}",
+                     "composition SD": "{:.4f}",  # NaN shows as "–"
                      "s.e. ratio": "{:.2f}"}
 
 

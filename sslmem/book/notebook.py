@@ -226,6 +226,10 @@ def describe_design(ensemble) -> str:
     text = f"{method_name(c.method)}, {c.epochs} epochs, {len(ensemble.pool)}-image pool"
     if getattr(ensemble, "shared_init", False):
         text += ", shared init"
+    if getattr(ensemble, "pair_init", False) and getattr(ensemble, "views", "") == "pair":
+        text += f", init and {c.n_pairs} view pairs drawn per pair"
+    if getattr(ensemble, "membership_seed", 0):
+        text += f", membership draw {ensemble.membership_seed}"
     if (getattr(c, "augment_strength", 1.0) or 1.0) < 1.0:
         text += ", weak augmentation"
     if getattr(c, "align_lambda", 0.0):
