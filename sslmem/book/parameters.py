@@ -14,7 +14,7 @@ from sslmem.errors import SSLMemError
 from sslmem.pipeline.config import FIELDS
 
 CHAPTERS = ("01_definition", "02_atypical_examples", "03_ssl_vs_supervised",
-            "04_generalization", "05_dejavu", "06_privacy", "07_precision")
+            "04_generalization", "05_dejavu", "06_privacy", "07_precision", "08_proxies")
 # executed in this order: the glance page (the book's landing page) collects the chapters'
 # verdicts from their executed pages, so it runs last
 NOTEBOOKS = (*CHAPTERS, "00_glance")

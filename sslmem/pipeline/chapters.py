@@ -276,8 +276,9 @@ def design_chapters(profile: str) -> dict[str, list[str]]:
     uses = {name: {"07"} for name in settings(profile).get("ensembles", {})}
     for chapter, names in (("02", [r.get("ssl"), r.get("supervised")]),
                            ("03", [*r.get("methods", []), r.get("supervised")]),
-                           ("05", r.get("dejavu", [])),
-                           ("04", [r.get("ssl"), (settings(profile).get("removal") or {})
+                           ("05", r.get("dejavu", [])), ("08", [r.get("facets")]),
+                           ("04", [(settings(profile).get("removal") or {}).get("design")
+                                   or r.get("ssl"), (settings(profile).get("removal") or {})
                                    .get("regularized")])):
         for name in names:
             if name in uses:

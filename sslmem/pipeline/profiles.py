@@ -174,8 +174,8 @@ SETTINGS = {
             "byol-e6": dict(method="byol", epochs=6, members=4),
             "simclr-e6-align": dict(method="simclr", epochs=6, members=2, align_lambda=0.5),
             # the all-facet design (chapter 7's facets section against simclr-e6)
-            "simclr-e6-facets": dict(method="simclr", epochs=6, members=4, pair_init=True,
-                                     views="pair"),
+            "simclr-e6-facets": dict(method="simclr", epochs=6, members=8, pair_init=True,
+                                     views="pair", dynamics=True),
         },
         "ranking": dict(ssl="simclr-e6", supervised="supervised-e6", facets="simclr-e6-facets",
                         fixed_views="simclr-e6",
