@@ -20,8 +20,8 @@ import pandas as pd
 from sslmem.book import verdicts
 from sslmem.book.notebook import data_text, describe_design
 from sslmem.book.precision import encoder_minutes
-from sslmem.pipeline import chapters
 from sslmem.errors import SSLMemError
+from sslmem.pipeline import chapters
 from sslmem.pipeline.ensemble import Ensemble
 from sslmem.score import proxies
 from sslmem.score.reliability import CENTER, _corr_rows, ensemble_estimate, spearman_brown
