@@ -25,9 +25,9 @@
 # power** when it contains no effect (the last column then gives the smallest effect the design
 # could have seen), **not run here** when the results are not stored.
 #
-# Of {glue:text}`n_claims` claims tested on the {glue:text}`profile` profile,
-# {glue:text}`n_holds` hold, {glue:text}`n_not_detected` are not detected at the power reached,
-# {glue:text}`n_contradicted` are contradicted and {glue:text}`n_not_run` were not run here.
+# Claims tested on the {glue:text}`profile` profile: {glue:text}`n_claims`. Hold:
+# {glue:text}`n_holds`; not detected at the power reached: {glue:text}`n_not_detected`;
+# contradicted: {glue:text}`n_contradicted`; not run here: {glue:text}`n_not_run`.
 # Every row names the scale it ran at and the hardware that computed it; the paper's own numbers
 # were not available to this project and stay marked UNVERIFIED in the chapters.
 #

@@ -13,6 +13,7 @@ nothing was trained, a proxy that still reproduces measures typicality, not memo
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -262,7 +263,7 @@ def figure(points: pd.DataFrame):
         for subset, color in (("placebo", "0.6"), ("pool", "C0")):
             p = points[(points.proxy == name) & (points.subset == subset)]
             ax.scatter(p.value, p.m, s=4, color=color, label=subset)
-        ax.set_title(NAMES.get(name, name), fontsize=7)
+        ax.set_title(textwrap.fill(NAMES.get(name, name), 24), fontsize=7)
         ax.tick_params(labelsize=6)
         ax.set_xlabel("proxy (one run)", fontsize=7)
     np.atleast_1d(axes)[0].set_ylabel("m̂ (other pairs)", fontsize=7)
