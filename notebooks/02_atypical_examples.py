@@ -157,8 +157,11 @@ if ready:
 # correlation** (corrected for both measures' noise from split halves that share no encoder and
 # no membership draw, with a 95 % interval over points and splits; "–" where the data cannot
 # bound it), and the smallest true correlation this design detects with 80 % power
-# (reliabilities here are those of the ranks). The last row is the **control**: on the {glue:text}`n_placebo` placebo images, whose true SSLMem is zero by
-# design, no correlation with atypicality may appear.
+# (reliabilities here are those of the ranks). Observed values marked ᶜ are cross-fitted (the
+# two ensembles share their halves). A third reading of atypical, **kNN distance in pixels**
+# (no model; chapter 8 found it tracks $\hat m$), is shown as exploratory: the verdict stays
+# on $1 -$ consistency, chosen before the data. The placebo rows are the **control**: on the
+# {glue:text}`n_placebo` placebo images, whose true SSLMem is zero, no correlation may appear.
 
 # %% tags=["remove-input"]
 if ready:
@@ -168,6 +171,7 @@ if ready:
 # - SSLMem against atypicality ($1 -$ consistency): {glue:text}`verdict`.
 # - SSLMem against label memorization: {glue:text}`fz_verdict`.
 # - Control: {glue:text}`control`.
+# - Atypical read as kNN distance in pixels (exploratory): {glue:text}`pixels`.
 
 # %% tags=["hide-input"]
 if ready:

@@ -70,3 +70,16 @@ def test_missing_warning_names_both_designs():
     assert text.startswith(":::{warning}\n") and text.endswith("\n:::\n")
     assert "holds 2 of **ssl-a** and 0 of **sup-b**" in text
     assert "`sslmem plan --profile laptop --run`" in text and "`ens-sup-b-…`" in text
+
+
+def test_the_pixel_reading_of_atypicality_is_reported_beside_not_instead():
+    rows = [{"subset": "pool", "b": atypicality.PIXELS, "r": 0.6, "r_low": 0.5, "r_high": 0.7,
+             "r_true": 0.69, "r_true_low": 0.55, "r_true_high": 0.82},
+            {"subset": "placebo", "b": atypicality.PIXELS, "r": 0.15, "r_low": -0.01,
+             "r_high": 0.34, "r_true": float("nan"), "r_true_low": float("nan"),
+             "r_true_high": float("nan")}]
+    import pandas as pd
+
+    text = atypicality.pixels_text(pd.DataFrame(rows))
+    assert text.startswith("true-score ρ = +0.69 [+0.55, +0.82]") and "+0.15 [-0.01" in text
+    assert atypicality.pixels_text(pd.DataFrame(rows[:1])) == "not measured"

@@ -22,10 +22,13 @@ from sslmem.book.consensus import agreement_columns
 from sslmem.book.notebook import data_text, describe_design, encoders_text
 from sslmem.book.precision import detectable_correlation, summarize
 from sslmem.pipeline.ensemble import Ensemble, label_memorization
-from sslmem.score.agreement import agreements, from_ensemble, label_scores
+from sslmem.score.agreement import PointScore, agreements, from_ensemble, label_scores
 
 SSLMEM = "SSLMem"
 MEASURES = ("1 − consistency", "label memorization")  # the literature's atypicality measures
+# a second reading of "atypical", found by chapter 8 to track m̂ (exploratory here: the
+# verdict stays on the pre-registered 1 − consistency)
+PIXELS = "kNN distance in pixels"
 
 
 def point_table(ssl: Ensemble, supervised: Ensemble) -> pd.DataFrame:
@@ -63,7 +66,23 @@ def scores(ssl: Ensemble, supervised: Ensemble, subset: str = "pool") -> dict:
     """The three per-point scores of ``subset`` as :class:`~sslmem.score.agreement.PointScore`s."""
     out = {SSLMEM: from_ensemble(SSLMEM, ssl, subset=subset)}
     out.update(label_scores(supervised, subset=subset))
+    positions, distance = pixel_atypicality(ssl, subset)
+    out[PIXELS] = PointScore(PIXELS, positions, fixed=distance)
     return out
+
+
+def pixel_atypicality(ens: Ensemble, subset: str) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, kNN distance in standardized pixels) of ``subset``'s points, their
+    neighbours taken among the pool and the placebo together (as chapter 8 does)."""
+    import torch
+
+    from sslmem.score.proxies import knn_distance, pixel_features
+
+    images = torch.cat([ens.exp.train.images[torch.as_tensor(ens.pool)],
+                        ens.exp.test.images[torch.as_tensor(ens.placebo)]])
+    distance = knn_distance(pixel_features(images))
+    pool = len(ens.pool)
+    return (ens.pool, distance[:pool]) if subset == "pool" else (ens.placebo, distance[pool:])
 
 
 def agreement_table(ssl: Ensemble, supervised: Ensemble, *, how: str = "spearman",
@@ -78,7 +97,7 @@ def agreement_table(ssl: Ensemble, supervised: Ensemble, *, how: str = "spearman
     for subset in ("pool", "placebo"):
         found = scores(ssl, supervised, subset)
         # on the placebo the membership is fake: only its held-out error is a measure there
-        measures = MEASURES if subset == "pool" else MEASURES[:1]
+        measures = [*MEASURES, PIXELS] if subset == "pool" else [MEASURES[0], PIXELS]
         table, _ = agreements(found, [(SSLMEM, m) for m in measures], how=how,
                               n_splits=n_splits, n_boot=n_boot)
         table.insert(0, "subset", subset)
@@ -119,7 +138,7 @@ def control(row, alpha: float = 0.01) -> str:
 
 # ---- the chapter's page: its texts and tables -------------------------------------------------
 
-PAGE_TEXTS = ("reliability", "verdict", "fz_verdict", "control", "precision_note")
+PAGE_TEXTS = ("reliability", "verdict", "fz_verdict", "control", "pixels", "precision_note")
 NOT_COMPUTED = "not computed: too few encoders stored"
 
 
@@ -140,6 +159,18 @@ def label_memorization_text(row, fit: float) -> str:
     return ("the same numbers as atypicality: every supervised model fits all of its training "
             f"images (accuracy {fit:.2f} on them), so label memorization (accuracy with the image "
             "− without it) equals 1 − consistency, image for image")
+
+
+def pixels_text(agree: pd.DataFrame) -> str:
+    """The pixel reading of atypicality in words: true-score ρ on the pool, its placebo."""
+    if not {"pool", "placebo"} <= set(agree[agree.b == PIXELS].subset):
+        return "not measured"
+    pool, placebo = _row(agree, "pool", PIXELS), _row(agree, "placebo", PIXELS)
+    if not pool["r_true"] == pool["r_true"]:
+        return f"ρ = {pool['r']:+.2f}, not bounded after correction"
+    return (f"true-score ρ = {pool['r_true']:+.2f} [{pool['r_true_low']:+.2f}, "
+            f"{pool['r_true_high']:+.2f}] over the pool; on the placebo, whose true SSLMem is "
+            f"zero, ρ = {placebo['r']:+.2f} [{placebo['r_low']:+.2f}, {placebo['r_high']:+.2f}]")
 
 
 def precision_note(rel: float) -> str:
@@ -164,7 +195,8 @@ def page_texts(summary: dict, agree: pd.DataFrame, fit: float) -> dict:
                        f"{summary['pool_rel_high']:.2f}]",
         "verdict": verdict(_row(agree, "pool", MEASURES[0])),
         "fz_verdict": label_memorization_text(_row(agree, "pool", MEASURES[1]), fit),
-        "control": control(_row(agree, "placebo")),
+        "control": control(_row(agree, "placebo", MEASURES[0])),
+        "pixels": pixels_text(agree),
         "precision_note": precision_note(rel)}
 
 
@@ -231,12 +263,13 @@ def claim_verdict(found: dict | None, scale_: str) -> verdicts.Verdict:
     placebo control keeps it from holding."""
     if found is None:
         return verdicts.not_run("too few encoders stored to rank the pool", scale=scale_, **CLAIM)
-    row, placebo = found["main"], _row(found["agree"], "placebo")
+    row, placebo = found["main"], _row(found["agree"], "placebo", MEASURES[0])
     test = ("Spearman's ρ between SSLMem and atypicality (1 − held-out consistency) over the "
             f"{int(row['points'])} pool images, with a 95 % bootstrap interval; placebo control")
+    note = ("Placebo control " + control(placebo) + ". Read as " + PIXELS + " (exploratory, "
+            "chapter 8): " + pixels_text(found["agree"]) + ".")
     v = verdicts.from_correlation(row, row.get("detectable", math.nan), test=test,
-                                  scale=scale_, note="Placebo control " + control(placebo) + ".",
-                                  **CLAIM)
+                                  scale=scale_, note=note, **CLAIM)
     if v.word == verdicts.HOLDS and placebo["p"] < 0.01:
         return verdicts.Verdict(**{**v.__dict__, "word": verdicts.NOT_DETECTED})
     return v
