@@ -35,16 +35,24 @@ SETTINGS = {
         "ensemble_base": dict(n_pairs=16, warmup_epochs=10,
                               sizes=dict(shared=0, candidate=1000, independent=0, extra=500)),
         "ensembles": {
+            # the fixed-view design chapter 7 sets beside the all-facet ranking
             "simclr-e800-n1000-shared": dict(method="simclr", epochs=800, members=32,
                                              shared_init=True),
-            "byol-e800-n1000-shared": dict(method="byol", epochs=800, members=32,
-                                           shared_init=True),
+            # the all-facet ranking (membership, init and 128 view pairs drawn per pair, the
+            # per-epoch losses chapter 8 reads) and a second method on its own draw (chapter 3)
+            "simclr-e800-n1000-facets": dict(method="simclr", epochs=800, members=32,
+                                             pair_init=True, views="pair", dynamics=True,
+                                             n_pairs=128),
+            "byol-e800-n1000-facets-m1": dict(method="byol", epochs=800, members=32,
+                                              pair_init=True, views="pair", dynamics=True,
+                                              n_pairs=128, membership_seed=1),
             "supervised-e200-n1000-shared": dict(method="supervised", epochs=200, members=32,
                                                  shared_init=True),
         },
-        "ranking": dict(ssl="simclr-e800-n1000-shared", supervised="supervised-e200-n1000-shared",
-                        methods=["simclr-e800-n1000-shared", "byol-e800-n1000-shared"],
-                        dejavu=["simclr-e800-n1000-shared"]),
+        "ranking": dict(ssl="simclr-e800-n1000-facets", supervised="supervised-e200-n1000-shared",
+                        facets="simclr-e800-n1000-facets", fixed_views="simclr-e800-n1000-shared",
+                        methods=["simclr-e800-n1000-facets", "byol-e800-n1000-facets-m1"],
+                        dejavu=["simclr-e800-n1000-facets"]),
         # chapter 4: the ranking design's pool without its top / random / bottom k
         "removal": dict(k=250, seeds=[0, 1, 2, 3], rank_members=32, max_train=None,
                         max_test=None, regularized=None),
