@@ -220,7 +220,8 @@ def test_plan_lists_the_paper_units_with_costs(shared_data, monkeypatch, capsys)
     assert main(["--profile", "paper"]) == 0
     out = capsys.readouterr().out
     for unit in ("01-simclr", "06-eps-inf", "04-score", "04-lambda-0.1",
-                 "rm-simclr-e800-n1000-shared-top-250-s0", "probe-simclr-e800-n1000-shared-000"):
+                 "rm-simclr-e800-n1000-facets-top-250-s0", "probe-simclr-e800-n1000-facets-000",
+                 "ens-byol-e800-n1000-facets-m1-000"):
         assert unit in out
     rows = [line.split() for line in out.splitlines() if line[:3] in ("01-", "04-", "06-")]
     h100 = {r[0]: float(r[4]) for r in rows}  # estimated minutes on an H100
