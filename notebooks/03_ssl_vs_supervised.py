@@ -24,8 +24,10 @@
 # and summary: "different SSL methods and encoder architectures exhibit high memorization on a
 # similar set of data points, [while] the data points that are memorized in supervised learning
 # differ substantially"). Every method's per-point memorization comes from an **ensemble**
-# (chapter 7): encoders trained on random halves of one pool, the **same halves for every
-# method**, each point's score averaged over the encoders that did and did not see it. The
+# (chapter 7): encoders trained on random halves of one pool, each point's score averaged over
+# the encoders that did and did not see it. Where the profile gives a method **its own draw of
+# halves, seeds and views** (the laptop's BYOL), nothing but the true scores can make two
+# methods agree; where two share a draw, their agreement is cross-fitted (below). The
 # supervised side is both SSLMem of the supervised encoders (scored exactly like the SSL ones)
 # and Feldman–Zhang label memorization. Agreement is Spearman's $\rho$ and the top-$k$ overlap
 # (as the follow-up paper, {cite}`wang2024localizing` Table 3); which metric the SSLMem paper
@@ -187,9 +189,8 @@ show_table(consensus.paper_table(result))
 # %% [markdown]
 # ## Summary
 #
-# - Each method's ranking comes from its own ensemble on the same {glue:text}`n_pool` images and
-#   the same halves ({glue:text}`n_encoders` encoders in all); the first table gives each
-#   ranking's reliability.
+# - Each method's ranking comes from its own ensemble on the same {glue:text}`n_pool` images
+#   ({glue:text}`n_encoders` encoders in all); the first table gives each ranking's reliability.
 # - SSL–SSL against SSL–supervised agreement: the paper's claim is {glue:text}`verdict`.
 # - Placebo control: {glue:text}`control`.
 #

@@ -4,7 +4,8 @@ supervised learning other ones?
 Why a module: the paper's claim compares two agreements (SSL with SSL, SSL with supervised),
 and both are attenuated by the noise of the per-point scores, each by its own amount; compared
 raw, the less reliable score looks less similar. Here every method's score comes from an
-ensemble on the same pool and the same membership matrix, every agreement is disattenuated on
+ensemble on the same pool (on its own membership draw, or cross-fitted where two share one),
+every agreement is disattenuated on
 split halves (:mod:`sslmem.score.agreement`), and the claim is tested as the paired bootstrap
 difference of true-score agreements, drawn on the same resampled points. The page's tables
 and texts are built here too, so the notebook only narrates. Nothing here trains.
@@ -338,9 +339,17 @@ def claim_verdict(result: dict, scale_: str, control: pd.DataFrame | None = None
             f"SSL–supervised one sharing a method ({len(tests)} comparisons)")
     defined = tests[np.isfinite(tests["low"]) & np.isfinite(tests["high"])]
     if not len(defined):
+        ssl_rows = table[table.kind == "SSL–SSL"]
+        seen = "; ".join(f"{r.a}/{r.b} observed ρ = {r.r:+.2f} [{r.r_low:+.2f}, {r.r_high:+.2f}]"
+                         f" ({r.observed}), top-{r.top_k} overlap {r.overlap:.2f} against "
+                         f"{r.chance:.2f} by chance (p = {r.overlap_p:.2g})"
+                         for r in ssl_rows.itertuples() if hasattr(r, "overlap"))
+        note = ("The scores are too unreliable for the data to bound the true-score "
+                "agreements" + (f". Observed: {seen}" if seen else "") + ".")
+        if control is not None:
+            note += " Placebo control " + control_text(control) + "."
         return verdicts.Verdict(word=verdicts.NOT_DETECTED, test=test, scale=scale_,
-                                note="The scores are too unreliable for the data to bound "
-                                     "the true-score agreements.", **CLAIM)
+                                note=note, **CLAIM)
     words = [verdicts.interval_word(r.low, r.high) for r in defined.itertuples()]
     weakest = defined.sort_values("low").iloc[0]
     held = sum(w == verdicts.HOLDS for w in words)
