@@ -26,7 +26,7 @@ from pathlib import Path
 
 COMMANDS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo", "srun",
             "scontrol")
-KILL_WAIT_S = 2  # SIGTERM to SIGKILL of a cancelled or timed-out task
+KILL_WAIT_S = 5  # SIGTERM to SIGKILL of a cancelled or timed-out task
 
 
 def missing() -> str | None:

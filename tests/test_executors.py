@@ -280,3 +280,37 @@ def test_a_killed_unit_resumes_from_its_checkpoint(tmp_runs, tmp_results, monkey
     # the epochs up to the checkpoint are the killed run's own (their measured seconds)
     done = [round(r["seconds"], 6) for r in at_kill["history"]]
     assert [round(v, 6) for v in frame["seconds"][:at_kill["epoch"]]] == done
+
+
+SIGNALS = """
+import os, signal, sys, threading, time
+from sslmem.errors import Stopped
+from sslmem.pipeline import executors
+signal.signal(signal.SIGUSR2, lambda *_: (print("requeued", flush=True), os._exit(3)))
+late = float(sys.argv[1])
+try:
+    with executors._time_limit_signals():
+        if late >= 0:  # SLURM's USR2 arriving after its SIGTERM
+            threading.Timer(late, os.kill, (os.getpid(), signal.SIGUSR2)).start()
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+except Stopped:
+    print("stopped", flush=True)
+    sys.exit(4)
+"""
+
+
+@pytest.mark.parametrize("late, code, said", [(0.3, 3, "requeued"), (-1, 4, "stopped")])
+def test_a_sigterm_racing_ahead_of_the_time_limit_signal_still_requeues(late, code, said):
+    """At a time limit SLURM sends USR2 and SIGTERM in an order it does not guarantee: a USR2
+    that arrives just after the SIGTERM still requeues the task; a SIGTERM alone (scancel)
+    stops it, within the grace."""
+    import subprocess
+    import sys
+    import time
+
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", SIGNALS, str(late)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (code, said), done.stderr[-2000:]
+    assert time.monotonic() - start < 4  # the grace is short; nothing waited out the sleep

@@ -70,7 +70,7 @@ def test_facet_rows_rank_the_ways_of_counting_error(designs, monkeypatch):
     comps = facets.component_rows(fixed, drawn)
     assert comps.loc[0, "true SD"] > comps.loc[1, "true SD"]  # views' luck looked like signal
     found = facets.values(rows, comps, drawn)
-    assert 0 < found["facet_share"] < 100
+    assert 0 < float(found["facet_share"]) < 100
     assert found["facets_minutes"] == 6.0 and found["facets_members"] == 20
     text = facets.text(found)
     assert found["fixed_rel"] in text and found["facets_rel"] in text

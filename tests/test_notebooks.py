@@ -65,6 +65,8 @@ def test_every_notebook_executes_with_figures_and_glued_numbers(book):
     for name in rp.NOTEBOOKS:
         nb = nbformat.read(book / f"{name}.ipynb", as_version=4)
         assert not _outputs(nb, "error"), name
+        # a warning printed on a page is noise to a reader and carries this machine's paths
+        assert not [o for o in _outputs(nb, "stream") if "Warning" in "".join(o["text"])], name
         glued = _glued(nb)
         if name == "00_glance":  # the landing page: a table of every chapter's verdicts
             assert int(glued["n_claims"]) >= 8 and "seconds" in glued, glued

@@ -51,3 +51,15 @@ def test_readme_fits_a_first_screen():
     assert len(lines) <= 150, len(lines)
     long = [i + 1 for i, line in enumerate(lines) if len(line) > 200]
     assert not long, long
+
+
+def test_committed_pages_print_no_warnings():
+    """A warning on a page is noise to a reader, and it carries the path of the machine that
+    executed it (so the page no longer re-renders identically elsewhere)."""
+    import json
+
+    printed = [(page.name, i) for page in sorted((ROOT / "book").glob("*.ipynb"))
+               for i, cell in enumerate(json.loads(page.read_text())["cells"])
+               for o in cell.get("outputs", [])
+               if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+    assert not printed, printed

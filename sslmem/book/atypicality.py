@@ -78,8 +78,8 @@ def pixel_atypicality(ens: Ensemble, subset: str) -> tuple[np.ndarray, np.ndarra
 
     from sslmem.score.proxies import knn_distance, pixel_features
 
-    images = torch.cat([ens.exp.train.images[torch.as_tensor(ens.pool)],
-                        ens.exp.test.images[torch.as_tensor(ens.placebo)]])
+    images = torch.cat([ens.exp.train.images[torch.as_tensor(np.array(ens.pool))],
+                        ens.exp.test.images[torch.as_tensor(np.array(ens.placebo))]])
     distance = knn_distance(pixel_features(images))
     pool = len(ens.pool)
     return (ens.pool, distance[:pool]) if subset == "pool" else (ens.placebo, distance[pool:])

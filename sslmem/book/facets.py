@@ -126,7 +126,8 @@ def values(rows: pd.DataFrame, comps: pd.DataFrame, drawn: Ensemble) -> dict:
             "facets_rel_value": float(ranked["pool_pearson"]),
             "facets_placebo_rel": iv(ranked, "placebo_pearson"),
             "fixed_rel": iv(fixed, "pool_pearson"), "across_views_rel": iv(across, "pool_pearson"),
-            "facets_members": members, "facet_share": 100 * share,
+            "facets_members": members,
+            "facet_share": "–" if math.isnan(share) else f"{100 * share:.0f}",
             "facets_for_target": need, "facets_minutes": minutes,
             "facets_hours_target": need * minutes / 60,
             "se_ratio": float(comps.set_index("design").loc["all facets", "s.e. ratio"])}
@@ -163,8 +164,10 @@ def text(v: dict) -> str:
         f"(Pearson; rank {v['facets_rank_rel']}) with {v['facets_members']} encoders, and its "
         f"placebo's {v['facets_placebo_rel']}. Holding the views fixed gave {v['fixed_rel']}; "
         f"splitting those same encoders across their view pairs gives {v['across_views_rel']}: "
-        f"about {v['facet_share']:.0f} % of the fixed-view design's apparent true variance was "
-        "its seed's and views' per-point luck. "
+        + (f"about {v['facet_share']} % of the fixed-view design's apparent true variance was "
+           "its seed's and views' per-point luck. " if v["facet_share"] != "–" else
+           "the fixed-view design shows no true variance to apportion between the point and its "
+           "seed's and views' luck. ")
         + (f"The target of {TARGET} is reached. " if reached else
            f"The target of {TARGET} would take about {v['facets_for_target']:.0f} encoders of "
            f"this design ({v['facets_hours_target']:.1f} h on 2 cores at "

@@ -269,3 +269,41 @@ def figure(points: pd.DataFrame):
     np.atleast_1d(axes)[0].set_ylabel("m̂ (other pairs)", fontsize=7)
     np.atleast_1d(axes)[0].legend(fontsize=6, frameon=False)
     return fig
+
+
+def forest(table: pd.DataFrame):
+    """Per proxy, its retest ρ on the pool and on the placebo (left: what reproduces where
+    nothing was trained measures the image, not its memorization) and its true-score ρ with
+    m̂ (right), each with its 95 % interval; the dotted line marks :data:`ENOUGH`."""
+    import matplotlib.pyplot as plt
+
+    pool = table[table.subset == "pool"].set_index("proxy")
+    placebo = table[table.subset == "placebo"].set_index("proxy")
+    names = list(pool.index)
+    y = np.arange(len(names))[::-1]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(7.2, 0.5 + 0.45 * len(names)),
+                                      sharey=True, layout="constrained")
+    for frame, shift, color, label in ((pool, 0.12, "C0", "pool"),
+                                       (placebo, -0.12, "0.55", "placebo")):
+        v = frame.loc[names]
+        left.errorbar(v.rel_proxy, y + shift, xerr=[v.rel_proxy - v.rel_low,
+                                                    v.rel_high - v.rel_proxy],
+                      fmt="o", ms=3, color=color, label=label, capsize=2)
+    v = pool.loc[names]
+    ok = np.isfinite(v.r_true.to_numpy(float))
+    right.errorbar(v.r_true[ok], y[ok], xerr=[(v.r_true - v.r_true_low)[ok],
+                                              (v.r_true_high - v.r_true)[ok]],
+                   fmt="o", ms=3, color="C0", capsize=2)
+    for yy in y[~ok]:
+        right.text(0, yy, "cannot be bounded", fontsize=6, va="center", ha="center",
+                   color="0.4")
+    for ax, title in ((left, "retest ρ (one run vs another)"),
+                      (right, "true-score ρ with m̂ (pool)")):
+        ax.axvline(0, color="0.8", lw=0.8)
+        ax.axvline(ENOUGH, color="0.5", lw=0.8, ls=":")
+        ax.set_xlim(-1.05, 1.05)
+        ax.set_title(title, fontsize=7)
+        ax.tick_params(labelsize=6)
+    left.set_yticks(y, [textwrap.fill(NAMES.get(n, n), 28) for n in names], fontsize=6)
+    left.legend(fontsize=6, frameon=False, loc="lower left")
+    return fig

@@ -146,6 +146,42 @@ def settings_from(args) -> Settings | None:
                     **{**table, **given})
 
 
+TERM_GRACE_S = 1.0  # how long a SIGTERM waits for the USR2 that may race it at a time limit
+
+
+@contextlib.contextmanager
+def _time_limit_signals():
+    """USR2 (submitit's: checkpoint, ``scontrol requeue``, exit) requeues the task; SIGTERM
+    raises :class:`Stopped`. At a time limit SLURM sends both, as separate messages whose order
+    is not guaranteed (under load the SIGTERM may come first), so a SIGTERM first waits
+    :data:`TERM_GRACE_S` for a USR2: a cancel is then judged a cancel a second later, and a
+    time limit is never mistaken for one."""
+    requeue, requeueing = signal.getsignal(signal.SIGUSR2), []
+
+    def on_requeue(signum, frame):
+        # the SIGTERM SLURM sends with it must not stop that, nor kill the scontrol it starts:
+        # ignored here, blocked in it (SIGKILL still ends both)
+        requeueing.append(signum)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        requeue(signum, frame)
+
+    def on_term(signum, _frame):
+        deadline = time.monotonic() + (TERM_GRACE_S if callable(requeue) else 0)
+        while not requeueing and time.monotonic() < deadline:
+            time.sleep(0.02)  # a USR2 arriving now runs its handler here, nested
+        if not requeueing:
+            raise Stopped(signum)
+
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, on_term)}
+    if callable(requeue):
+        previous[signal.SIGUSR2] = signal.signal(signal.SIGUSR2, on_requeue)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 class UnitTask(submitit.helpers.Checkpointable):
     """One unit as a submitit task: rebuild the plan, run the unit by name, return seconds.
 
@@ -161,41 +197,23 @@ class UnitTask(submitit.helpers.Checkpointable):
         self.profile, self.name, self.runtime, self.threads = profile, name, runtime, threads
 
     def __call__(self) -> float:
-        requeue, requeueing = signal.getsignal(signal.SIGUSR2), []
-
-        def on_requeue(signum, frame):  # submitit's: checkpoint, ``scontrol requeue``, exit
-            # the SIGTERM SLURM sends with it (at the time limit) must not stop that, nor kill
-            # the scontrol it starts: ignored here, blocked in it (SIGKILL still ends both)
-            requeueing.append(signum)
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-            requeue(signum, frame)
-
-        def on_term(signum, _frame):
-            if not requeueing:
-                raise Stopped(signum)
-
-        previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, on_term)}
-        if callable(requeue):
-            previous[signal.SIGUSR2] = signal.signal(signal.SIGUSR2, on_requeue)
         try:
-            if self.threads:
-                for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-                    os.environ[var] = str(self.threads)
-                import torch
+            with _time_limit_signals():
+                if self.threads:
+                    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+                        os.environ[var] = str(self.threads)
+                    import torch
 
-                torch.set_num_threads(self.threads)
-            from sslmem.pipeline import units
+                    torch.set_num_threads(self.threads)
+                from sslmem.pipeline import units
 
-            unit = units.select(units.book_units(self.profile, **self.runtime), [self.name])[0]
-            return unit.run()
+                chosen = units.select(units.book_units(self.profile, **self.runtime), [self.name])
+                return chosen[0].run()
         except Stopped as stop:
             print(f"sslmem: unit {self.name} stopped by {signal.Signals(stop.signum).name} "
                   "(scancel, its time limit or a preemption): nothing half-written; rerun the "
                   "plan to resume it from its last checkpoint", file=sys.stderr, flush=True)
             raise SystemExit(128 + stop.signum) from None
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
 
     def __repr__(self) -> str:
         return f"UnitTask({self.profile}, {self.name})"
