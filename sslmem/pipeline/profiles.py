@@ -114,7 +114,7 @@ SETTINGS = {
                                                        independent=0, extra=128)),
             # chapter 3 on independent draws: BYOL on its own membership draw, seeds and views
             # (membership_seed 1), otherwise the all-facet SimCLR design's recipe
-            "byol-e800-n128-facets-m1": dict(method="byol", epochs=800, members=24,
+            "byol-e800-n128-facets-m1": dict(method="byol", epochs=800, members=32,
                                              pair_init=True, views="pair", dynamics=True,
                                              n_pairs=128, membership_seed=1,
                                              sizes=dict(shared=0, candidate=128,
