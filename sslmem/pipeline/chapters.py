@@ -200,7 +200,10 @@ def ensembles(profile: str, *, names=None, planned: bool = False,
     base = dict(s.get("ensemble_base", {}))
     sizes = base.pop("sizes", None)
     out = {}
-    designs = {**s.get("ensembles", {}), **(s.get("next_ensembles", {}) if planned else {})}
+    # chapter 6's privacy designs are read by name (or planned), never by chapter 7's "all"
+    private = (s.get("privacy_ensembles") or {}).get("designs", {})
+    designs = {**s.get("ensembles", {}), **(s.get("next_ensembles", {}) if planned else {}),
+               **(private if planned or names is not None else {})}
     for name, d in designs.items():
         if names is not None and name not in names:
             continue
@@ -274,6 +277,8 @@ def design_chapters(profile: str) -> dict[str, list[str]]:
     """Which chapters rank points by each ensemble design (the precision chapter: all)."""
     r = settings(profile).get("ranking") or {}
     uses = {name: {"07"} for name in settings(profile).get("ensembles", {})}
+    uses |= {name: {"06"} for name in
+             (settings(profile).get("privacy_ensembles") or {}).get("designs", {})}
     for chapter, names in (("02", [r.get("ssl"), r.get("supervised")]),
                            ("03", [*r.get("methods", []), r.get("supervised")]),
                            ("05", r.get("dejavu", [])), ("08", [r.get("facets")]),
@@ -311,3 +316,43 @@ def privacy(profile: str, *, epsilons=None, method=None, epochs=None, dp_max_gra
         out[eps] = (exp if eps is None and not extra
                     else Experiment(exp.cfg.replace(dp_epsilon=eps, **extra)))
     return out
+
+
+@dataclass
+class PrivacyEnsembles:
+    """Chapter 6's ensemble test: one design per privacy level on the same pairs (``levels``,
+    ε → design, no DP first), and the ε = ∞ regimes tried for one that memorizes (``regimes``)."""
+
+    levels: dict
+    regimes: dict
+
+
+def privacy_ensembles(profile: str, **fields) -> PrivacyEnsembles:
+    """The profile's ``privacy_ensembles``: its level designs and its regimes tried (designs
+    of ``ensembles``). The level designs must share pool, membership and seeds, so that each
+    complementary pair is one paired observation across ε; their ``dp_epsilon`` is checked."""
+    s = settings(profile)
+    p = s.get("privacy_ensembles") or {}
+    if not p.get("levels"):
+        raise SSLMemError(f"profile {profile!r} names no privacy ensembles (privacy_ensembles)")
+    names = [name for _, name in p["levels"]] + list(p.get("regimes", []))
+    found = ensembles(profile, names=names, **fields)
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise SSLMemError(f"profile {profile!r}: privacy_ensembles names designs it lacks: "
+                          f"{missing}")
+    levels = {}
+    for eps, name in p["levels"]:
+        eps = None if eps is None or float(eps) == float("inf") else float(eps)
+        d = found[name]
+        if d.ensemble.exp.cfg.dp_epsilon != eps:
+            raise SSLMemError(f"design {name!r} trains at ε = {d.ensemble.exp.cfg.dp_epsilon}, "
+                              f"not the ε = {eps} it stands for")
+        levels[eps] = d
+    first = next(iter(levels.values())).ensemble
+    for d in levels.values():
+        e = d.ensemble
+        if not (np.array_equal(e.pool, first.pool) and e.options() == first.options()):
+            raise SSLMemError(f"design {d.name!r} does not share the first level's pool, halves "
+                              "and seeds: the levels would not be paired")
+    return PrivacyEnsembles(levels, {n: found[n] for n in p.get("regimes", [])})

@@ -140,6 +140,25 @@ SETTINGS = {
         # Designs being computed for the next version of the pages (the plan lists their
         # members; no chapter reads them yet).
         "next_ensembles": {},
+        # Chapter 6's ensemble test (its own designs, on the same 128-image pool and halves as
+        # chapter 7's): DP-capable recipes (a per-sample loss on a ViT: no BatchNorm, no
+        # negatives) tried at ε = ∞ for one whose average in/out contrast is positive over its
+        # pairs, then that recipe at ε = 20 and 8 on the same pairs (halves, inits, views).
+        # Batches of 16 on 64 images per encoder: a sampling rate q = 0.25 for the accountant.
+        "privacy_ensembles": {
+            "designs": {
+                "mae-vit-e200-n128-facets": dict(
+                    method="mae", backbone="vit_tiny", patch_size=4, epochs=200,
+                    batch_size=16, members=4, pair_init=True, views="pair",
+                    sizes=dict(shared=0, candidate=128, independent=0, extra=128)),
+                "supervised-vit-e200-n128-facets": dict(
+                    method="supervised", backbone="vit_tiny", patch_size=4, epochs=200,
+                    batch_size=16, members=4, pair_init=True, views="pair",
+                    sizes=dict(shared=0, candidate=128, independent=0, extra=128)),
+            },
+            "regimes": ["mae-vit-e200-n128-facets", "supervised-vit-e200-n128-facets"],
+            "levels": [(None, "mae-vit-e200-n128-facets")],
+        },
         # chapters 2-5 rank points by these ensembles (same pool, same membership)
         # chapter 7 shows the ranking's all-facet reliability (``facets``) beside the fixed-view
         # design's on the same pool (``fixed_views``)
@@ -183,6 +202,19 @@ SETTINGS = {
             # the all-facet design (chapter 7's facets section against simclr-e6)
             "simclr-e6-facets": dict(method="simclr", epochs=6, members=8, pair_init=True,
                                      views="pair", dynamics=True),
+        },
+        # chapter 6's ensemble test, smoke-sized: MAE at ε = ∞ and 8 on the same 2 pairs
+        "privacy_ensembles": {
+            "designs": {
+                "mae-e2-facets": dict(method="mae", backbone="vit_tiny", patch_size=4,
+                                      epochs=2, batch_size=8, members=4, pair_init=True,
+                                      views="pair"),
+                "mae-e2-facets-dp8": dict(method="mae", backbone="vit_tiny", patch_size=4,
+                                          epochs=2, batch_size=8, members=4, pair_init=True,
+                                          views="pair", dp_epsilon=8.0),
+            },
+            "regimes": ["mae-e2-facets"],
+            "levels": [(None, "mae-e2-facets"), (8.0, "mae-e2-facets-dp8")],
         },
         "ranking": dict(ssl="simclr-e6", supervised="supervised-e6", facets="simclr-e6-facets",
                         fixed_views="simclr-e6",

@@ -1,0 +1,80 @@
+"""Chapter 6's ensemble test (sslmem.book.dplevels) on synthetic ensembles whose levels share
+their pairs: a planted decrease is found and called "holds", an ε = ∞ ensemble with nothing to
+lower is named as such with the regimes tried, and too few pairs is said, not tested."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from sslmem.book import dplevels, verdicts
+from sslmem.score import synthetic
+
+W = synthetic.world(pool=64, placebo=64, seed=0)
+
+
+class Fake:
+    """The parts of an Ensemble the chapter reads, over a synthetic planted ensemble."""
+
+    fraction = 0.5
+
+    def __init__(self, planted, stored=None):
+        self.p = planted
+        self.stored = list(range(len(planted.L))) if stored is None else stored
+        self.pool = np.arange(W.pool)
+        cfg = SimpleNamespace(method="mae", backbone="vit_tiny", epochs=200, dataset="cifar10")
+        split = SimpleNamespace(candidate=self.pool, extra=np.arange(W.placebo), shared=[],
+                                independent=[])
+        self.exp = SimpleNamespace(cfg=cfg, split=split, train=SimpleNamespace(image_size=16))
+
+    def complete_members(self):
+        return [j for j in self.stored if j ^ 1 in self.stored]
+
+    def matrices(self, subset, members, center):
+        cols = slice(0, W.pool) if subset == "pool" else slice(W.pool, None)
+        m = np.asarray(members)
+        return self.p.L[m, cols], self.p.inside[m, cols], m, None
+
+    def pair_groups(self, members):
+        return np.asarray(members) // 2
+
+
+def _levels(means, pairs=8, stored=None):
+    t = synthetic.truth(W, 0.005)
+    return {eps: SimpleNamespace(name=f"d{eps}", members=2 * pairs, ensemble=Fake(
+        synthetic.planted(W, t, pairs=pairs, mean=mean, noise_sd=0.02, seed=k), stored))
+        for k, (eps, mean) in enumerate(zip([None, 20.0, 8.0], means))}
+
+
+def _run(levels):
+    rows = dplevels.regimes({"mae-∞": levels[None]}, minutes=lambda ens, js: 1.0)
+    found = dplevels.levels(levels)
+    return found, rows, dplevels.claim_verdict(found, rows, levels)
+
+
+def test_a_planted_decrease_holds_with_its_paired_interval():
+    levels = _levels([0.03, 0.015, 0.0])
+    found, rows, v = _run(levels)
+    assert bool(rows.memorizes.iloc[0]) and v.word == verdicts.HOLDS
+    assert v.low <= -0.03 <= v.high and v.high < 0
+    assert found["test"]["trend"]["page_p"] < 0.01
+    control = found["control"]["levels"]
+    assert ((control.low <= 0) & (control.high >= 0)).all()  # the placebo: nothing planted
+    assert "Δ from ε = ∞ (paired)" in dplevels.shown_levels(found)
+    assert "paired difference" in dplevels.text(found, rows, levels)
+
+
+def test_nothing_to_lower_at_infinity_names_the_regimes_tried():
+    found, rows, v = _run(_levels([0.0, 0.0, 0.0]))
+    assert v.word == verdicts.NOT_RUN and "no memorization to lower" in v.test
+    assert "mae-∞ (16 encoders)" in v.test
+    assert "None shows memorization" in dplevels.text(found, rows, _levels([0.0] * 3))
+
+
+def test_too_few_pairs_is_said_not_tested():
+    levels = _levels([0.03, 0.015, 0.0], stored=[0, 1, 2])  # one complete pair
+    found, rows, v = _run(levels)
+    assert found is None and v.word == verdicts.NOT_RUN and "fewer than 2" in v.test
+    assert "1 of 16" not in dplevels.text(found, rows, levels)  # complete members: 2
+    assert "ε = 8: 2 of 16" in dplevels.text(found, rows, levels)
