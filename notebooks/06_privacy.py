@@ -26,7 +26,9 @@
 # UNVERIFIED. The same authors' follow-up trains ViT-Tiny MAE encoders on CIFAR-10 with
 # ε = ∞, 20 and 8 and reports memorization falling as privacy rises, but not to zero
 # {cite}`wang2024localizing`. Here: one $(f, g)$ pair per privacy level, same split, same recipe,
-# scored and probed as in chapters 1 and 4.
+# scored and probed as in chapters 1 and 4 (the paper's design); then the test the verdict
+# rests on, an ensemble of complementary pairs per ε on the same pairs, once a DP-capable
+# recipe is found that memorizes at ε = ∞.
 #
 # | | hardware | time | what to expect |
 # |---|---|---|---|
@@ -181,6 +183,7 @@ show_table(privacy.paper_table(levels))
 # - The linear probe goes from {glue:text}`acc_none:.3f` to {glue:text}`acc_low:.3f`.
 # - DP applies only to losses that are sums of per-sample terms (MAE here); the contrastive
 #   methods are refused with the reason.
+# - The ensemble test, which the verdict rests on: {glue:text}`dp_text`
 #
 # The results were computed on {glue:text}`device` (commits {glue:text}`commits`; training
 # {glue:text}`train_minutes:.1f` min, as their provenance records); this page rendered them in

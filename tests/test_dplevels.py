@@ -7,8 +7,11 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from sslmem.book import dplevels, verdicts
+from sslmem.errors import SSLMemError
+from sslmem.pipeline import chapters, profiles, units
 from sslmem.score import synthetic
 
 W = synthetic.world(pool=64, placebo=64, seed=0)
@@ -78,3 +81,19 @@ def test_too_few_pairs_is_said_not_tested():
     assert found is None and v.word == verdicts.NOT_RUN and "fewer than 2" in v.test
     assert "1 of 16" not in dplevels.text(found, rows, levels)  # complete members: 2
     assert "ε = 8: 2 of 16" in dplevels.text(found, rows, levels)
+
+
+def test_the_profiles_privacy_designs_are_paired_planned_and_kept_out_of_chapter_7(monkeypatch):
+
+    p = chapters.privacy_ensembles("tiny")
+    assert list(p.levels) == [None, 8.0] and list(p.regimes) == ["mae-e2-facets"]
+    first, dp = (d.ensemble for d in p.levels.values())
+    assert dp.exp.cfg.dp_epsilon == 8.0 and first.options() == dp.options()
+    assert [first.seed(j) for j in range(4)] == [dp.seed(j) for j in range(4)]
+    assert "mae-e2-facets" not in chapters.ensembles("tiny")  # chapter 7 reads "all" designs
+    planned = {u.name: u.chapters for u in units.ensemble_units("tiny")}
+    assert planned["ens-mae-e2-facets-dp8-003"] == ["06"]
+    tiny = profiles.SETTINGS["tiny"]["privacy_ensembles"]
+    monkeypatch.setitem(tiny, "levels", [(None, "mae-e2-facets"), (20.0, "mae-e2-facets-dp8")])
+    with pytest.raises(SSLMemError, match="not the ε = 20.0 it stands for"):
+        chapters.privacy_ensembles("tiny")

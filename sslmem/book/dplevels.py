@@ -187,9 +187,11 @@ def _verdict(found, rows, found_levels) -> verdicts.Verdict:
     scale = (f"{data_text(ens.exp)}; one ensemble per ε ({eps}) on the same complementary "
              f"pairs, {ens.exp.cfg.method} on {ens.exp.cfg.backbone}")
     if found is None:
-        return verdicts.not_run(
-            f"fewer than {MIN_PAIRS} complementary pairs stored at every ε; regimes tried at "
-            f"ε = ∞ (average in/out contrast): {_regime_text(rows)}", scale=scale, **CLAIM)
+        why = (f"fewer than {MIN_PAIRS} complementary pairs stored at every ε"
+               if len(found_levels) > 1 else
+               "no DP level trained: they follow once a regime memorizes at ε = ∞")
+        return verdicts.not_run(f"{why}; regimes tried at ε = ∞ (average in/out contrast): "
+                                f"{_regime_text(rows)}", scale=scale, **CLAIM)
     test, trend = found["test"]["levels"], found["test"]["trend"]
     first, last = test.iloc[0], test.iloc[-1]
     control = found["control"]["levels"]
@@ -222,6 +224,9 @@ def text(found: dict | None, rows: pd.DataFrame, found_levels: dict) -> str:
     head = (f"At ε = ∞ the regimes tried show average in/out contrasts of {tried}. "
             + (f"Memorization beyond its interval: {', '.join(memorizing)}. " if memorizing
                else "None shows memorization beyond its interval, so none has any to lower. "))
+    if found is None and len(found_levels) < 2:
+        return head + ("The DP levels (ε = 20 and 8 on the same pairs) are trained once a "
+                       "regime memorizes at ε = ∞: without that there is nothing to lower.")
     if found is None:
         stored = ", ".join(f"ε = {eps_label(e)}: {len(d.ensemble.complete_members())} of "
                            f"{d.members}" for e, d in found_levels.items())

@@ -149,14 +149,20 @@ SETTINGS = {
             "designs": {
                 "mae-vit-e200-n128-facets": dict(
                     method="mae", backbone="vit_tiny", patch_size=4, epochs=200,
-                    batch_size=16, members=4, pair_init=True, views="pair",
+                    batch_size=16, members=8, pair_init=True, views="pair",
+                    sizes=dict(shared=0, candidate=128, independent=0, extra=128)),
+                # 4x the schedule: memorization grows with epochs on a fixed small set
+                "mae-vit-e800-n128-facets": dict(
+                    method="mae", backbone="vit_tiny", patch_size=4, epochs=800,
+                    batch_size=16, members=8, pair_init=True, views="pair",
                     sizes=dict(shared=0, candidate=128, independent=0, extra=128)),
                 "supervised-vit-e200-n128-facets": dict(
                     method="supervised", backbone="vit_tiny", patch_size=4, epochs=200,
-                    batch_size=16, members=4, pair_init=True, views="pair",
+                    batch_size=16, members=8, pair_init=True, views="pair",
                     sizes=dict(shared=0, candidate=128, independent=0, extra=128)),
             },
-            "regimes": ["mae-vit-e200-n128-facets", "supervised-vit-e200-n128-facets"],
+            "regimes": ["mae-vit-e200-n128-facets", "mae-vit-e800-n128-facets",
+                        "supervised-vit-e200-n128-facets"],
             "levels": [(None, "mae-vit-e200-n128-facets")],
         },
         # chapters 2-5 rank points by these ensembles (same pool, same membership)
