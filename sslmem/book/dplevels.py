@@ -176,7 +176,8 @@ def claim_verdict(found: dict | None, rows: pd.DataFrame, found_levels: dict,
     paper's design (one f/g pair per ε), said in the note."""
     said = "" if one_pair is None else (
         f" One f/g pair per ε (the paper's design): {one_pair.word}, "
-        f"{verdicts.effect_text(one_pair)}.")
+        f"{verdicts.effect_text(one_pair)}; its interval runs over the points one pair of "
+        "encoders scores, not over independent pairs, so it speaks for that pair only.")
     v = _verdict(found, rows, found_levels)
     return dataclasses.replace(v, note=(v.note + said).strip())
 
