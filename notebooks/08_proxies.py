@@ -125,6 +125,12 @@ show_table(onerun.costs(ens, table), {"encoder-min per run": "{:.1f}",
                                       "runs for the ensemble's reliability": "{:.0f}"})
 
 # %% [markdown]
+# ## Paper vs this run
+
+# %% tags=["remove-input"]
+show_table(onerun.paper_table(table))
+
+# %% [markdown]
 # ## Summary
 #
 # - The paper's one-pair estimator, run twice on independent pairs: see the verdict above.
