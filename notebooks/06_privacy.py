@@ -33,7 +33,7 @@
 # | | hardware | time | what to expect |
 # |---|---|---|---|
 # | paper profile | one GPU (H100) | one `sslmem plan` unit per ε (DP-SGD's per-sample gradients cost about 5× a normal step) | $S_C$'s memorization and the probe accuracy fall as ε falls; neither reaches the unseen level at ε = 8 |
-# | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | {glue:text}`train_minutes:.1f` min to train the encoders and {glue:text}`compute_minutes:.1f` min to score and probe them, as their provenance records; this page rendered from the store in {glue:text}`seconds:.0f` s | the same direction where the profile's encoders memorize at all |
+# | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | {glue:text}`train_minutes:.1f` min to train the encoders and {glue:text}`compute_minutes:.1f` min to score and probe them, as their provenance records; this page rendered from the store in {glue:text}`seconds:.0f` s; the ensemble test's encoders cost {glue:text}`dp_encoder_minutes` min each here (regimes table below) | the same direction where the profile's encoders memorize at all |
 
 # %% tags=["remove-cell"]
 from sslmem.book import dplevels, plots, privacy, provenance, verdicts
@@ -164,6 +164,7 @@ if across is not None:
     show_table(dplevels.shown_levels(across))
     fig = dplevels.figure(across)
 glue_all({"dp_pool": len(next(iter(dp.levels.values())).ensemble.pool),
+          "dp_encoder_minutes": dplevels.minutes_text(regime_rows),
           "dp_text": dplevels.text(across, regime_rows, dp.levels)})
 
 # %% [markdown]

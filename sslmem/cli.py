@@ -34,6 +34,8 @@ COMMON = {  # option -> (Config field, type, help)
     "--n-pairs": ("n_pairs", int, "augmentation pairs per point for the score"),
     "--score-precision": ("score_precision", str, "fp32, or int8 (CPU: ~3.5x faster scoring, "
                                                   "scores within ~0.1 s.e. of fp32)"),
+    "--representation": ("representation", str, "what the score compares: pooled (default), or "
+                                                "tokens (every token of a ViT: the authors' MAE)"),
     "--device": ("device", str, "auto, cpu or cuda[:N]"),
     "--data-root": ("data_root", str, "offline data root (default: $SSLMEM_DATA)"),
     "--runs-root": ("runs_root", str, "run cache root (default: $SSLMEM_RUNS or ./runs)"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import weakref
 
 import numpy as np
 import pandas as pd
@@ -23,9 +24,10 @@ from sslmem.book.notebook import data_text
 from sslmem.book.precision import encoder_minutes
 from sslmem.pipeline.chapters import eps_label
 from sslmem.score.levels import pair_contrasts, paired_levels
-from sslmem.score.reliability import CENTER, pair_contrast
+from sslmem.score.reliability import CENTER, one_sample_t
 
 MIN_PAIRS = 2  # an interval over pairs needs two
+_SCORED_ON = {"pooled": "class token", "tokens": "every token"}  # a ViT's scored output
 
 
 def _iv(mean, low=math.nan, high=math.nan) -> str:
@@ -40,13 +42,22 @@ def _iv(mean, low=math.nan, high=math.nan) -> str:
     return f"{mean:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
 
 
+_READ = weakref.WeakKeyDictionary()  # ensemble -> {(members, subset): per-pair contrasts}
+
+
 def contrasts(ens, subset: str = "pool") -> pd.Series:
-    """Per complementary pair of the stored members, its average in/out contrast."""
+    """Per complementary pair of the stored members, its average in/out contrast.
+
+    Kept per ensemble object, members and subset: the regimes table and the levels test read
+    the ε = ∞ design alike (one object), and a member added later changes the key."""
     members = ens.complete_members()
     if len(members) < 2:
         return pd.Series(dtype=float)
-    L, inside, got, _ = ens.matrices(subset, members=members, center=CENTER)
-    return pair_contrasts(L, inside, ens.pair_groups(got))
+    read, key = _READ.setdefault(ens, {}), (tuple(members), subset)
+    if key not in read:
+        L, inside, got, _ = ens.matrices(subset, members=members, center=CENTER)
+        read[key] = pair_contrasts(L, inside, ens.pair_groups(got))
+    return read[key]
 
 
 def regime_row(name: str, design, minutes=encoder_minutes) -> dict:
@@ -55,13 +66,12 @@ def regime_row(name: str, design, minutes=encoder_minutes) -> dict:
     ens = design.ensemble
     cfg, members = ens.exp.cfg, ens.complete_members()
     row = {"design": name, "method": cfg.method, "backbone": cfg.backbone, "epochs": cfg.epochs,
+           "representation": getattr(cfg, "representation", "pooled"),
            "images per encoder": int(round(ens.fraction * len(ens.pool))),
            "members": len(members), "planned": design.members, "pairs": len(members) // 2}
     for subset in ("pool", "placebo"):
-        c = {"mean": math.nan, "low": math.nan, "high": math.nan, "p": math.nan}
-        if len(members) >= 2:
-            L, inside, got, _ = ens.matrices(subset, members=members, center=CENTER)
-            c = pair_contrast(L, inside, ens.pair_groups(got))
+        per_pair = contrasts(ens, subset)
+        c = one_sample_t(per_pair[np.isfinite(per_pair)])
         row |= {f"{subset}": c["mean"], f"{subset}_low": c["low"], f"{subset}_high": c["high"],
                 f"{subset}_p": c["p"]}
     row["minutes"] = (float(np.median([minutes(ens, [j]) for j in members]))
@@ -80,6 +90,9 @@ def shown_regimes(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame([{
         "design": r.design, "recipe": f"{r.method}, {r.backbone}, {r.epochs} epochs on "
                                       f"{r['images per encoder']} images",
+        "scored on": _SCORED_ON.get(r.get("representation", "pooled"), "pooled feature")
+        if r.backbone not in (None, "") and str(r.backbone).startswith("vit")
+        or r.get("representation") == "tokens" else "pooled feature",
         "encoders (planned)": f"{r.members} ({r.planned})",
         "min per encoder": "–" if r.minutes != r.minutes else f"{r.minutes:.1f}",
         "contrast, pool": _iv(r.pool, r.pool_low, r.pool_high),
@@ -87,6 +100,15 @@ def shown_regimes(rows: pd.DataFrame) -> pd.DataFrame:
         "contrast, placebo": _iv(r.placebo, r.placebo_low, r.placebo_high),
         "memorizes at ε = ∞": {True: "yes", False: "not shown"}.get(r.memorizes, "too few pairs")}
         for _, r in rows.iterrows()])
+
+
+def minutes_text(rows: pd.DataFrame) -> str:
+    """The regimes' cost per encoder here as a range (``1.3–5.0``), for the opening table."""
+    m = rows["minutes"].dropna() if len(rows) else pd.Series(dtype=float)
+    if m.empty:
+        return "–"
+    low, high = float(m.min()), float(m.max())
+    return f"{low:.1f}" if round(low, 1) == round(high, 1) else f"{low:.1f}–{high:.1f}"
 
 
 def levels(found_levels: dict) -> dict | None:

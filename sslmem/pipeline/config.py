@@ -36,7 +36,7 @@ DP_FIELDS = {"dp_epsilon": None, "dp_delta": None, "dp_max_grad_norm": 1.0}  # n
 # Fields added after stores were written: at these defaults they stay out of the key, so
 # existing results keep their keys.
 KEY_DEFAULTS = {**DP_FIELDS, "monitor_points": 10000, "augment_strength": 1.0,
-                "precision": "fp32", "score_precision": "fp32"}
+                "precision": "fp32", "score_precision": "fp32", "representation": "pooled"}
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,9 @@ class Config:
     # s.e.
     # of fp32 but not equal to them, so it is part of the key
     score_precision: str = "fp32"
+    # what SSLMem compares: the pooled feature, or every token of a ViT (the authors' MAE scoring,
+    # spec.md §1.5; sslmem.score.representation)
+    representation: str = "pooled"
     # runtime (not part of the cache key)
     device: str = "auto"
     compile: str = "auto"
@@ -119,6 +122,14 @@ class Config:
                     f"resnet9 needs views of at least 8 px; {self.method} at image_size="
                     f"{self.image_size} makes {smallest}-px views (DINO's local crops are half "
                     "the side): raise image_size")
+        if self.representation == "tokens":
+            from sslmem.train.backbones import VITS
+
+            if not (self.backbone in VITS or (self.backbone is None and self.method == "mae")):
+                raise SSLMemError(f"representation='tokens' scores every token of a ViT; "
+                                  f"{self.method} with backbone={self.backbone!r} has none: "
+                                  f"set backbone to one of {', '.join(VITS)} or use "
+                                  "representation='pooled'")
         if self.method == "mae" and self.backbone is not None:
             from sslmem.train.backbones import VITS
 
@@ -256,6 +267,7 @@ FIELDS = {
     "score_augment": Choice(("train", "score")),
     "score_seed": Int(low=0),
     "score_precision": Choice(("fp32", "int8")),
+    "representation": Choice("sslmem.score.representation:REPRESENTATIONS"),
     "device": Device(),
     "compile": Choice(("auto", "on", "off")),
     "progress": Bool(),

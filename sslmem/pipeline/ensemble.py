@@ -167,7 +167,7 @@ class Ensemble:
         images = torch.cat([exp.train.images[torch.as_tensor(np.array(self.pool))],
                             exp.test.images[torch.as_tensor(np.array(self.placebo))]])
         t0 = time.perf_counter()
-        d = score_alignment({"e": method.encoder}, images, c.n_pairs, exp._augment(),
+        d = score_alignment({"e": exp.scored(method.encoder)}, images, c.n_pairs, exp._augment(),
                             seed=self.score_seed(j), device=exp.device, amp=exp.amp,
                             precision=c.score_precision)["e"].double()
         exp.wall["score"] = time.perf_counter() - t0
@@ -198,7 +198,7 @@ class Ensemble:
         for epoch in snapshot_epochs(exp.cfg.epochs):
             encoder = exp.build(self.seed(j, repeat)).encoder
             encoder.load_state_dict(_snapshot(folder / f"epoch-{epoch:04d}.pt"))
-            d = score_alignment({"e": encoder.to(exp.device).eval()}, images, DYNAMICS_PAIRS,
+            d = score_alignment({"e": exp.scored(encoder.to(exp.device).eval())}, images, DYNAMICS_PAIRS,
                                 exp._augment(), seed=self.score_seed(j), device=exp.device,
                                 amp=exp.amp)["e"].double()
             out[epoch] = d.mean(1).numpy()

@@ -46,6 +46,7 @@ from sslmem.pipeline.store import (
 from sslmem.score.evaluate import atypicality, extract_features, knn_accuracy, linear_probe
 from sslmem.score.label_memorization import label_memorization
 from sslmem.score.memorization import STORED_SCORE_COLUMNS, derive_scores, memorization_table
+from sslmem.score.representation import scored
 from sslmem.score.significance import significance_tests
 from sslmem.train import downstream
 from sslmem.train.augment import recipe
@@ -57,7 +58,7 @@ from sslmem.train.fit import (
 from sslmem.train.splits import Split, make_split
 
 SCORE_FIELDS = ("seeds", "n_pairs", "score_variant", "score_augment", "score_seed",
-                "score_precision")
+                "score_precision", "representation")
 ATYPICALITY_K = 10  # neighbours of the atypicality measure stored with every score table
 
 
@@ -172,6 +173,10 @@ class Experiment(EncoderCache):
         return recipe(name, self.train.image_size,
                       self.cfg.augment_strength if name == self.cfg.method else 1.0)
 
+    def scored(self, encoder):
+        """What SSLMem compares for ``encoder``: its pooled feature or a ViT's every token."""
+        return scored(encoder, self.cfg.representation)
+
     def _score_kwargs(self) -> dict:
         c = self.cfg
         return dict(n_pairs=c.n_pairs, augment=self._augment(), variant=c.score_variant,
@@ -201,7 +206,8 @@ class Experiment(EncoderCache):
         fs = [self.encoder("f", s).encoder for s in self.cfg.seeds]
         gs = [self.encoder("g", s).encoder for s in self.cfg.seeds]
         t0 = time.perf_counter()
-        table = memorization_table(fs, gs, self.train, self.test, self.split,
+        table = memorization_table([self.scored(e) for e in fs], [self.scored(e) for e in gs],
+                                   self.train, self.test, self.split,
                                    f_train=self.split.f_train, g_train=self.split.g_train,
                                    f_meta=self._meta(), g_meta=self._meta(),
                                    **self._score_kwargs())
@@ -254,7 +260,8 @@ class Experiment(EncoderCache):
                                           f"{snap.parent.parent} to retrain")
                     enc.load_state_dict(_snapshot(snap))
                     enc.to(self.device).eval()
-                table = memorization_table(f_enc, g_enc, self.train, self.test,
+                table = memorization_table(self.scored(f_enc), self.scored(g_enc),
+                                           self.train, self.test,
                                            _subsample(self.split, max_points),
                                            **self._score_kwargs())
                 for subset, group in table.groupby("subset"):

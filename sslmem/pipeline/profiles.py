@@ -112,6 +112,14 @@ SETTINGS = {
                                             n_pairs=128,
                                             sizes=dict(shared=0, candidate=128,
                                                        independent=0, extra=128)),
+            # the weak-augmentation knob on the all-facet design (issue 33): is it cheaper per
+            # unit of all-facet reliability? Same pool, halves, inits and pair seeds as
+            # simclr-e800-n128-facets (its views come from the weaker recipe)
+            "simclr-e800-n128-facets-weak": dict(method="simclr", epochs=800, members=16,
+                                                 pair_init=True, views="pair", n_pairs=128,
+                                                 augment_strength=0.5,
+                                                 sizes=dict(shared=0, candidate=128,
+                                                            independent=0, extra=128)),
             # chapter 3 on independent draws: BYOL on its own membership draw, seeds and views
             # (membership_seed 1), otherwise the all-facet SimCLR design's recipe
             "byol-e800-n128-facets-m1": dict(method="byol", epochs=800, members=32,
@@ -160,9 +168,22 @@ SETTINGS = {
                     method="supervised", backbone="vit_tiny", patch_size=4, epochs=200,
                     batch_size=16, members=8, pair_init=True, views="pair",
                     sizes=dict(shared=0, candidate=128, independent=0, extra=128)),
+                # the same encoders scored as the authors score MAE: every token, not the class
+                # token (spec.md §1.5; sslmem.score.representation); scoring only, no training
+                "mae-vit-e200-n128-facets-tokens": dict(
+                    method="mae", backbone="vit_tiny", patch_size=4, epochs=200,
+                    batch_size=16, members=8, pair_init=True, views="pair",
+                    representation="tokens",
+                    sizes=dict(shared=0, candidate=128, independent=0, extra=128)),
+                "mae-vit-e800-n128-facets-tokens": dict(
+                    method="mae", backbone="vit_tiny", patch_size=4, epochs=800,
+                    batch_size=16, members=8, pair_init=True, views="pair",
+                    representation="tokens",
+                    sizes=dict(shared=0, candidate=128, independent=0, extra=128)),
             },
             "regimes": ["mae-vit-e200-n128-facets", "mae-vit-e800-n128-facets",
-                        "supervised-vit-e200-n128-facets"],
+                        "supervised-vit-e200-n128-facets", "mae-vit-e200-n128-facets-tokens",
+                        "mae-vit-e800-n128-facets-tokens"],
             "levels": [(None, "mae-vit-e200-n128-facets")],
         },
         # chapters 2-5 rank points by these ensembles (same pool, same membership)

@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from sslmem.errors import SSLMemError
-from sslmem.score.reliability import pair_differences
+from sslmem.score.reliability import one_sample_t, pair_differences
 
 
 def pair_contrasts(L, inside, groups) -> pd.Series:
@@ -28,18 +28,11 @@ def pair_contrasts(L, inside, groups) -> pd.Series:
 
 
 def _t(x: np.ndarray, level: float) -> dict:
-    """Mean, s.e., t-interval and two-sided p of the one-sample t-test over ``x``."""
-    x = np.asarray(x, float)
-    g = len(x)
-    mean = float(x.mean()) if g else math.nan
-    if g < 2:
-        return {"mean": mean, "se": math.nan, "low": math.nan, "high": math.nan,
-                "p": math.nan, "pairs": g}
-    se = float(x.std(ddof=1) / math.sqrt(g))
-    half = float(stats.t.ppf((1 + level) / 2, g - 1)) * se
-    t = mean / se if se > 0 else math.copysign(math.inf, mean)
-    return {"mean": mean, "se": se, "low": mean - half, "high": mean + half,
-            "p": float(2 * stats.t.sf(abs(t), g - 1)), "pairs": g}
+    """``one_sample_t`` over pairs, its count named ``pairs``."""
+    out = one_sample_t(x, level)
+    out.pop("t")
+    out["pairs"] = out.pop("n")
+    return out
 
 
 def detectable(sd: float, g: int, alpha: float = 0.05, power: float = 0.8) -> float:

@@ -86,6 +86,22 @@ def pair_se(d: np.ndarray) -> np.ndarray:
     return np.where(count >= 2, se, np.nan)
 
 
+def one_sample_t(x, level: float = 0.95) -> dict:
+    """Mean, s.e., t, two-sided p and t-interval of the one-sample t-test over ``x`` (``n``
+    observations; NaN where fewer than 2): the test every contrast over pairs uses."""
+    x = np.asarray(x, float)
+    n = len(x)
+    mean = float(x.mean()) if n else math.nan
+    if n < 2:
+        return {"mean": mean, "se": math.nan, "t": math.nan, "p": math.nan, "low": math.nan,
+                "high": math.nan, "n": n}
+    se = float(x.std(ddof=1) / math.sqrt(n))
+    t = mean / se if se > 0 else math.copysign(math.inf, mean)
+    half = float(stats.t.ppf((1 + level) / 2, n - 1)) * se
+    return {"mean": mean, "se": se, "t": float(t), "p": float(2 * stats.t.sf(abs(t), n - 1)),
+            "low": mean - half, "high": mean + half, "n": n}
+
+
 def pair_contrast(L, inside, groups, level: float = 0.95) -> dict:
     """The average in/out contrast tested over the encoder groups, not over points.
 
@@ -93,18 +109,10 @@ def pair_contrast(L, inside, groups, level: float = 0.95) -> dict:
     of an average effect (an alignment-regularized design gave p = 2e-15 over 128 points and
     p = 0.07 over its 2 pairs). Each group's mean of d_g over the points is one observation;
     the one-sample t-test and its interval run over the G groups."""
-    d = pair_differences(L, inside, groups)
-    per_group = np.nanmean(d, axis=1)
-    per_group = per_group[np.isfinite(per_group)]
-    g = len(per_group)
-    if g < 2:
-        return {"mean": float(per_group.mean()) if g else math.nan, "se": math.nan,
-                "t": math.nan, "p": math.nan, "low": math.nan, "high": math.nan, "groups": g}
-    mean, se = float(per_group.mean()), float(per_group.std(ddof=1) / math.sqrt(g))
-    t = mean / se if se > 0 else math.copysign(math.inf, mean)
-    half = stats.t.ppf((1 + level) / 2, g - 1) * se
-    return {"mean": mean, "se": se, "t": float(t), "p": float(2 * stats.t.sf(abs(t), g - 1)),
-            "low": mean - half, "high": mean + half, "groups": g}
+    per_group = np.nanmean(pair_differences(L, inside, groups), axis=1)
+    out = one_sample_t(per_group[np.isfinite(per_group)], level)
+    out["groups"] = out.pop("n")
+    return out
 
 
 def spearman_brown(r, factor):
