@@ -149,6 +149,12 @@ fig = plots.privacy_tradeoff(levels.set_index("ε"))
 # has anything for DP to lower; it then trains at every ε on the same pairs (the same halves,
 # inits and views), so each pair is a paired observation across ε. The chapter's verdict
 # comes from this test.
+#
+# A ViT can be read two ways: by its class token (this project's default, what a probe reads)
+# or by every token, flattened and L2-normalised, as the authors' code scores MAE (spec §1.5).
+# MAE's loss reaches the class token only through attention, so a class-token score could miss
+# what an MAE encoder memorized; the `every token` rows rescore the same encoders (scoring
+# only, no training) to rule that out.
 
 # %% tags=["remove-input"]
 dp = chapters.privacy_ensembles(profile, dataset=dataset, device=device, data_root=data_root,

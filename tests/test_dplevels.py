@@ -7,6 +7,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sslmem.book import dplevels, verdicts
@@ -97,3 +98,10 @@ def test_the_profiles_privacy_designs_are_paired_planned_and_kept_out_of_chapter
     monkeypatch.setitem(tiny, "levels", [(None, "mae-e2-facets"), (20.0, "mae-e2-facets-dp8")])
     with pytest.raises(SSLMemError, match="not the ε = 20.0 it stands for"):
         chapters.privacy_ensembles("tiny")
+
+
+def test_the_opening_table_gives_the_regimes_cost_as_a_range():
+    rows = pd.DataFrame({"minutes": [1.3, 5.04, float("nan"), 1.4]})
+    assert dplevels.minutes_text(rows) == "1.3–5.0"
+    assert dplevels.minutes_text(rows.iloc[:1]) == "1.3"
+    assert dplevels.minutes_text(pd.DataFrame({"minutes": [float("nan")]})) == "–"
