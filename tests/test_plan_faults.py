@@ -251,7 +251,7 @@ def test_cost_estimates_follow_this_cpus_median_rate(computed, tmp_path):
     size differ ~5x), as the median over encoders: one encoder trained beside other work does
     not drag the estimate with it; another CPU's rate is never taken for this one's."""
     from sslmem.io import cpu_model, device_name
-    from sslmem.pipeline.costs import _rate, measured_rates
+    from sslmem.pipeline.costs import DP_SLOWDOWN, _rate, measured_rates
     from sslmem.pipeline.units import book_units, select
 
     _, results = computed
@@ -274,6 +274,12 @@ def test_cost_estimates_follow_this_cpus_median_rate(computed, tmp_path):
     assert _rate(exp, {(device, "Another CPU (AMX)", *rest): 1e6}) == _rate(exp, {})
     assert _rate(exp, {(device, None, *rest): 123.0}) == 123.0  # recorded before the CPU was
     assert _rate(exp, {(device, None, *rest): 123.0, (device, cpu, *rest): 7.0}) == 7.0
+    # a rate measured under DP-SGD stands for this non-private encoder only through the
+    # slowdown, and an exact (non-private) measurement comes first
+    assert rest[-1] is False
+    private = (device, cpu, *rest[:-1], True)
+    assert _rate(exp, {private: 7.0}) == pytest.approx(7.0 * DP_SLOWDOWN["cpu"])
+    assert _rate(exp, {private: 7.0, (device, cpu, *rest): 5.0}) == 5.0
 
 
 

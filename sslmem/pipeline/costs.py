@@ -80,9 +80,17 @@ def _rate(exp: Experiment, measured: dict | None, kind: str | None = None,
     first; a rate recorded before provenance named the CPU model serves when none does."""
     c = exp.cfg
     here = kind is None or kind == _device_kind(exp)
-    matches = {(device, cpu): rate
-               for (device, cpu, method, backbone, size), rate in (measured or {}).items()
-               if (method, backbone, size) == (c.method, c.backbone, exp.train.image_size)}
+    private = dp and c.dp_epsilon is not None
+    slowdown = DP_SLOWDOWN[kind or _device_kind(exp)]
+    exact, scaled = {}, {}
+    for (device, cpu, method, backbone, size, *was_private), rate in (measured or {}).items():
+        if (method, backbone, size) != (c.method, c.backbone, exp.train.image_size):
+            continue
+        was_private = bool(was_private and was_private[0])
+        # a rate measured with(out) DP-SGD stands for the other through DP_SLOWDOWN
+        (exact if was_private == private else scaled)[(device, cpu)] = (
+            rate if was_private == private else rate / slowdown if private else rate * slowdown)
+    matches = {**scaled, **exact}
     if here:
         where = location(exp.device)
         device, cpu = where["device"], where["cpu"]
@@ -114,7 +122,7 @@ def _rate(exp: Experiment, measured: dict | None, kind: str | None = None,
 
 
 def measured_rates(units: list) -> dict:
-    """Training images/s per (device, CPU model, method, backbone, size): the median over the
+    """Training images/s per (device, CPU model, method, backbone, size, DP-SGD): the median over the
     stored histories, each one encoder's rate. Why the median of rates, not pooled seconds: a
     few members trained beside other work (4 BYOL members at 22-31 min where 10 later ones
     took 10.5) pulled a pooled estimate 45 % above what a unit takes on the idle host."""
@@ -139,7 +147,7 @@ def measured_rates(units: list) -> dict:
             if seconds <= 0:
                 continue
             key = (prov.get("device"), prov.get("cpu"), cfg.get("method"), cfg.get("backbone"),
-                   exp.train.image_size)
+                   exp.train.image_size, cfg.get("dp_epsilon") is not None)
             rates.setdefault(key, []).append(_train_size(exp, path.name) * len(frame) / seconds)
     return {k: statistics.median(v) for k, v in rates.items()}
 

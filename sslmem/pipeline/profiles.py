@@ -169,6 +169,17 @@ SETTINGS = {
                     method="supervised", backbone="vit_tiny", patch_size=4, epochs=200,
                     batch_size=16, members=8, pair_init=True, views="pair",
                     sizes=dict(shared=0, candidate=128, independent=0, extra=128)),
+                # the DP levels of the 800-epoch regime (the one whose ε = ∞ contrast was tested
+                # at 16 members, fixed before members 8-15 trained): the same pairs (halves,
+                # inits, views) at ε = 20 and 8, so each pair is paired across ε
+                "mae-vit-e800-n128-facets-dp20": dict(
+                    method="mae", backbone="vit_tiny", patch_size=4, epochs=800,
+                    batch_size=16, members=16, pair_init=True, views="pair", dp_epsilon=20.0,
+                    sizes=dict(shared=0, candidate=128, independent=0, extra=128)),
+                "mae-vit-e800-n128-facets-dp8": dict(
+                    method="mae", backbone="vit_tiny", patch_size=4, epochs=800,
+                    batch_size=16, members=16, pair_init=True, views="pair", dp_epsilon=8.0,
+                    sizes=dict(shared=0, candidate=128, independent=0, extra=128)),
                 # the same encoders scored as the authors score MAE: every token, not the class
                 # token (spec.md §1.5; sslmem.score.representation); scoring only, no training
                 "mae-vit-e200-n128-facets-tokens": dict(
@@ -185,7 +196,8 @@ SETTINGS = {
             "regimes": ["mae-vit-e200-n128-facets", "mae-vit-e800-n128-facets",
                         "supervised-vit-e200-n128-facets", "mae-vit-e200-n128-facets-tokens",
                         "mae-vit-e800-n128-facets-tokens"],
-            "levels": [(None, "mae-vit-e200-n128-facets")],
+            "levels": [(None, "mae-vit-e800-n128-facets"), (20.0, "mae-vit-e800-n128-facets-dp20"),
+                       (8.0, "mae-vit-e800-n128-facets-dp8")],
         },
         # chapters 2-5 rank points by these ensembles (same pool, same membership)
         # chapter 7 shows the ranking's all-facet reliability (``facets``) beside the fixed-view
