@@ -122,10 +122,10 @@ def _rate(exp: Experiment, measured: dict | None, kind: str | None = None,
 
 
 def measured_rates(units: list) -> dict:
-    """Training images/s per (device, CPU model, method, backbone, size, DP-SGD): the median over the
-    stored histories, each one encoder's rate. Why the median of rates, not pooled seconds: a
-    few members trained beside other work (4 BYOL members at 22-31 min where 10 later ones
-    took 10.5) pulled a pooled estimate 45 % above what a unit takes on the idle host."""
+    """Training images/s per (device, CPU model, method, backbone, size, DP-SGD): the median
+    over the stored histories, each one encoder's rate. Why the median of rates, not pooled
+    seconds: a few members trained beside other work (4 BYOL members at 22-31 min where 10
+    later ones took 10.5) pulled a pooled estimate 45 % above what a unit takes on the idle host."""
     rates: dict = {}
     seen = set()
     for unit in units:

@@ -198,7 +198,8 @@ class Ensemble:
         for epoch in snapshot_epochs(exp.cfg.epochs):
             encoder = exp.build(self.seed(j, repeat)).encoder
             encoder.load_state_dict(_snapshot(folder / f"epoch-{epoch:04d}.pt"))
-            d = score_alignment({"e": exp.scored(encoder.to(exp.device).eval())}, images, DYNAMICS_PAIRS,
+            scored = exp.scored(encoder.to(exp.device).eval())
+            d = score_alignment({"e": scored}, images, DYNAMICS_PAIRS,
                                 exp._augment(), seed=self.score_seed(j), device=exp.device,
                                 amp=exp.amp)["e"].double()
             out[epoch] = d.mean(1).numpy()
