@@ -84,6 +84,19 @@ def test_too_few_pairs_is_said_not_tested():
     assert "ε = 8: 2 of 16" in dplevels.text(found, rows, levels)
 
 
+def test_partial_dp_levels_are_tested_on_their_pairs_and_say_how_many_were_planned():
+    levels = _levels([0.03, 0.015, 0.0])
+    # ε = ∞ memorizes on its 8 pairs, but not on the 2 the DP levels have (planted as ε = 8's)
+    levels[None].ensemble.p.L[:4] = levels[8.0].ensemble.p.L[:4]
+    for eps in (20.0, 8.0):
+        levels[eps].ensemble.stored = [0, 1, 2, 3]
+    found, rows, v = _run(levels)
+    assert found["test"]["trend"]["pairs"] == 2 and bool(rows.memorizes.iloc[0])
+    assert found["test"]["levels"].low.iloc[0] < 0
+    assert v.word != verdicts.NOT_RUN
+    assert "the 2 complementary pairs every ε has (of 8 planned" in v.test
+
+
 def test_the_profiles_privacy_designs_are_paired_planned_and_kept_out_of_chapter_7(monkeypatch):
 
     p = chapters.privacy_ensembles("tiny")

@@ -216,22 +216,27 @@ def _verdict(found, rows, found_levels) -> verdicts.Verdict:
         return verdicts.not_run(f"{why}; regimes tried at ε = ∞ (average in/out contrast): "
                                 f"{_regime_text(rows)}", scale=scale, **CLAIM)
     test, trend = found["test"]["levels"], found["test"]["trend"]
-    first, last = test.iloc[0], test.iloc[-1]
+    last = test.iloc[-1]
     control = found["control"]["levels"]
     page = "" if trend["page_p"] != trend["page_p"] else f"; Page's test p = {trend['page_p']:.2g}"
     note = (f"Trend over ε = {', '.join(test.level)}: slope per step "
             f"{_iv(trend['slope'], trend['slope_low'], trend['slope_high'])} (p = "
             f"{trend['slope_p']:.2g}{page}). Placebo contrasts "
             + ", ".join(_iv(r["mean"], r.low, r.high) for _, r in control.iterrows()) + ".")
-    if not first.low > 0:
+    # memorization at ε = ∞ is judged on every pair that level has, not only on those the DP
+    # levels have reached so far: a partial DP level must not hide the memorization it lowers
+    every = contrasts(ens)
+    inf = one_sample_t(every[np.isfinite(every)])
+    if not inf["low"] > 0:
         return verdicts.not_run(
             f"the ε = ∞ ensemble shows no memorization to lower (average in/out contrast "
-            f"{_iv(first['mean'], first.low, first.high)} over {int(first.pairs)} pairs); "
+            f"{_iv(inf['mean'], inf['low'], inf['high'])} over {len(every)} pairs); "
             f"regimes tried: {_regime_text(rows)}", scale=scale, note=note, **CLAIM)
+    planned = min(d.members for d in found_levels.values()) // 2
     return verdicts.from_interval(
         direction=-1, test=f"paired difference of the ensembles' average in/out contrast, "
-        f"ε = {last.level} minus ε = ∞, t-interval over {int(last.pairs)} complementary pairs "
-        "(the same halves, inits and views at every ε)",
+        f"ε = {last.level} minus ε = ∞, t-interval over the {int(last.pairs)} complementary "
+        f"pairs every ε has (of {planned} planned; the same halves, inits and views at every ε)",
         measure="change in the average in/out contrast", fmt="+.4f", effect=float(last["diff"]),
         low=float(last.diff_low), high=float(last.diff_high),
         detectable=float(last.diff_detectable), scale=scale, note=note, **CLAIM)
