@@ -33,9 +33,11 @@
 # | | hardware | time | what to expect |
 # |---|---|---|---|
 # | paper profile | one GPU (H100) | one `sslmem plan` unit per ε (DP-SGD's per-sample gradients cost about 5× a normal step) | $S_C$'s memorization and the probe accuracy fall as ε falls; neither reaches the unseen level at ε = 8 |
-# | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | {glue:text}`train_minutes:.1f` min to train the encoders and {glue:text}`compute_minutes:.1f` min to score and probe them, as their provenance records; this page rendered from the store in {glue:text}`seconds:.0f` s; the ensemble test's encoders cost {glue:text}`dp_encoder_minutes` min each here (regimes table below) | the same direction where the profile's encoders memorize at all |
+# | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | {glue:text}`train_minutes:.1f` min to train the encoders and {glue:text}`compute_minutes:.1f` min to score and probe them, as their provenance records; this page rendered from the store in {glue:text}`seconds:.0f` s; the ensemble test's encoders cost {glue:text}`dp_encoder_minutes` min each here (tables below) | the same direction where the profile's encoders memorize at all |
 
 # %% tags=["remove-cell"]
+import pandas as pd
+
 from sslmem.book import dplevels, plots, privacy, provenance, verdicts
 from sslmem.book.notebook import Timer, banner, check_parameters, glue_all, glue_number, show_table
 from sslmem.errors import SSLMemError
@@ -148,7 +150,9 @@ fig = plots.privacy_tradeoff(levels.set_index("ε"))
 # contrast tested over the pairs, the placebo as control). Only a recipe that memorizes there
 # has anything for DP to lower; it then trains at every ε on the same pairs (the same halves,
 # inits and views), so each pair is a paired observation across ε. The chapter's verdict
-# comes from this test.
+# comes from this test. The first table below is the regimes tried at ε = ∞; the second, the
+# designs the paired test reads at each ε, how many of their encoders are stored and what one
+# cost here (DP-SGD computes a gradient per image, so a private encoder is dearer).
 #
 # A ViT can be read two ways: by its class token (this project's default, what a probe reads)
 # or by every token, flattened and L2-normalised, as the authors' code scores MAE (spec §1.5).
@@ -165,12 +169,14 @@ for design in [*dp.levels.values(), *dp.regimes.values()]:  # unless the store i
             design.ensemble.member(j)
 regime_rows = dplevels.regimes(dp.regimes)
 show_table(dplevels.shown_regimes(regime_rows))
+level_rows = dplevels.level_rows(dp.levels)
+show_table(dplevels.shown_level_rows(level_rows))
 across = dplevels.levels(dp.levels)
 if across is not None:
     show_table(dplevels.shown_levels(across))
     fig = dplevels.figure(across)
 glue_all({"dp_pool": len(next(iter(dp.levels.values())).ensemble.pool),
-          "dp_encoder_minutes": dplevels.minutes_text(regime_rows),
+          "dp_encoder_minutes": dplevels.minutes_text(pd.concat([regime_rows, level_rows])),
           "dp_text": dplevels.text(across, regime_rows, dp.levels)})
 
 # %% [markdown]

@@ -95,6 +95,11 @@ def test_partial_dp_levels_are_tested_on_their_pairs_and_say_how_many_were_plann
     assert found["test"]["levels"].low.iloc[0] < 0
     assert v.word != verdicts.NOT_RUN
     assert "the 2 complementary pairs every ε has (of 8 planned" in v.test
+    stored = dplevels.level_rows(levels, minutes=lambda ens, js: 2.0 * len(ens.stored))
+    shown = dplevels.shown_level_rows(stored)
+    assert list(shown["encoders (planned)"]) == ["16 (16)", "4 (16)", "4 (16)"]
+    assert list(shown["min per encoder"]) == ["32.0", "8.0", "8.0"]
+    assert dplevels.minutes_text(stored) == "8.0–32.0"
 
 
 def test_the_profiles_privacy_designs_are_paired_planned_and_kept_out_of_chapter_7(monkeypatch):

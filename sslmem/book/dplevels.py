@@ -102,6 +102,26 @@ def shown_regimes(rows: pd.DataFrame) -> pd.DataFrame:
         for _, r in rows.iterrows()])
 
 
+def level_rows(found_levels: dict, minutes=encoder_minutes) -> pd.DataFrame:
+    """The designs the paired test reads, one per ε: how many encoders are stored of those
+    planned and what one cost here (DP-SGD's per-sample gradients make a private one dearer)."""
+    rows = []
+    for eps, d in found_levels.items():
+        members = d.ensemble.complete_members()
+        rows.append({"ε": eps_label(eps), "design": d.name,
+                     "encoders (planned)": f"{len(members)} ({d.members})",
+                     "minutes": (float(np.median([minutes(d.ensemble, [j]) for j in members]))
+                                 if members else math.nan)})
+    return pd.DataFrame(rows)
+
+
+def shown_level_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """:func:`level_rows` as the page shows them."""
+    shown = rows.drop(columns="minutes")
+    shown["min per encoder"] = ["–" if m != m else f"{m:.1f}" for m in rows["minutes"]]
+    return shown
+
+
 def minutes_text(rows: pd.DataFrame) -> str:
     """The regimes' cost per encoder here as a range (``1.3–5.0``), for the opening table."""
     m = rows["minutes"].dropna() if len(rows) else pd.Series(dtype=float)
