@@ -60,6 +60,11 @@ def contrasts(ens, subset: str = "pool") -> pd.Series:
     return read[key]
 
 
+def _median_minutes(ens, members, minutes) -> float:
+    """One encoder's cost here: the median over the stored members (NaN with none)."""
+    return float(np.median([minutes(ens, [j]) for j in members])) if members else math.nan
+
+
 def regime_row(name: str, design, minutes=encoder_minutes) -> dict:
     """One regime tried at ε = ∞: its recipe, members, cost, and its pool and placebo
     contrasts tested over the pairs."""
@@ -74,8 +79,7 @@ def regime_row(name: str, design, minutes=encoder_minutes) -> dict:
         c = one_sample_t(per_pair[np.isfinite(per_pair)])
         row |= {f"{subset}": c["mean"], f"{subset}_low": c["low"], f"{subset}_high": c["high"],
                 f"{subset}_p": c["p"]}
-    row["minutes"] = (float(np.median([minutes(ens, [j]) for j in members]))
-                      if members else math.nan)
+    row["minutes"] = _median_minutes(ens, members, minutes)
     row["memorizes"] = (row["pool_low"] > 0) if row["pool_low"] == row["pool_low"] else None
     return row
 
@@ -110,8 +114,7 @@ def level_rows(found_levels: dict, minutes=encoder_minutes) -> pd.DataFrame:
         members = d.ensemble.complete_members()
         rows.append({"ε": eps_label(eps), "design": d.name,
                      "encoders (planned)": f"{len(members)} ({d.members})",
-                     "minutes": (float(np.median([minutes(d.ensemble, [j]) for j in members]))
-                                 if members else math.nan)})
+                     "minutes": _median_minutes(d.ensemble, members, minutes)})
     return pd.DataFrame(rows)
 
 
