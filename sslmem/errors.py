@@ -113,3 +113,30 @@ def _text(resume) -> str:
 
 def _raise_stopped(signum, _frame):
     raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def signals_deferred(signums=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)):
+    """Hold Ctrl-C and SIGTERM/SIGHUP until the block ends, then act on them as usual.
+
+    Why: a ``KeyboardInterrupt`` raised inside ``torch.save`` unwinds through its zip writer,
+    whose cleanup then fails with an unrelated ``RuntimeError`` that hides the interruption
+    (a traceback instead of the one-line "interrupted; rerun to resume"). Writing a checkpoint
+    takes well under a second, so the signal waits for it and the checkpoint is kept.
+    Outside the main thread (where handlers cannot be set) the block runs unchanged.
+    """
+    caught, previous = [], {}
+    for signum in signums:
+        with contextlib.suppress(ValueError):
+            previous[signum] = signal.signal(signum, lambda s, _f: caught.append(s))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(caught):
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)

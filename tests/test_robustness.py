@@ -595,6 +595,32 @@ def test_sigint_and_sigterm_stop_with_one_line_and_a_rerun_resumes(tmp_runs, tmp
     assert final["history"][: len(kept)] == kept  # resumed: the earlier epochs were not rerun
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_inside_torch_save_waits_for_the_checkpoint(sig, tmp_path, monkeypatch, capsys):
+    # CI once sent SIGINT while torch.save was inside its zip writer: the KeyboardInterrupt
+    # unwound through the writer, whose cleanup raised a RuntimeError and a traceback
+    from sslmem.errors import command_line
+    from sslmem.train import fit as F
+
+    real, calls = torch.save, []
+
+    def interrupted_save(obj, f):
+        signal.raise_signal(sig)  # arrives mid-write, before any byte is written
+        calls.append(sig)
+        real(obj, f)
+
+    monkeypatch.setattr(F.torch, "save", interrupted_save)
+    path = tmp_path / "checkpoint.pt"
+    with command_line("sslmem", "rerun to resume") as status:
+        F.save_state(path, {"epoch": 3, "w": torch.ones(4)})
+        calls.append("after")  # not reached: the held signal acts as the write ends
+    assert calls == [sig] and status.code == 128 + sig
+    assert "rerun to resume" in capsys.readouterr().err
+    assert F.load_state(path, "cpu", what="checkpoint")["epoch"] == 3  # written whole
+    assert not list(tmp_path.glob(".*.tmp"))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
 def test_killed_writer_leaves_no_orphan_and_a_live_one_is_kept(tmp_path):
     from sslmem.io import atomic_path
 

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sslmem.errors import SSLMemError
+from sslmem.errors import SSLMemError, signals_deferred
 from sslmem.io import atomic_path
 from sslmem.pipeline.store import (
     CorruptResult,
@@ -124,7 +124,8 @@ def write(data: ImageData, where: Path, shown, provenance: dict) -> None:
         frame["source_index"] = data.source_index.cpu().numpy().astype(np.int64)
     images = data.images[torch.as_tensor(shown, device=data.images.device)].cpu().numpy()
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, positions=shown, images=images)
+    with signals_deferred():  # a Ctrl-C inside zipfile would surface as its ValueError
+        np.savez_compressed(buffer, positions=shown, images=images)
     with atomic_path(where.with_name(where.name + "-images.npz")) as tmp:
         tmp.write_bytes(buffer.getvalue())
     write_frame(where.with_name(where.name + ".csv.gz"), frame, provenance)

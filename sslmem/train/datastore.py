@@ -28,6 +28,7 @@ from sslmem.errors import (
     SSLMemError,
     one_line,
     read_error,
+    signals_deferred,
     unreadable,
 )
 from sslmem.io import atomic_path, data_root_origin, file_stamp
@@ -146,7 +147,9 @@ def _torchvision_arrays(name: str, ds) -> dict[str, np.ndarray]:
 
 
 def _write_npz(path: Path, compressed: bool, **arrays: np.ndarray) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    # zipfile's close refuses an open member, so a Ctrl-C mid-member would surface as a
+    # ValueError: the signal waits for the write instead
+    with signals_deferred(), atomic_path(path) as tmp, open(tmp, "wb") as f:
         (np.savez_compressed if compressed else np.savez)(f, **arrays)
 
 

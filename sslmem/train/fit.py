@@ -40,7 +40,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from sslmem.errors import CorruptFile, SSLMemError, read_error, unreadable
+from sslmem.errors import CorruptFile, SSLMemError, read_error, signals_deferred, unreadable
 from sslmem.io import atomic_path
 from sslmem.train.calibrate import Setting, training_setting
 from sslmem.train.optim import learning_rate, make_optimizer
@@ -134,9 +134,11 @@ def save_state(path: Path, state: dict) -> None:
     """``torch.save`` a dict atomically, with the SHA-256 of its contents under ``"sha256"``.
 
     Why a hash: ``torch.load`` happily loads a file whose tensor bytes were flipped on disk, and
-    a checkpoint or snapshot is trusted for the rest of the project's life.
+    a checkpoint or snapshot is trusted for the rest of the project's life. A Ctrl-C or SIGTERM
+    during the write waits for it to finish (:func:`signals_deferred`).
     """
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # Python I/O: a full disk is OSError
+    with (signals_deferred(), atomic_path(path) as tmp,
+          open(tmp, "wb") as f):  # Python I/O: a full disk is OSError
         out = _KeepsWriteError(f)
         try:
             torch.save({**state, "sha256": state_digest(state)}, out)
