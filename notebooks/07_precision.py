@@ -54,7 +54,7 @@
 from IPython.display import Markdown, display
 
 from sslmem.book import designs as page  # this page's analyses ('designs' is a parameter)
-from sslmem.book import facets, precision, provenance, verdicts
+from sslmem.book import designcost, facets, precision, provenance, verdicts
 from sslmem.book.notebook import Timer, banner, check_parameters, glue_all, glue_number, show_table
 
 _timer = Timer()
@@ -134,6 +134,25 @@ else:
 # orders (what a top-k list uses). Second table, at the fixed design's view pairs: the true SD
 # each design sees, one pair's error SD, composition (the part a pair's two members see with
 # opposite signs; "–" where what they share outweighs it), and s.e. over pairs ÷ over encoders.
+
+# %% [markdown]
+# ## Is another design cheaper per unit of reliability?
+#
+# A knob such as weaker augmentation can raise a point's signal and its noise together, so a
+# larger contrast does not say which design reaches a reliable ranking for less compute. What
+# does is the reliability of **one complementary pair**: by Spearman–Brown a design whose pair
+# has reliability $\rho$ needs $G = T(1-\rho)/(\rho(1-T))$ pairs to reach $T$ = 0.8. Each
+# alternative is compared with the ranking's all-facet design on the encoders both have, on
+# the same points (and the same halves and inits where it was planned so); the cost ratio's
+# 95 % interval is a bootstrap over points, the same points for both designs.
+
+# %% tags=["remove-input"]
+compared_designs = designcost.rows(profile, ssl, described)
+if len(alt_table := designcost.table(compared_designs)):
+    show_table(alt_table)
+glue_all(designcost.values(compared_designs))  # alt_ratio, alt_verdict
+display(Markdown(designcost.text(
+    compared_designs, compared["values"]["facets_minutes"] if compared is not None else None)))
 
 # %% [markdown]
 # ## Reliability grows with the number of encoders

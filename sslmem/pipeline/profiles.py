@@ -205,7 +205,9 @@ SETTINGS = {
         "ranking": dict(ssl="simclr-e800-n128-facets", supervised="supervised-e200-n128-shared",
                         facets="simclr-e800-n128-facets", fixed_views="simclr-e800-n128-shared",
                         methods=["simclr-e800-n128-facets", "byol-e800-n128-facets-m1"],
-                        dejavu=["simclr-e800-n128-facets"]),
+                        dejavu=["simclr-e800-n128-facets"],
+                        # chapter 7: is this all-facet design cheaper per unit of reliability?
+                        alternatives=["simclr-e800-n128-facets-weak"]),
         # chapter 4: a quarter of the 128-image pool removed; 4 paired seeds per arm (the
         # power calculation on the page says what they can detect)
         # The removed sets were ranked by the fixed-view design before the all-facet one existed
@@ -242,6 +244,9 @@ SETTINGS = {
             # the all-facet design (chapter 7's facets section against simclr-e6)
             "simclr-e6-facets": dict(method="simclr", epochs=6, members=8, pair_init=True,
                                      views="pair", dynamics=True),
+            # chapter 7's cost comparison: the same design with weaker views
+            "simclr-e6-facets-weak": dict(method="simclr", epochs=6, members=6, pair_init=True,
+                                          views="pair", augment_strength=0.5),
         },
         # chapter 6's ensemble test, smoke-sized: MAE at ε = ∞ and 8 on the same 2 pairs
         "privacy_ensembles": {
@@ -257,7 +262,7 @@ SETTINGS = {
             "levels": [(None, "mae-e2-facets"), (8.0, "mae-e2-facets-dp8")],
         },
         "ranking": dict(ssl="simclr-e6", supervised="supervised-e6", facets="simclr-e6-facets",
-                        fixed_views="simclr-e6",
+                        fixed_views="simclr-e6", alternatives=["simclr-e6-facets-weak"],
                         methods=["simclr-e6", "byol-e6"], dejavu=["simclr-e6"]),
         # one downstream set, the one probed on halves of its test split (the plumbing)
         "removal": dict(k=16, seeds=[0, 1], rank_members=4, max_train=1000, max_test=1000,

@@ -40,6 +40,16 @@ def components(L, inside, groups) -> dict:
     L, inside = _check(L, inside)
     groups = np.asarray(groups)
     d = pair_differences(L, inside, groups)
+    ok = np.isfinite(d).sum(0) >= 2
+    out = difference_components(d)
+    out["within_pair_cov"] = _within_pair_cov(L[:, ok], inside[:, ok], groups)
+    return out
+
+
+def difference_components(d) -> dict:
+    """:func:`components` from the pairs' differences ``d`` (G, N) alone (no within-pair
+    covariance): what a bootstrap over pairs and points recomputes."""
+    d = np.asarray(d, float)
     count = np.isfinite(d).sum(0)
     ok = count >= 2
     if ok.sum() < 3:
@@ -53,8 +63,7 @@ def components(L, inside, groups) -> dict:
     rel = true_var / (true_var + pair_error / g) if true_var + pair_error / g > 0 else math.nan
     return {"true_var": true_var, "true_sd": math.sqrt(max(true_var, 0.0)),
             "pair_error_var": pair_error, "reliability": float(rel), "groups": int(round(g)),
-            "points": int(ok.sum()), "within_pair_cov": _within_pair_cov(L[:, ok], inside[:, ok],
-                                                                        groups)}
+            "points": int(ok.sum())}
 
 
 def _within_pair_cov(L, inside, groups) -> float:
