@@ -123,3 +123,15 @@ def test_the_opening_table_gives_the_regimes_cost_as_a_range():
     assert dplevels.minutes_text(rows) == "1.3–5.0"
     assert dplevels.minutes_text(rows.iloc[:1]) == "1.3"
     assert dplevels.minutes_text(pd.DataFrame({"minutes": [float("nan")]})) == "–"
+
+
+def test_a_trend_in_order_only_is_explained_beside_an_interval_that_includes_zero():
+    def found(page_p, low, high):
+        return {"test": {"trend": {"page_p": page_p},
+                         "levels": pd.DataFrame({"diff_low": [low], "diff_high": [high]})}}
+
+    # the store's 4 pairs: every pair falls with privacy, the sizes at ε = ∞ vary
+    assert "reads only the order" in dplevels._orders_only(found(0.0069, -0.009, 0.0017))
+    assert dplevels._orders_only(found(0.2, -0.009, 0.0017)) == ""  # no trend either
+    assert dplevels._orders_only(found(0.0069, -0.009, -0.001)) == ""  # the interval agrees
+    assert dplevels._orders_only(found(float("nan"), -0.009, 0.0017)) == ""

@@ -289,4 +289,17 @@ def text(found: dict | None, rows: pd.DataFrame, found_levels: dict) -> str:
         f"ε = ∞ and {v['dp_low']} at ε = {v['dp_eps_low']}: a paired difference of "
         f"{v['dp_diff']} (p = {v['dp_diff_p']}); per step of privacy the slope is "
         f"{v['dp_slope']} (p = {v['dp_slope_p']}"
-        + ("" if v["dp_page_p"] == "–" else f"; Page's trend test p = {v['dp_page_p']}") + ").")
+        + ("" if v["dp_page_p"] == "–" else f"; Page's trend test p = {v['dp_page_p']}") + ")."
+        + _orders_only(found))
+
+
+def _orders_only(found: dict) -> str:
+    """Why Page's test may reject while the paired interval includes zero: it reads only each
+    pair's order of contrasts across ε, the interval also their sizes."""
+    page_p, last = found["test"]["trend"]["page_p"], found["test"]["levels"].iloc[-1]
+    if not (page_p < 0.05 and last.diff_low <= 0 <= last.diff_high):
+        return ""
+    return (" Page's test reads only the order of each pair's contrasts across ε: the pairs "
+            "agree that the contrast falls with privacy, but their sizes at ε = ∞ vary too "
+            "much for the paired interval (the stated test) to exclude zero; more pairs "
+            "decide how large the drop is.")
