@@ -109,7 +109,8 @@ glue_all(page.chosen_values(best, described))  # chosen, chosen_members, …, ve
 # $M =$ {glue:text}`chosen_members:.0f` encoders:
 
 # %% tags=["remove-input"]
-display(Markdown(page.chosen_markdown(best, cheap, described)))
+compared_designs = designcost.rows(profile, ssl, described)  # shown below, decides the costs
+display(Markdown(page.chosen_markdown(best, cheap, described, compared_designs)))
 
 # %% [markdown]
 # ## What counts as error: facets
@@ -147,7 +148,6 @@ else:
 # 95 % interval is a bootstrap over points, the same points for both designs.
 
 # %% tags=["remove-input"]
-compared_designs = designcost.rows(profile, ssl, described)
 if len(alt_table := designcost.table(compared_designs)):
     show_table(alt_table)
 glue_all(designcost.values(compared_designs))  # alt_ratio, alt_verdict

@@ -205,3 +205,17 @@ def test_claim_verdict_against_the_least_reliability_a_per_point_claim_needs():
     failed = designs.claim_verdict(_row(placebo_rel_low=0.2), chosen, None)
     assert failed.word == "not detected at this power" and "FAILS" in failed.note
     assert designs.claim_verdict(_row(members=2), chosen, None).word == "not run here"
+
+
+def test_a_paired_comparison_decides_the_cost_instead_of_the_projection():
+    best, cheap = _row(), _row(design="b", members=4, hours_for_target_2cores=0.5,
+                              members_for_target=12.0, pool_rel=0.5)
+    paired = {"name": "b", "rho": np.array([0.2, 0.4]), "separated": True, "ratio": 0.5,
+              "ratio_low": 0.3, "ratio_high": 0.8, "p": 0.01,
+              "cost_source": "at the same cost per encoder: only the views differ"}
+    text = designs.cost_text(best, cheap, None, [{"name": "other"}, paired])
+    assert "too wide" not in text and "0.5 h" not in text  # the projection does not decide
+    assert "it is cheaper: 0.50 [0.30, 0.80] times the cost" in text
+    assert "the same cost per encoder" in text
+    not_yet = designs.cost_text(best, cheap, None, [{"name": "b", "members": 4}])
+    assert "too wide" in not_yet  # no paired comparison yet: the projection, with its caveat

@@ -78,7 +78,8 @@ def rows(profile: str, ssl: dict[str, Ensemble], described: dict | None = None,
             continue
         ratio, why = cost_ratio(base, alt, members)
         r = compare_designs(a, b, target=TARGET, cost_ratio=ratio, n_boot=n_boot)
-        out.append({"design": name(alt_name, alt_name), "base": name(base_name, base_name),
+        out.append({"name": alt_name, "design": name(alt_name, alt_name),
+                    "base": name(base_name, base_name),
                     "members": len(members), "cost_per_encoder": ratio, "cost_source": why,
                     **r})
     return out
@@ -149,6 +150,16 @@ def text(found: list[dict], minutes: float | None = None) -> str:
                      f"({enc[1] * minutes * r['cost_per_encoder'] / 60:.1f} h).")
         said.append(head + body + hours)
     return "\n\n".join(said)
+
+
+def verdict_words(r: dict) -> str:
+    """One compared row's verdict in a clause ("cheaper: 0.55 [0.36, 0.86] times the cost")."""
+    if not (r["rho"] > 0).all():
+        return "no cost ratio, as one design shows no positive per-pair signal"
+    if not r["separated"]:
+        return f"the two do not separate ({_ratio(r)} times the cost, p = {r['p']:.2g})"
+    word = "cheaper" if r["ratio_high"] < 1 else "dearer"
+    return f"it is {word}: {_ratio(r)} times the cost of a reliable ranking, p = {r['p']:.2g}"
 
 
 def values(found: list[dict]) -> dict:

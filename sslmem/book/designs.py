@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from sslmem.book import precision, verdicts
+from sslmem.book import designcost, precision, verdicts
 from sslmem.book.notebook import data_text, describe_design
 from sslmem.pipeline import chapters
 from sslmem.pipeline.ensemble import Ensemble
@@ -106,26 +106,34 @@ def chosen_values(best, described: dict | None = None) -> dict:
             "chosen_contrast": contrast_text(best)}
 
 
-def cost_text(best, cheap, described: dict | None = None) -> str:
+def cost_text(best, cheap, described: dict | None = None, compared=None) -> str:
     """What the target reliability costs with a cheaper-looking design than ``best`` (measured
     on fewer encoders), and why that does not decide; empty where ``best`` is the cheapest.
-    ``described``: the designs' names in words (:func:`names`)."""
+    ``described``: the designs' names in words (:func:`names`); ``compared``: the paired
+    comparisons of :func:`sslmem.book.designcost.rows`, which decide where they exist."""
     if cheap.design == best.design or not cheap.members < best.members:
         return ""
     name = (described or {}).get
-    return (f"Projected from its {int(cheap.members)} encoders, the design "
+    head = (f"Projected from its {int(cheap.members)} encoders, the design "
             f"{name(cheap.design, cheap.design)} "
-            f"would reach 0.8 with {cheap.members_for_target:.0f} encoders "
-            f"({cheap.hours_for_target_2cores:.1f} h on 2 cores, against "
+            f"would reach 0.8 with {cheap.members_for_target:.0f} encoders")
+    paired = next((r for r in compared or [] if r.get("name") == cheap.design and "rho" in r),
+                  None)
+    if paired is not None:
+        return (head + "; the projected hours mix hosts and thread counts, so the comparison "
+                "that decides is the paired one below (the same points and encoders, "
+                f"{paired['cost_source']}): "
+                + designcost.verdict_words(paired) + ".")
+    return (head + f" ({cheap.hours_for_target_2cores:.1f} h on 2 cores, against "
             f"{best.hours_for_target_2cores:.1f} h in all for the chosen one), but its "
             f"reliability interval {precision._interval(cheap, 'pool_rel')} is too wide to "
             "tell the two costs apart: more of its encoders would decide it.")
 
 
-def chosen_markdown(best, cheap, described: dict | None = None) -> str:
+def chosen_markdown(best, cheap, described: dict | None = None, compared=None) -> str:
     """The chosen design's numbers as Markdown, followed by :func:`cost_text` if any."""
     text = precision.design_markdown(best)
-    cost = cost_text(best, cheap, described)
+    cost = cost_text(best, cheap, described, compared)
     return text + "\n\n" + cost if cost else text
 
 
