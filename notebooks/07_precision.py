@@ -20,35 +20,33 @@
 # :format: myst
 # ```
 #
-# The paper ranks points by SSLMem from **one** pair of encoders ($f$ with the candidates, $g$
-# without, on a fixed partition), which chapter 1 shows measures a subset's *average*
-# memorization precisely. Every per-point claim (chapters 2–5) rests on a question the paper
-# did not report: does one point's score measure that point's own memorization, how precisely?
+# The paper ranks points by SSLMem from **one** $f$/$g$ pair, which chapter 1 shows measures a
+# subset's *average* memorization precisely. Every per-point claim (chapters 2–5) rests on a
+# question it did not report: does one point's score measure its own memorization, how well?
 #
 # SSLMem is defined as an expectation over encoders and augmentations,
 # $m(x) = \mathbb{E}_{g \sim A(S \setminus x)} L(g, x) - \mathbb{E}_{f \sim A(S)} L(f, x)$.
 # We estimate it as Feldman and Zhang (2020) estimate label memorization: **an ensemble** of
-# $M$ encoders in complementary pairs, each pair splitting a pool of images into two random
-# halves, and $\hat m(x)$ = mean loss of the encoders that did not train on $x$ − mean loss of
-# those that did. The ranking chapters 2, 3 and 5 use draws **every facet anew per pair**: its
-# halves, its initialization and augmentation stream, and the view pairs its points are scored
-# on. **Estimand, in one sentence: a point's expected drop in alignment loss from being
-# trained on, over random halves, seeds and augmentations.** Its reliability is therefore the
-# correlation one would see with a fresh ensemble of new encoders *and* new views.
+# $M$ encoders in complementary pairs, each pair splitting a pool into two random halves, and
+# $\hat m(x)$ = mean loss of the encoders without $x$ − mean loss of those with it. The ranking
+# of chapters 2, 3 and 5 draws **every facet anew per pair**: halves, initialization and
+# augmentation stream, and the view pairs its points are scored on. **Estimand, in one
+# sentence: a point's expected drop in alignment loss from being trained on, over random
+# halves, seeds and augmentations.** Its reliability is the correlation one would see with a
+# fresh ensemble of new encoders *and* new views.
 #
 # | | hardware | time | what to expect |
 # |---|---|---|---|
 # | paper profile | one GPU | not run yet: the design is chosen on the laptop first | — |
 # | this page ({glue:text}`profile` profile) | results computed on {glue:text}`device` | {glue:text}`total_members` encoders, {glue:text}`encoder_hours:.1f` encoder-hours of training and scoring; this page rendered from the store in {glue:text}`seconds:.0f` s | a clear average in/out contrast; per-point reliability growing with $M$ as Spearman–Brown predicts; the placebo centred at zero with reliability near zero |
 #
-# How to read precision: split the complementary pairs into two random halves, estimate
-# every point's score from each and correlate the two estimates over points; corrected to the
-# full ensemble (Spearman–Brown), this **split-half reliability** is the share of the spread
-# between points that is reproducible: 0 means the ranking is noise, 0.8 that it is mostly
-# signal. It counts as error only what differs between the halves (the *facets*). A
-# **placebo** of held-out images no encoder trained on, given a fake membership, must come out
-# with mean zero *and* reliability near zero. Standard errors and tests of an average run over
-# the pairs, the independent units, never over points that share their encoders.
+# How to read precision: split the complementary pairs into two random halves, estimate every
+# point's score from each, correlate the two over points and correct to the full ensemble
+# (Spearman–Brown): this **split-half reliability** is the reproducible share of the spread
+# between points (0: noise; 0.8: mostly signal), counting as error only what differs between
+# the halves (the *facets*). A **placebo** of held-out images no encoder trained on, given a
+# fake membership, must show mean zero *and* reliability near zero. Standard errors and tests
+# of an average run over the pairs, the independent units, never over points.
 
 # %% tags=["remove-cell"]
 from IPython.display import Markdown, display
@@ -85,17 +83,14 @@ described = page.names(found)  # every design in words
 #
 # Each row is one design on a pool of {glue:text}`dataset` training images at
 # {glue:text}`image_size` px (a 32-px step costs 4× as much here) and a placebo of
-# {glue:text}`placebo_size` test images; each encoder trains on half of the pool. The designs
-# differ in one knob at a time: training length, *shared init* (one seed for all encoders),
-# pool size, *weak* augmentation (half the colour jitter, crops ≥ 54 %), the facets drawn per
-# pair; chapter 3's other methods are listed too.
-#
-# The first table: encoders stored ($M$), minutes per encoder here (the median), mean
-# $\hat m$ over pool and placebo with its $p$ (a $t$-test over the complementary pairs), and
-# the placebo's SD (pure noise) before and after centring each encoder's losses on its placebo
-# mean. The second: what a split counts as error, the **true between-point SD** (spread left
-# after estimation noise), split-half reliability (Pearson, 95 % intervals) of pool and
-# placebo, and what 0.8 would take by Spearman–Brown: encoders and hours here.
+# {glue:text}`placebo_size` test images; each encoder trains on half of the pool. One knob
+# differs at a time: training length, *shared init*, pool size, *weak* augmentation (half the
+# colour jitter, crops ≥ 54 %), the facets drawn per pair; and chapter 3's methods. First table: encoders ($M$), median minutes
+# per encoder, mean $\hat m$ over pool and placebo ($p$: $t$-test over the pairs), the
+# placebo's SD (pure noise) before and after centring each encoder on its placebo mean. Second:
+# what a split counts as error, the **true between-point SD** (spread left after estimation
+# noise), split-half reliability (Pearson, 95 %) of pool and placebo, and what 0.8 would take
+# by Spearman–Brown: encoders and hours here.
 
 # %% tags=["remove-input"]
 for frame, formats in page.regime_tables(table):  # contrast and noise; precision and cost
@@ -105,8 +100,7 @@ chosen = ssl[best.design]
 glue_all(page.chosen_values(best, described))  # chosen, chosen_members, …, verdict
 
 # %% [markdown]
-# The design chapters 2, 3 and 5 rank points by is **{glue:text}`chosen`**, with
-# $M =$ {glue:text}`chosen_members:.0f` encoders:
+# Chapters 2, 3 and 5 rank by **{glue:text}`chosen`**, $M$ = {glue:text}`chosen_members:.0f` encoders:
 
 # %% tags=["remove-input"]
 compared_designs = designcost.rows(profile, ssl, described)  # shown below, decides the costs
@@ -116,10 +110,13 @@ display(Markdown(page.chosen_markdown(best, cheap, described, compared_designs))
 # ## What counts as error: facets
 #
 # One pool, four ways, from optimistic to honest: the fixed-view design (one init, the same
-# view pairs for every encoder) split over encoders; the same encoders with halves also scored
-# on different view pairs; the all-facet design at as many view pairs and at all of its own.
-# The laptop's all-facet design was fixed (24 encoders, 128 view pairs) in commit 5364258,
-# before any encoder trained: a replicate its own reliability could not have chosen.
+# view pairs for every encoder) split over encoders; the same encoders with halves scored on
+# different view pairs; the all-facet design at as many view pairs and at all of its own (fixed
+# at 24 encoders and 128 view pairs in commit 5364258, before any encoder trained). Intervals:
+# 95 %, bootstrap over points and splits; *Pearson* correlates scores, *rank* their orders
+# (what a top-k list uses). Second table, at the fixed design's view pairs: the true SD each
+# design sees, one pair's error SD, composition (the part a pair's two members see with
+# opposite signs; "–" where what they share outweighs it), and s.e. over pairs ÷ over encoders.
 
 # %% tags=["remove-input"]
 if (compared := facets.compare(profile, ssl)) is not None:
@@ -131,28 +128,14 @@ else:
     print("this profile has no all-facet and fixed-view designs with 2 complete pairs each")
 
 # %% [markdown]
-# Intervals: 95 %, bootstrap over points and splits; *Pearson* correlates scores, *rank* their
-# orders (what a top-k list uses). Second table, at the fixed design's view pairs: the true SD
-# each design sees, one pair's error SD, composition (the part a pair's two members see with
-# opposite signs; "–" where what they share outweighs it), and s.e. over pairs ÷ over encoders.
-
-# %% [markdown]
 # ## Is another design cheaper per unit of reliability?
 #
-# A knob such as weaker augmentation can raise a point's signal and its noise together, so a
-# larger contrast does not say which design reaches a reliable ranking for less compute. What
-# does is the reliability of **one complementary pair**: by Spearman–Brown a design whose pair
-# has reliability $\rho$ needs $G = T(1-\rho)/(\rho(1-T))$ pairs to reach $T$ = 0.8. Each
-# alternative is compared with the ranking's all-facet design on the encoders both have, on
-# the same points (and the same halves and inits where it was planned so); the cost ratio's
-# 95 % interval is a bootstrap over points, the same points for both designs.
+# A knob can raise a point's signal and its noise together; what decides is the reliability
+# $\rho$ of **one complementary pair**: $G = T(1-\rho)/(\rho(1-T))$ pairs reach $T$ = 0.8.
+# Compared on the encoders and points both designs have (95 % interval: bootstrap over points).
 
 # %% tags=["remove-input"]
-if len(alt_table := designcost.table(compared_designs)):
-    show_table(alt_table)
-glue_all(designcost.values(compared_designs))  # alt_ratio, alt_verdict
-display(Markdown(designcost.text(
-    compared_designs, compared["values"]["facets_minutes"] if compared is not None else None)))
+glue_all(designcost.show(compared_designs, compared))  # table, text; alt_ratio, alt_verdict
 
 # %% [markdown]
 # ## Reliability grows with the number of encoders
@@ -202,10 +185,9 @@ display(Markdown(page.one_pair_text(pairs, described)))
 # %% [markdown]
 # ## Multi-seed $f$/$g$ against the ensemble, encoder for encoder
 #
-# The alternative to random halves: the paper's pair trained with several seeds on its fixed
-# partition and averaged (chapter 1's `seeds`), i.e. members 0 and 1 of the fixed-view design
-# retrained. At an equal number of encoders $2S$: its split-half reliability (halves of its
-# seeds), pool and placebo, beside that design's ensemble at $2S$ (Spearman–Brown).
+# The alternative to random halves: the paper's pair retrained with several seeds on its fixed
+# partition and averaged (chapter 1's `seeds`). At an equal number of encoders $2S$: its
+# split-half reliability (halves of its seeds) beside the fixed-view ensemble's at $2S$.
 
 # %% tags=["remove-input"]
 fixed = page.fixed_partition_of(ssl)  # the first design whose members 0 and 1 were retrained
@@ -216,10 +198,9 @@ display(Markdown(page.fixed_partition_text(fixed)))
 # %% [markdown]
 # ## The supervised counterpart
 #
-# Supervised classifiers on the same halves give the literature's per-point measures that
-# chapter 2 correlates SSLMem with: Feldman–Zhang **label memorization** (accuracy with the
-# point − without) and **held-out consistency** (accuracy without it, the C-score estimator of
-# Jiang et al. 2021; atypicality = 1 − consistency), measured the same way.
+# Supervised classifiers on the same halves give chapter 2's per-point measures: Feldman–Zhang
+# **label memorization** (accuracy with the point − without) and **held-out consistency**
+# (accuracy without it: the C-score of Jiang et al. 2021; atypicality = 1 − consistency).
 
 # %% tags=["remove-input"]
 sup_table = page.supervised_table(sup)  # the designs with 2 or more members
@@ -231,9 +212,9 @@ else:
 # %% [markdown]
 # ## What the later chapters need
 #
-# An observed correlation is the true one times $\sqrt{\text{rel}_a \cdot \text{rel}_b}$. On
-# {glue:text}`chosen_pool:.0f` points, the smallest *true* correlation a two-sided test detects
-# with 80 % power at $\alpha$ = 0.05, for pairs of reliabilities:
+# An observed correlation is the true one times $\sqrt{\text{rel}_a \cdot \text{rel}_b}$. The
+# smallest *true* correlation a two-sided test detects on {glue:text}`chosen_pool:.0f` points
+# (80 % power, $\alpha$ = 0.05), for pairs of reliabilities:
 
 # %% tags=["remove-input"]
 grid = page.detectable_grid(len(chosen.pool))
@@ -241,9 +222,9 @@ show_table(grid, {c: "{:.2f}" for c in grid.columns})
 glue_number("detectable_now", page.detectable_now(len(chosen.pool), best))
 
 # %% [markdown]
-# At the reliability reached, a correlation of SSLMem with a nearly perfectly measured score
-# (reliability 0.9) is detectable only if it is at least {glue:text}`detectable_now:.2f` in
-# truth (1.00: not at all); below a reliability of 0.5, per-point nulls are not evidence.
+# At the reliability reached, a correlation with a score of reliability 0.9 is detectable only
+# if at least {glue:text}`detectable_now:.2f` in truth (1.00: not at all); below 0.5, per-point
+# nulls are not evidence.
 #
 # ## Paper vs this run
 

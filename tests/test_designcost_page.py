@@ -94,3 +94,16 @@ def test_a_profile_without_alternatives_says_so(monkeypatch):
     monkeypatch.setattr(designcost.chapters, "settings", lambda _p: {"ranking": {}})
     assert designcost.rows("paper", {}) == []
     assert "compares no other" in designcost.text([])
+
+
+def test_the_section_shows_its_table_and_text_and_returns_the_glue(profile, monkeypatch):
+    shown = []
+    monkeypatch.setattr("sslmem.book.notebook.show_table", lambda frame, *a: shown.append(frame))
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj.data))
+    found = designcost.rows("laptop", _designs(), n_boot=200)
+    glued = designcost.show(found, {"values": {"facets_minutes": 6.0}})
+    assert glued["alt_verdict"] == "cheaper" and len(shown[0]) == 2
+    assert "at 6.0 min each" in shown[1]
+    designcost.show([], None)  # nothing compared: text only
+    assert shown[-1].startswith("This profile compares no other")
+

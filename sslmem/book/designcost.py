@@ -162,6 +162,21 @@ def verdict_words(r: dict) -> str:
     return f"it is {word}: {_ratio(r)} times the cost of a reliable ranking, p = {r['p']:.2g}"
 
 
+def show(found: list[dict], facets_found: dict | None = None) -> dict:
+    """Display the section (its table where a comparison ran, then its text) and return the
+    values to glue. ``facets_found``: :func:`sslmem.book.facets.compare`'s result, whose
+    measured minutes per encoder turn encoders into hours."""
+    from IPython.display import Markdown, display
+
+    from sslmem.book.notebook import show_table
+
+    if len(shown := table(found)):
+        show_table(shown)
+    minutes = (facets_found or {}).get("values", {}).get("facets_minutes")
+    display(Markdown(text(found, minutes)))
+    return values(found)
+
+
 def values(found: list[dict]) -> dict:
     """Glued numbers of the first alternative compared (``alt_ratio``, ``alt_verdict``)."""
     done = [r for r in found if "rho" in r]
