@@ -316,3 +316,21 @@ def test_cache_hit_reads_the_store(tmp_runs, tmp_results, monkeypatch):
     monkeypatch.setattr(E, "memorization_table", no_work)
     shutil.rmtree(tmp_runs)
     assert len(Experiment(tiny()).scores()) == 160
+
+
+def test_a_units_store_view_follows_its_own_store(tmp_path):
+    """The read-only view of a unit is its own experiment's, whatever store an earlier, freed
+    experiment read: a view table keyed by ``id(exp)`` served a freed experiment's view to a new
+    one that reused its id (CI: a killed unit was seen as stored, in another test's store)."""
+    import gc
+
+    from sslmem.pipeline.units import _view
+
+    for k in range(30):  # freed objects' ids are reused at once in CPython
+        root = tmp_path / f"store-{k}"
+        exp = Experiment(tiny(results_root=str(root)))
+        view = _view(exp, True)
+        assert view.results_only and Path(view.cfg.results_root) == root, k
+        assert _view(exp, True) is view  # kept, not rebuilt
+        del exp, view
+        gc.collect()

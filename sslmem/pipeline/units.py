@@ -135,21 +135,22 @@ def _pair_unit(name: str, chapter: str, exp: Experiment, products: list[Callable
                 scored=scored)
 
 
-_VIEWS: dict[tuple, Experiment] = {}
-
-
 def _views_of(unit: Unit) -> list[Experiment]:
     return [_view(e, True) for e in (unit.reads or [unit.exp])]
 
 
 def _view(exp: Experiment, results_only: bool) -> Experiment:
-    """The same experiment reading only the store (``results_only``) or computing."""
+    """The same experiment reading only the store (``results_only``) or computing.
+
+    The view is kept on ``exp`` itself, not in a table keyed by ``id(exp)``: an id is reused once
+    its object is freed, and a later experiment (another store) was then served a stale view.
+    """
     if exp.results_only == results_only:
         return exp
-    key = (id(exp), results_only)
-    if key not in _VIEWS:
-        _VIEWS[key] = Experiment(exp.cfg.replace(results_only=results_only))
-    return _VIEWS[key]
+    views = exp.__dict__.setdefault("_views", {})
+    if results_only not in views:
+        views[results_only] = Experiment(exp.cfg.replace(results_only=results_only))
+    return views[results_only]
 
 
 def _ensemble_view(ens, results_only: bool):
